@@ -1,0 +1,426 @@
+//! Applying a layer tar to a directory, safely.
+//!
+//! Every path is resolved with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)` from a
+//! descriptor of the target, so the kernel itself refuses any resolution that would leave
+//! the target: `..` that climbs out, an absolute symlink, or a relative one that escapes.
+//! Names are cleaned first as Docker does (a leading `/` counts from the target's root; a
+//! name that still climbs out after cleaning is refused). The final component is never
+//! followed: an existing entry there is removed and the new one created with `O_EXCL`.
+//!
+//! OCI whiteouts become overlayfs whiteouts: `.wh.NAME` a 0/0 character device `NAME`,
+//! `.wh..wh..opq` the `trusted.overlay.opaque=y` xattr on its directory. Each layer is
+//! unpacked into its own directory, so whiteouts are recorded, not applied.
+
+use std::ffi::OsStr;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Timestamps};
+use rustix::io::Errno;
+use tar::EntryType;
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_MARKER: &str = ".wh..wh..opq";
+const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("layer entry {entry:?}: {reason}")]
+    Refused { entry: String, reason: String },
+    #[error("layer entry {entry:?}: {source}")]
+    Io { entry: String, source: io::Error },
+    #[error("reading layer tar: {0}")]
+    Read(io::Error),
+}
+
+/// What an apply wrote.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ApplyStats {
+    pub entries: u64,
+    /// Sum of regular file sizes (Docker's layer size).
+    pub size: u64,
+}
+
+/// Applies the uncompressed layer tar `src` to the directory `target`.
+pub fn apply_layer<R: Read>(src: R, target: &Path) -> Result<ApplyStats, ApplyError> {
+    let root = rfs::open(target, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| ApplyError::Io {
+            entry: target.display().to_string(),
+            source: e.into(),
+        })?;
+    let mut ap = Applier {
+        root,
+        parent_cache: None,
+        dir_times: Vec::new(),
+        stats: ApplyStats::default(),
+        buf: vec![0u8; 1 << 20],
+    };
+    let mut archive = tar::Archive::new(src);
+    for entry in archive.entries().map_err(ApplyError::Read)? {
+        let mut entry = entry.map_err(ApplyError::Read)?;
+        ap.entry(&mut entry)?;
+    }
+    ap.finish()?;
+    Ok(ap.stats)
+}
+
+struct Applier {
+    root: OwnedFd,
+    /// The last parent directory opened: tar entries come grouped by directory.
+    parent_cache: Option<(PathBuf, OwnedFd)>,
+    dir_times: Vec<(PathBuf, u64)>,
+    stats: ApplyStats,
+    buf: Vec<u8>,
+}
+
+/// Lexically cleans an entry name relative to the root. `None` if it climbs out.
+pub fn clean_entry_path(p: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::Normal(n) => out.push(n),
+        }
+    }
+    Some(out)
+}
+
+fn resolve_flags() -> ResolveFlags {
+    ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS
+}
+
+impl Applier {
+    fn entry<R: Read>(&mut self, e: &mut tar::Entry<R>) -> Result<(), ApplyError> {
+        let raw = e.path().map_err(ApplyError::Read)?.into_owned();
+        let name_s = raw.display().to_string();
+        let refuse = |reason: &str| ApplyError::Refused {
+            entry: name_s.clone(),
+            reason: reason.to_string(),
+        };
+        let rel = clean_entry_path(&raw).ok_or_else(|| refuse("the name climbs out of the layer root with '..'; refused"))?;
+        let kind = e.header().entry_type();
+        if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
+            return Ok(());
+        }
+        self.stats.entries += 1;
+        let hdr = e.header().clone();
+        let mode = hdr.mode().map_err(ApplyError::Read)? & 0o7777;
+        let uid = hdr.uid().map_err(ApplyError::Read)? as u32;
+        let gid = hdr.gid().map_err(ApplyError::Read)? as u32;
+        let mtime = hdr.mtime().unwrap_or(0);
+        let io = |source: io::Error| ApplyError::Io {
+            entry: name_s.clone(),
+            source,
+        };
+
+        if rel.as_os_str().is_empty() {
+            // The root itself ("./"): keep its metadata, as Docker does.
+            if kind == EntryType::Directory {
+                rfs::fchown(&self.root, Some(uid_of(uid)), Some(gid_of(gid))).map_err(|e| io(e.into()))?;
+                rfs::fchmod(&self.root, Mode::from_raw_mode(mode)).map_err(|e| io(e.into()))?;
+                self.dir_times.push((rel, mtime));
+            }
+            return Ok(());
+        }
+        let file_name = rel.file_name().expect("cleaned non-empty path has a file name").to_owned(); // invariant
+        let parent_rel = rel.parent().map(Path::to_path_buf).unwrap_or_default();
+        let parent = self.open_parent(&parent_rel).map_err(|e| match e {
+            Errno::XDEV | Errno::LOOP => refuse("its directory resolves outside the layer root through a symlink; refused"),
+            Errno::NOTDIR => refuse("a parent of this path is not a directory"),
+            other => io(other.into()),
+        })?;
+        let parent_fd = parent.as_fd();
+
+        let fname = file_name.as_bytes();
+        if fname == OPAQUE_MARKER.as_bytes() {
+            rfs::fsetxattr(parent_fd, OVERLAY_OPAQUE_XATTR, b"y", rfs::XattrFlags::empty()).map_err(|e| io(e.into()))?;
+            return Ok(());
+        }
+        if let Some(hidden) = fname.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            let hidden = OsStr::from_bytes(hidden);
+            if hidden.is_empty() || hidden == ".." || hidden == "." {
+                return Err(refuse("malformed whiteout name"));
+            }
+            let parent = self.cached_parent(&parent_rel);
+            remove_existing(parent, hidden).map_err(io)?;
+            rfs::mknodat(parent, hidden, FileType::CharacterDevice, Mode::empty(), rfs::makedev(0, 0)).map_err(|e| io(e.into()))?;
+            rfs::chownat(parent, hidden, Some(uid_of(uid)), Some(gid_of(gid)), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| io(e.into()))?;
+            return Ok(());
+        }
+
+        let xattrs = read_xattrs(e).map_err(ApplyError::Read)?;
+        let link_name = e.link_name().map_err(ApplyError::Read)?.map(|l| l.into_owned());
+        let parent = self.cached_parent(&parent_rel);
+        let f = file_name.as_os_str();
+        match kind {
+            EntryType::Directory => {
+                let existing = rfs::statat(parent, f, AtFlags::SYMLINK_NOFOLLOW);
+                match existing {
+                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+                    Ok(_) => {
+                        remove_existing(parent, f).map_err(io)?;
+                        rfs::mkdirat(parent, f, Mode::from_raw_mode(mode)).map_err(|e| io(e.into()))?;
+                    }
+                    Err(Errno::NOENT) => rfs::mkdirat(parent, f, Mode::from_raw_mode(mode)).map_err(|e| io(e.into()))?,
+                    Err(e) => return Err(io(e.into())),
+                }
+                let dir = rfs::openat(parent, f, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+                    .map_err(|e| io(e.into()))?;
+                rfs::fchown(&dir, Some(uid_of(uid)), Some(gid_of(gid))).map_err(|e| io(e.into()))?;
+                rfs::fchmod(&dir, Mode::from_raw_mode(mode)).map_err(|e| io(e.into()))?;
+                for (k, v) in &xattrs {
+                    rfs::fsetxattr(&dir, k.as_str(), v, rfs::XattrFlags::empty()).map_err(|e| io(e.into()))?;
+                }
+                self.dir_times.push((rel.clone(), mtime));
+                return Ok(());
+            }
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                remove_existing(parent, f).map_err(io)?;
+                let fd = rfs::openat(
+                    parent,
+                    f,
+                    OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|e| io(e.into()))?;
+                let size = write_sparse(e, &fd, &mut self.buf).map_err(io)?;
+                self.stats.size += size;
+                rfs::fchown(&fd, Some(uid_of(uid)), Some(gid_of(gid))).map_err(|e| io(e.into()))?;
+                // chmod after chown: chown clears setuid and setgid bits.
+                rfs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| io(e.into()))?;
+                for (k, v) in &xattrs {
+                    rfs::fsetxattr(&fd, k.as_str(), v, rfs::XattrFlags::empty()).map_err(|e| io(e.into()))?;
+                }
+                let t = times(mtime);
+                rfs::futimens(&fd, &t).map_err(|e| io(e.into()))?;
+                return Ok(());
+            }
+            EntryType::Symlink => {
+                let target = link_name.ok_or_else(|| refuse("symlink without a target"))?;
+                remove_existing(parent, f).map_err(io)?;
+                rfs::symlinkat(target.as_os_str(), parent, f).map_err(|e| io(e.into()))?;
+            }
+            EntryType::Link => {
+                let target = link_name.ok_or_else(|| refuse("hardlink without a target"))?;
+                let target_rel = clean_entry_path(&target)
+                    .filter(|t| !t.as_os_str().is_empty())
+                    .ok_or_else(|| refuse("hardlink target climbs out of the layer root; refused"))?;
+                let tparent_rel = target_rel.parent().unwrap_or(Path::new(""));
+                let tname = target_rel.file_name().expect("non-empty cleaned path"); // invariant
+                let tparent = open_beneath(self.root.as_fd(), tparent_rel).map_err(|e| match e {
+                    Errno::XDEV | Errno::LOOP => refuse("hardlink target resolves outside the layer root; refused"),
+                    other => io(other.into()),
+                })?;
+                remove_existing(parent, f).map_err(io)?;
+                rfs::linkat(&tparent, tname, parent, f, AtFlags::empty()).map_err(|e| match e {
+                    Errno::NOENT => refuse(&format!("hardlink target {:?} is not in this layer", target.display())),
+                    other => io(other.into()),
+                })?;
+                // A hardlink shares its target's inode and metadata.
+                return Ok(());
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let ft = match kind {
+                    EntryType::Char => FileType::CharacterDevice,
+                    EntryType::Block => FileType::BlockDevice,
+                    _ => FileType::Fifo,
+                };
+                let major = hdr.device_major().ok().flatten().unwrap_or(0);
+                let minor = hdr.device_minor().ok().flatten().unwrap_or(0);
+                remove_existing(parent, f).map_err(io)?;
+                rfs::mknodat(parent, f, ft, Mode::from_raw_mode(mode), rfs::makedev(major, minor)).map_err(|e| io(e.into()))?;
+                rfs::chmodat(parent, f, Mode::from_raw_mode(mode), AtFlags::empty()).map_err(|e| io(e.into()))?;
+            }
+            other => {
+                return Err(refuse(&format!("unsupported tar entry type {other:?}")));
+            }
+        }
+        rfs::chownat(parent, f, Some(uid_of(uid)), Some(gid_of(gid)), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| io(e.into()))?;
+        if kind != EntryType::Symlink {
+            // chown cleared set-id bits on devices and fifos; restore the mode.
+            rfs::chmodat(parent, f, Mode::from_raw_mode(mode), AtFlags::empty()).map_err(|e| io(e.into()))?;
+        }
+        rfs::utimensat(parent, f, &times(mtime), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| io(e.into()))?;
+        Ok(())
+    }
+
+    /// Opens (creating as needed, mode 0755 like Docker) the directory `rel` beneath root.
+    fn open_parent(&mut self, rel: &Path) -> Result<BorrowedFd<'_>, Errno> {
+        let hit = matches!(&self.parent_cache, Some((p, _)) if p == rel);
+        if !hit {
+            let fd = if rel.as_os_str().is_empty() {
+                rfs::openat(&self.root, ".", OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?
+            } else {
+                match open_beneath(self.root.as_fd(), rel) {
+                    Ok(fd) => fd,
+                    Err(Errno::NOENT) => self.mkdir_all(rel)?,
+                    Err(e) => return Err(e),
+                }
+            };
+            self.parent_cache = Some((rel.to_path_buf(), fd));
+        }
+        Ok(self.parent_cache.as_ref().expect("just filled").1.as_fd()) // invariant
+    }
+
+    fn cached_parent(&self, rel: &Path) -> BorrowedFd<'_> {
+        let (p, fd) = self.parent_cache.as_ref().expect("open_parent ran first"); // invariant
+        debug_assert_eq!(p, rel);
+        fd.as_fd()
+    }
+
+    fn mkdir_all(&self, rel: &Path) -> Result<OwnedFd, Errno> {
+        let mut cur = rfs::openat(&self.root, ".", OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+        for c in rel.components() {
+            let name = c.as_os_str();
+            match rfs::mkdirat(&cur, name, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(e),
+            }
+            cur = rfs::openat2(&cur, name, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty(), resolve_flags())?;
+        }
+        Ok(cur)
+    }
+
+    fn finish(&mut self) -> Result<(), ApplyError> {
+        self.parent_cache = None;
+        // Directory mtimes last: creating their children changed them.
+        for (rel, mtime) in std::mem::take(&mut self.dir_times) {
+            let fd = if rel.as_os_str().is_empty() {
+                rfs::openat(&self.root, ".", OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            } else {
+                open_beneath(self.root.as_fd(), &rel)
+            };
+            if let Ok(fd) = fd {
+                let _ = rfs::futimens(&fd, &times(mtime));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn open_beneath(root: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd, Errno> {
+    if rel.as_os_str().is_empty() {
+        return rfs::openat(root, ".", OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty());
+    }
+    rfs::openat2(root, rel, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty(), resolve_flags())
+}
+
+/// Removes whatever is at `name` in `parent`, a directory with its contents.
+fn remove_existing(parent: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    match rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+            // std's remove_dir_all never follows symlinks; the /proc path names the trusted
+            // parent descriptor plus one plain component.
+            let p = proc_fd_path(parent, name);
+            std::fs::remove_dir_all(p)
+        }
+        Ok(_) => rfs::unlinkat(parent, name, AtFlags::empty()).map_err(Into::into),
+    }
+}
+
+fn proc_fd_path(fd: BorrowedFd<'_>, name: &OsStr) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())).join(name)
+}
+
+/// Copies file data, leaving 4 KiB runs of zeros as holes so sparse files stay sparse.
+fn write_sparse<R: Read>(src: &mut R, fd: &OwnedFd, buf: &mut [u8]) -> io::Result<u64> {
+    const BLOCK: usize = 4096;
+    let mut off: u64 = 0;
+    loop {
+        let n = read_full(src, buf)?;
+        if n == 0 {
+            break;
+        }
+        let chunk = &buf[..n];
+        let mut i = 0;
+        while i < n {
+            let end = (i + BLOCK).min(n);
+            if is_zero(&chunk[i..end]) {
+                i = end;
+                continue;
+            }
+            // Extend over the following non-zero blocks and write them in one call.
+            let mut j = end;
+            while j < n {
+                let e = (j + BLOCK).min(n);
+                if is_zero(&chunk[j..e]) {
+                    break;
+                }
+                j = e;
+            }
+            let mut data = &chunk[i..j];
+            let mut pos = off + i as u64;
+            while !data.is_empty() {
+                let w = rustix::io::pwrite(fd, data, pos)?;
+                data = &data[w..];
+                pos += w as u64;
+            }
+            i = j;
+        }
+        off += n as u64;
+    }
+    rfs::ftruncate(fd, off)?;
+    Ok(off)
+}
+
+fn read_full<R: Read>(src: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match src.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn is_zero(b: &[u8]) -> bool {
+    let (pre, mid, post) = unsafe { b.align_to::<u64>() }; // SAFETY: any bytes are valid u64s
+    pre.iter().all(|&x| x == 0) && mid.iter().all(|&x| x == 0) && post.iter().all(|&x| x == 0)
+}
+
+fn read_xattrs<R: Read>(e: &mut tar::Entry<R>) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    if let Some(exts) = e.pax_extensions()? {
+        for ext in exts {
+            let ext = ext?;
+            if let Ok(key) = ext.key() {
+                if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+                    out.push((name.to_string(), ext.value_bytes().to_vec()));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn times(mtime: u64) -> Timestamps {
+    let t = rfs::Timespec {
+        tv_sec: mtime as i64,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+fn uid_of(u: u32) -> rfs::Uid {
+    rfs::Uid::from_raw(u)
+}
+
+fn gid_of(g: u32) -> rfs::Gid {
+    rfs::Gid::from_raw(g)
+}

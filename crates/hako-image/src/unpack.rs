@@ -1,0 +1,188 @@
+//! Unpacking layer streams into per-layer snapshot directories, in one pass with hashing.
+//!
+//! `snapshots/<chain id hex>/` holds one layer's own files (with overlayfs whiteouts), the
+//! lower directory overlayfs stacks for it. A layer unpacks into `snapshots/.tmp-*` first
+//! and is renamed into place only when complete, so a crash never leaves a half layer under
+//! its name. Two unpacks of the same layer race harmlessly: the loser drops its copy.
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest as _, Sha256};
+
+use hako_store::{Digest, Lease};
+
+use crate::apply::{apply_layer, ApplyError};
+use crate::model::chain_ids;
+
+pub struct Snapshots {
+    dir: PathBuf,
+    seq: AtomicU64,
+}
+
+/// The result of unpacking one layer.
+#[derive(Debug, Clone)]
+pub struct Unpacked {
+    pub diff_id: Digest,
+    pub chain_id: Digest,
+    /// Sum of regular file sizes.
+    pub size: u64,
+    /// Bytes of the uncompressed tar.
+    pub tar_size: u64,
+}
+
+/// Snapshot keys in leases are prefixed so they never collide with blob digests.
+pub fn lease_key(chain: &Digest) -> String {
+    format!("snapshot:{chain}")
+}
+
+impl Snapshots {
+    /// Opens the snapshot directory and removes unfinished unpacks left by a crash.
+    pub fn open(dir: &Path) -> io::Result<Snapshots> {
+        fs::create_dir_all(dir)?;
+        for e in fs::read_dir(dir)? {
+            let e = e?;
+            if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                fs::remove_dir_all(e.path())?;
+            }
+        }
+        Ok(Snapshots {
+            dir: dir.to_path_buf(),
+            seq: AtomicU64::new(0),
+        })
+    }
+
+    pub fn path(&self, chain: &Digest) -> PathBuf {
+        self.dir.join(chain.hex())
+    }
+
+    pub fn exists(&self, lease: &Lease, chain: &Digest) -> bool {
+        lease.add(lease_key(chain));
+        self.path(chain).is_dir()
+    }
+
+    /// Unpacks an uncompressed layer tar on top of `parent` (a chain ID), hashing it on the
+    /// way. With `expected_diff_id`, a layer whose content differs is refused and dropped.
+    pub fn unpack<R: Read>(
+        &self,
+        lease: &Lease,
+        tar: R,
+        parent: Option<&Digest>,
+        expected_diff_id: Option<&Digest>,
+    ) -> Result<Unpacked, UnpackError> {
+        let staging = self.dir.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            self.seq.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir(&staging).map_err(UnpackError::Io)?;
+        let guard = RemoveOnDrop(Some(staging.clone()));
+        let mut hr = HashingReader::new(tar);
+        let stats = apply_layer(&mut hr, &staging)?;
+        // The tar's end-of-archive padding belongs to the diff ID too.
+        io::copy(&mut hr, &mut io::sink()).map_err(UnpackError::Io)?;
+        let (diff_id, tar_size) = hr.finish();
+        if let Some(exp) = expected_diff_id {
+            if *exp != diff_id {
+                return Err(UnpackError::DiffIdMismatch {
+                    expected: exp.clone(),
+                    actual: diff_id,
+                });
+            }
+        }
+        let chain_id = match parent {
+            None => diff_id.clone(),
+            Some(p) => chain_ids(&[p.clone(), diff_id.clone()])[1].clone(),
+        };
+        lease.add(lease_key(&chain_id));
+        let dest = self.path(&chain_id);
+        match fs::rename(&staging, &dest) {
+            Ok(()) => {
+                let mut g = guard;
+                g.0 = None;
+            }
+            // Someone unpacked the same layer first; ours is dropped by the guard.
+            Err(e) if dest.is_dir() && matches!(e.raw_os_error(), Some(libc_eexist) if libc_eexist == 17 || libc_eexist == 39) => {}
+            Err(e) => return Err(UnpackError::Io(e)),
+        }
+        Ok(Unpacked {
+            diff_id,
+            chain_id,
+            size: stats.size,
+            tar_size,
+        })
+    }
+
+    /// All snapshot keys present on disk.
+    pub fn list(&self) -> io::Result<Vec<Digest>> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(&self.dir)? {
+            if let Some(d) = e?.file_name().to_str().and_then(|n| Digest::from_hex(n).ok()) {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn remove(&self, chain: &Digest) -> io::Result<()> {
+        // Rename first so a crash mid-removal leaves a `.tmp-` leftover, not a partial layer.
+        let p = self.path(chain);
+        let doomed = self.dir.join(format!(".tmp-rm-{}", chain.hex()));
+        match fs::rename(&p, &doomed) {
+            Ok(()) => fs::remove_dir_all(&doomed),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error("layer content {actual} does not match the image config's diff_id {expected}; the archive is corrupt or was altered")]
+    DiffIdMismatch { expected: Digest, actual: Digest },
+    #[error("unpacking layer: {0}")]
+    Io(io::Error),
+}
+
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = fs::remove_dir_all(p);
+        }
+    }
+}
+
+/// Hashes and counts what passes through.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+    pub fn finish(self) -> (Digest, u64) {
+        (Digest::from_hasher(self.hasher), self.count)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
