@@ -1,1 +1,43 @@
-fn main() {}
+//! `hako`: the CLI (a client of the daemon's Engine API) and `hako daemon`.
+
+mod cli;
+mod daemon;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                // Docker exits 125 when its own flags are wrong.
+                _ => 125,
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hako: cannot start the async runtime: {e}");
+            return ExitCode::from(125);
+        }
+    };
+    match rt.block_on(cli::run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let msg = cli::describe(&e);
+            if !msg.is_empty() {
+                eprintln!("{msg}");
+            }
+            ExitCode::from(cli::exit_code(&e))
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The client side of the API, over the daemon's unix socket (used by the `hako` CLI), and
+//! a plain-HTTP fetch for `import URL`.
+
+use std::io;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::OnceCell;
+
+use crate::error::ApiError;
+use crate::version;
+
+pub type ReqBody = BoxBody<Bytes, io::Error>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("Cannot connect to the hako daemon at {host}. Is the hako daemon running? Start it with `hako daemon` (as root).")]
+    Connect { host: String },
+    #[error("Error response from daemon: {message}")]
+    Api { status: StatusCode, message: String },
+    #[error("{0}")]
+    Protocol(String),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+pub struct Client {
+    socket: PathBuf,
+    host: String,
+    version: OnceCell<String>,
+}
+
+pub fn empty() -> ReqBody {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+pub fn full(b: impl Into<Bytes>) -> ReqBody {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+/// A request body streamed from a reader (a file, stdin).
+pub fn reader_body<R: tokio::io::AsyncRead + Send + Sync + 'static>(r: R) -> ReqBody {
+    let s = tokio_util::io::ReaderStream::with_capacity(r, 1 << 20).map_ok(Frame::data);
+    BodyExt::boxed(StreamBody::new(s))
+}
+
+impl Client {
+    /// `unix:///run/hako/hako.sock` or a bare path.
+    pub fn new(host: &str) -> Result<Client, ClientError> {
+        let path = match host.strip_prefix("unix://") {
+            Some(p) => p,
+            None if host.starts_with('/') => host,
+            None => {
+                return Err(ClientError::Protocol(format!(
+                    "unsupported host {host:?}: hako listens on a unix socket (unix:///path)"
+                )))
+            }
+        };
+        Ok(Client {
+            socket: PathBuf::from(path),
+            host: format!("unix://{path}"),
+            version: OnceCell::new(),
+        })
+    }
+
+    async fn send(&self, req: Request<ReqBody>) -> Result<Response<Incoming>, ClientError> {
+        let stream = UnixStream::connect(&self.socket).await.map_err(|_| ClientError::Connect { host: self.host.clone() })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ClientError::Protocol(format!("talking to {}: {e}", self.host)))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        sender.send_request(req).await.map_err(|e| ClientError::Protocol(format!("request to {} failed: {e}", self.host)))
+    }
+
+    /// The API version to use: the lower of ours and the daemon's (from `/_ping`).
+    pub async fn api_version(&self) -> Result<&str, ClientError> {
+        self.version
+            .get_or_try_init(|| async {
+                let req = Request::head("/_ping").header("Host", "hako").body(empty()).expect("static request");
+                let resp = self.send(req).await?;
+                let daemon = resp.headers().get("Api-Version").and_then(|v| v.to_str().ok()).map(String::from);
+                Ok::<_, ClientError>(version::negotiate(version::MAX_API_VERSION, daemon.as_deref()))
+            })
+            .await
+            .map(String::as_str)
+    }
+
+    /// Sends a request to `/v{version}{path}`; a non-2xx answer becomes [`ClientError::Api`].
+    pub async fn request(&self, method: Method, path: &str, body: ReqBody, content_type: Option<&str>) -> Result<Response<Incoming>, ClientError> {
+        let v = self.api_version().await?.to_string();
+        let mut b = Request::builder().method(method).uri(format!("/v{v}{path}")).header("Host", "hako");
+        if let Some(ct) = content_type {
+            b = b.header("Content-Type", ct);
+        }
+        let req = b.body(body).map_err(|e| ClientError::Protocol(format!("bad request {path}: {e}")))?;
+        let resp = self.send(req).await?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(String::from))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
+        Err(ClientError::Api { status, message })
+    }
+
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let resp = self.request(Method::GET, path, empty(), None).await?;
+        read_json(resp).await
+    }
+
+    pub async fn send_json<T: DeserializeOwned>(&self, method: Method, path: &str) -> Result<T, ClientError> {
+        let resp = self.request(method, path, empty(), None).await?;
+        read_json(resp).await
+    }
+}
+
+pub async fn read_json<T: DeserializeOwned>(resp: Response<Incoming>) -> Result<T, ClientError> {
+    let bytes = resp.into_body().collect().await.map_err(|e| ClientError::Protocol(e.to_string()))?.to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(format!("unexpected answer from the daemon: {e}")))
+}
+
+/// Reads a JSON-lines progress stream; an `error` line becomes an error.
+pub async fn read_json_lines(resp: Response<Incoming>, mut each: impl FnMut(&serde_json::Value)) -> Result<(), ClientError> {
+    let mut body = resp.into_body();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut failure = None;
+    let mut handle = |line: &[u8], failure: &mut Option<String>| {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) {
+            if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+                *failure = Some(e.to_string());
+            } else {
+                each(&v);
+            }
+        }
+    };
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ClientError::Protocol(format!("reading the daemon's answer: {e}")))?;
+        if let Some(d) = frame.data_ref() {
+            buf.extend_from_slice(d);
+            while let Some(i) = buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=i).collect();
+                handle(&line, &mut failure);
+            }
+        }
+    }
+    if !buf.is_empty() {
+        handle(&buf, &mut failure);
+    }
+    match failure {
+        Some(message) => Err(ClientError::Api {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// GETs an `http://` URL for `import URL` (the daemon fetches, as dockerd does).
+pub async fn fetch_url(url: &str) -> Result<axum::body::Body, ApiError> {
+    let bad = |m: String| ApiError::bad_request(m);
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| bad(format!("cannot import from {url:?}: only http:// URLs, a file or - (stdin) are supported")))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = if authority.contains(':') { authority.to_string() } else { format!("{authority}:80") };
+    let stream = TcpStream::connect(&addr).await.map_err(|e| bad(format!("cannot import from {url}: {e}")))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| bad(format!("cannot import from {url}: {e}")))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .header("Host", authority)
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| bad(format!("cannot import from {url}: {e}")))?;
+    let resp = sender.send_request(req).await.map_err(|e| bad(format!("cannot import from {url}: {e}")))?;
+    if !resp.status().is_success() {
+        return Err(bad(format!("cannot import from {url}: the server answered {}", resp.status())));
+    }
+    Ok(axum::body::Body::new(resp.into_body()))
+}

@@ -1,0 +1,109 @@
+//! `hako daemon`: takes the root's lock, opens the stores, serves the API on a root-only
+//! unix socket, and shuts down cleanly on SIGTERM or SIGINT.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use tokio::net::UnixListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+use hako_api::server::{router, Daemon};
+use hako_image::ImageService;
+
+#[derive(Args)]
+pub struct DaemonArgs {
+    /// Root directory of persistent state
+    #[arg(long, env = "HAKO_ROOT", default_value = crate::cli::DEFAULT_ROOT)]
+    root: PathBuf,
+    /// Socket to listen on (unix:///path)
+    #[arg(short = 'H', long = "host", env = "HAKO_HOST", default_value = crate::cli::DEFAULT_HOST)]
+    host: String,
+}
+
+/// Holds the root's lock for the daemon's lifetime (released by the kernel on exit).
+struct RootLock {
+    _file: File,
+}
+
+fn lock_root(root: &Path) -> anyhow::Result<RootLock> {
+    fs::create_dir_all(root).with_context(|| format!("creating root directory {}", root.display()))?;
+    fs::set_permissions(root, fs::Permissions::from_mode(0o711)).with_context(|| format!("securing {}", root.display()))?;
+    let path = root.join("daemon.lock");
+    let mut f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).with_context(|| format!("opening {}", path.display()))?;
+    if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        let mut pid = String::new();
+        let _ = f.read_to_string(&mut pid);
+        bail!(
+            "another hako daemon (PID {}) is using {}: stop it first, or give this one its own --root",
+            pid.trim(),
+            root.display()
+        );
+    }
+    f.set_len(0)?;
+    f.rewind()?;
+    write!(f, "{}", std::process::id())?;
+    f.sync_all()?;
+    Ok(RootLock { _file: f })
+}
+
+fn socket_path(host: &str) -> anyhow::Result<PathBuf> {
+    match host.strip_prefix("unix://") {
+        Some(p) if p.starts_with('/') => Ok(PathBuf::from(p)),
+        _ => bail!("unsupported -H {host:?}: hako listens on a unix socket, e.g. unix:///run/hako/hako.sock"),
+    }
+}
+
+pub async fn run(a: DaemonArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let sock = socket_path(&a.host)?;
+    let root = std::path::absolute(&a.root).unwrap_or(a.root.clone());
+    let _lock = lock_root(&root)?;
+    let r2 = root.clone();
+    let images = tokio::task::spawn_blocking(move || ImageService::open(&r2)).await??;
+
+    if let Some(dir) = sock.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // We hold the root's lock, so a socket file here is a dead daemon's leftover.
+    match fs::remove_file(&sock) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing stale socket {}", sock.display())),
+    }
+    // Bind under a umask that leaves no window where the socket is open to others.
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o117));
+    let listener = UnixListener::bind(&sock);
+    rustix::process::umask(old);
+    let listener = listener.with_context(|| format!("listening on {}", sock.display()))?;
+    fs::set_permissions(&sock, fs::Permissions::from_mode(0o660))?;
+
+    let state = Arc::new(Daemon {
+        images: Arc::new(images),
+        root: root.clone(),
+        host: a.host.clone(),
+        started: Instant::now(),
+    });
+    tracing::info!(root = %root.display(), socket = %sock.display(), pid = std::process::id(), "hako daemon listening");
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        tracing::info!("shutting down");
+    };
+    let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    let _ = fs::remove_file(&sock);
+    served.context("serving the API")?;
+    Ok(())
+}
