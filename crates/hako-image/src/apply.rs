@@ -112,8 +112,8 @@ impl Applier {
         self.stats.entries += 1;
         let hdr = e.header().clone();
         let mode = hdr.mode().map_err(ApplyError::Read)? & 0o7777;
-        let uid = hdr.uid().map_err(ApplyError::Read)? as u32;
-        let gid = hdr.gid().map_err(ApplyError::Read)? as u32;
+        let uid = id_field(&hdr.as_old().uid, hdr.uid()).map_err(ApplyError::Read)?;
+        let gid = id_field(&hdr.as_old().gid, hdr.gid()).map_err(ApplyError::Read)?;
         let mtime = hdr.mtime().unwrap_or(0);
         let io = |source: io::Error| ApplyError::Io {
             entry: name_s.clone(),
@@ -404,6 +404,15 @@ fn read_xattrs<R: Read>(e: &mut tar::Entry<R>) -> io::Result<Vec<(String, Vec<u8
         }
     }
     Ok(out)
+}
+
+/// An owner field; all-NUL or blank counts as 0, as Go's archive/tar (and so Docker) reads it.
+fn id_field(raw: &[u8], parsed: io::Result<u64>) -> io::Result<u32> {
+    if raw.iter().all(|&b| b == 0 || b == b' ') {
+        return Ok(0);
+    }
+    let v = parsed?;
+    u32::try_from(v).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("owner ID {v} is out of range")))
 }
 
 fn times(mtime: u64) -> Timestamps {

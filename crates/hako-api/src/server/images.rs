@@ -70,12 +70,26 @@ pub(crate) fn summary_json(s: &ImageSummary, with_containers: bool) -> Value {
     })
 }
 
-/// Docker's reference filter: `repo` or `repo:tag`, with `*` globs.
-fn matches_reference(s: &ImageSummary, pattern: &str) -> bool {
-    s.tags.iter().any(|t| {
-        let repo = t.rsplit_once(':').map(|(r, _)| r).unwrap_or(t);
-        glob(pattern, t) || glob(pattern, repo)
-    })
+/// Docker's reference filter: `repo` or `repo:tag`, with `*` globs, matched against each
+/// name of the image (`repo:tag`, `repo@digest`).
+fn matches_reference(name: &str, pattern: &str) -> bool {
+    let repo = match name.split_once('@') {
+        Some((r, _)) => r,
+        None => name.rsplit_once(':').filter(|(_, t)| !t.contains('/')).map(|(r, _)| r).unwrap_or(name),
+    };
+    glob(pattern, name) || glob(pattern, repo)
+}
+
+/// Like dockerd, a reference filter also narrows an image's RepoTags and RepoDigests to the
+/// names that match: `images -f reference=a` must not list the image's other tags. `None`
+/// when no name matches.
+fn narrow_to_reference(s: &ImageSummary, patterns: &[String]) -> Option<ImageSummary> {
+    let keep = |names: &[String]| -> Vec<String> { names.iter().filter(|n| patterns.iter().any(|p| matches_reference(n, p))).cloned().collect() };
+    let (tags, digests) = (keep(&s.tags), keep(&s.digests));
+    if tags.is_empty() && digests.is_empty() {
+        return None;
+    }
+    Some(ImageSummary { tags, digests, ..s.clone() })
 }
 
 fn glob(p: &str, s: &str) -> bool {
@@ -107,7 +121,10 @@ pub async fn list(AxState(d): AxState<State>, RawQuery(q): RawQuery) -> Result<J
                 Some("false" | "0") => !s.tags.is_empty(),
                 _ => true,
             })
-            .filter(|s| filters.get("reference").map(|ps| ps.iter().any(|p| matches_reference(s, p))).unwrap_or(true))
+            .filter_map(|s| match filters.get("reference") {
+                Some(ps) => narrow_to_reference(s, ps),
+                None => Some(s.clone()),
+            })
             .filter(|s| {
                 filters
                     .get("label")
@@ -124,7 +141,7 @@ pub async fn list(AxState(d): AxState<State>, RawQuery(q): RawQuery) -> Result<J
             })
             .filter(|s| before.as_ref().map(|b| s.record.created < *b).unwrap_or(true))
             .filter(|s| since.as_ref().map(|b| s.record.created > *b).unwrap_or(true))
-            .map(|s| summary_json(s, false))
+            .map(|s| summary_json(&s, false))
             .collect();
         Ok(Json(Value::Array(rows)))
     })
@@ -354,5 +371,9 @@ mod tests {
         assert!(!glob("bus*x", "busybox:latest"));
         assert_eq!(split_action("localhost:5000/a/b/json"), ("localhost:5000/a/b", "json"));
         assert_eq!(split_action("busybox:latest"), ("busybox:latest", ""));
+        assert!(matches_reference("test/imp:v1", "test/*"));
+        assert!(matches_reference("localhost:5000/a:v1", "localhost:5000/a"));
+        assert!(matches_reference("a@sha256:00", "a"));
+        assert!(!matches_reference("x:y", "test/*"));
     }
 }

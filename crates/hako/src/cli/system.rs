@@ -128,7 +128,14 @@ async fn df(c: &Client, a: DfArgs) -> anyhow::Result<()> {
     let images = v["Images"].as_array().cloned().unwrap_or_default();
     let active = images.iter().filter(|i| i["Containers"].as_i64().unwrap_or(0) > 0).count();
     let size: u64 = v["LayersSize"].as_u64().unwrap_or(0);
-    let reclaim: u64 = images.iter().filter(|i| i["Containers"].as_i64().unwrap_or(0) == 0).map(|i| i["Size"].as_u64().unwrap_or(0)).sum::<u64>().min(size);
+    // As the docker CLI counts it: everything but the unique size of images in use (the
+    // layers total includes blobs and snapshots, which go with the images that own them).
+    let used: u64 = images
+        .iter()
+        .filter(|i| i["Containers"].as_i64().unwrap_or(0) > 0 && i["SharedSize"].as_i64().unwrap_or(-1) != -1)
+        .map(|i| (i["Size"].as_i64().unwrap_or(0) - i["SharedSize"].as_i64().unwrap_or(0)).max(0) as u64)
+        .sum();
+    let reclaim = size.saturating_sub(used);
     let pct = if size > 0 { reclaim * 100 / size } else { 0 };
     let mut rows = vec![vec!["TYPE".into(), "TOTAL".into(), "ACTIVE".into(), "SIZE".into(), "RECLAIMABLE".into()]];
     rows.push(vec!["Images".into(), images.len().to_string(), active.to_string(), human_size(size as f64), format!("{} ({pct}%)", human_size(reclaim as f64))]);
