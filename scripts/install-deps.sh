@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what building, demoing and testing hako needs on a fresh Debian 12 machine (root).
+# Idempotent: packages already present are skipped, so a warm machine pays one dpkg query.
+set -euo pipefail
+
+# busybox-static and debootstrap make the base images; podman, skopeo and umoci are the
+# peers of the interop tests and benchmarks; hyperfine times the benchmarks.
+pkgs=(busybox-static debootstrap podman skopeo umoci crun hyperfine tar gzip ca-certificates)
+# The docker CLI drives hakod in the interop tests; Debian's docker.io ships one.
+command -v docker >/dev/null 2>&1 || pkgs+=(docker.io)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}" >&2
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install the Rust toolchain (https://rustup.rs) first" >&2
+  exit 1
+fi
