@@ -72,23 +72,37 @@ impl Client {
     }
 
     async fn send(&self, req: Request<ReqBody>) -> Result<Response<Incoming>, ClientError> {
-        let stream = UnixStream::connect(&self.socket).await.map_err(|_| ClientError::Connect { host: self.host.clone() })?;
+        let stream = UnixStream::connect(&self.socket)
+            .await
+            .map_err(|_| ClientError::Connect {
+                host: self.host.clone(),
+            })?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| ClientError::Protocol(format!("talking to {}: {e}", self.host)))?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        sender.send_request(req).await.map_err(|e| ClientError::Protocol(format!("request to {} failed: {e}", self.host)))
+        sender
+            .send_request(req)
+            .await
+            .map_err(|e| ClientError::Protocol(format!("request to {} failed: {e}", self.host)))
     }
 
     /// The API version to use: the lower of ours and the daemon's (from `/_ping`).
     pub async fn api_version(&self) -> Result<&str, ClientError> {
         self.version
             .get_or_try_init(|| async {
-                let req = Request::head("/_ping").header("Host", "hako").body(empty()).expect("static request");
+                let req = Request::head("/_ping")
+                    .header("Host", "hako")
+                    .body(empty())
+                    .expect("static request");
                 let resp = self.send(req).await?;
-                let daemon = resp.headers().get("Api-Version").and_then(|v| v.to_str().ok()).map(String::from);
+                let daemon = resp
+                    .headers()
+                    .get("Api-Version")
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from);
                 Ok::<_, ClientError>(version::negotiate(version::MAX_API_VERSION, daemon.as_deref()))
             })
             .await
@@ -96,19 +110,35 @@ impl Client {
     }
 
     /// Sends a request to `/v{version}{path}`; a non-2xx answer becomes [`ClientError::Api`].
-    pub async fn request(&self, method: Method, path: &str, body: ReqBody, content_type: Option<&str>) -> Result<Response<Incoming>, ClientError> {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: ReqBody,
+        content_type: Option<&str>,
+    ) -> Result<Response<Incoming>, ClientError> {
         let v = self.api_version().await?.to_string();
-        let mut b = Request::builder().method(method).uri(format!("/v{v}{path}")).header("Host", "hako");
+        let mut b = Request::builder()
+            .method(method)
+            .uri(format!("/v{v}{path}"))
+            .header("Host", "hako");
         if let Some(ct) = content_type {
             b = b.header("Content-Type", ct);
         }
-        let req = b.body(body).map_err(|e| ClientError::Protocol(format!("bad request {path}: {e}")))?;
+        let req = b
+            .body(body)
+            .map_err(|e| ClientError::Protocol(format!("bad request {path}: {e}")))?;
         let resp = self.send(req).await?;
         if resp.status().is_success() {
             return Ok(resp);
         }
         let status = resp.status();
-        let bytes = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
         let message = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
             .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(String::from))
@@ -128,12 +158,20 @@ impl Client {
 }
 
 pub async fn read_json<T: DeserializeOwned>(resp: Response<Incoming>) -> Result<T, ClientError> {
-    let bytes = resp.into_body().collect().await.map_err(|e| ClientError::Protocol(e.to_string()))?.to_bytes();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ClientError::Protocol(e.to_string()))?
+        .to_bytes();
     serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(format!("unexpected answer from the daemon: {e}")))
 }
 
 /// Reads a JSON-lines progress stream; an `error` line becomes an error.
-pub async fn read_json_lines(resp: Response<Incoming>, mut each: impl FnMut(&serde_json::Value)) -> Result<(), ClientError> {
+pub async fn read_json_lines(
+    resp: Response<Incoming>,
+    mut each: impl FnMut(&serde_json::Value),
+) -> Result<(), ClientError> {
     let mut body = resp.into_body();
     let mut buf: Vec<u8> = Vec::new();
     let mut failure = None;
@@ -171,15 +209,23 @@ pub async fn read_json_lines(resp: Response<Incoming>, mut each: impl FnMut(&ser
 /// GETs an `http://` URL for `import URL` (the daemon fetches, as dockerd does).
 pub async fn fetch_url(url: &str) -> Result<axum::body::Body, ApiError> {
     let bad = |m: String| ApiError::bad_request(m);
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| bad(format!("cannot import from {url:?}: only http:// URLs, a file or - (stdin) are supported")))?;
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        bad(format!(
+            "cannot import from {url:?}: only http:// URLs, a file or - (stdin) are supported"
+        ))
+    })?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let addr = if authority.contains(':') { authority.to_string() } else { format!("{authority}:80") };
-    let stream = TcpStream::connect(&addr).await.map_err(|e| bad(format!("cannot import from {url}: {e}")))?;
+    let addr = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let stream = TcpStream::connect(&addr)
+        .await
+        .map_err(|e| bad(format!("cannot import from {url}: {e}")))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| bad(format!("cannot import from {url}: {e}")))?;
@@ -192,9 +238,15 @@ pub async fn fetch_url(url: &str) -> Result<axum::body::Body, ApiError> {
         .header("Host", authority)
         .body(Empty::<Bytes>::new())
         .map_err(|e| bad(format!("cannot import from {url}: {e}")))?;
-    let resp = sender.send_request(req).await.map_err(|e| bad(format!("cannot import from {url}: {e}")))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| bad(format!("cannot import from {url}: {e}")))?;
     if !resp.status().is_success() {
-        return Err(bad(format!("cannot import from {url}: the server answered {}", resp.status())));
+        return Err(bad(format!(
+            "cannot import from {url}: the server answered {}",
+            resp.status()
+        )));
     }
     Ok(axum::body::Body::new(resp.into_body()))
 }

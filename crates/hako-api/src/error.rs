@@ -49,7 +49,8 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({ "message": self.message }).to_string();
         let mut r = (self.status, body).into_response();
         // Exactly `application/json`: the docker CLI compares the header string.
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         r
     }
 }

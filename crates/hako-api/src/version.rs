@@ -27,7 +27,9 @@ pub fn check(v: &str) -> Result<(), String> {
     let max = parse(MAX_API_VERSION).expect("constant");
     let min = parse(MIN_API_VERSION).expect("constant");
     if want > max {
-        return Err(format!("client version {v} is too new. Maximum supported API version is {MAX_API_VERSION}"));
+        return Err(format!(
+            "client version {v} is too new. Maximum supported API version is {MAX_API_VERSION}"
+        ));
     }
     if want < min {
         return Err(format!("client version {v} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"));

@@ -45,11 +45,15 @@ pub struct ApplyStats {
 
 /// Applies the uncompressed layer tar `src` to the directory `target`.
 pub fn apply_layer<R: Read>(src: R, target: &Path) -> Result<ApplyStats, ApplyError> {
-    let root = rfs::open(target, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| ApplyError::Io {
-            entry: target.display().to_string(),
-            source: e.into(),
-        })?;
+    let root = rfs::open(
+        target,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| ApplyError::Io {
+        entry: target.display().to_string(),
+        source: e.into(),
+    })?;
     let mut ap = Applier {
         root,
         parent_cache: None,
@@ -104,7 +108,8 @@ impl Applier {
             entry: name_s.clone(),
             reason: reason.to_string(),
         };
-        let rel = clean_entry_path(&raw).ok_or_else(|| refuse("the name climbs out of the layer root with '..'; refused"))?;
+        let rel =
+            clean_entry_path(&raw).ok_or_else(|| refuse("the name climbs out of the layer root with '..'; refused"))?;
         let kind = e.header().entry_type();
         if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
             return Ok(());
@@ -129,10 +134,15 @@ impl Applier {
             }
             return Ok(());
         }
-        let file_name = rel.file_name().expect("cleaned non-empty path has a file name").to_owned(); // invariant
+        let file_name = rel
+            .file_name()
+            .expect("cleaned non-empty path has a file name")
+            .to_owned(); // invariant
         let parent_rel = rel.parent().map(Path::to_path_buf).unwrap_or_default();
         let parent = self.open_parent(&parent_rel).map_err(|e| match e {
-            Errno::XDEV | Errno::LOOP => refuse("its directory resolves outside the layer root through a symlink; refused"),
+            Errno::XDEV | Errno::LOOP => {
+                refuse("its directory resolves outside the layer root through a symlink; refused")
+            }
             Errno::NOTDIR => refuse("a parent of this path is not a directory"),
             other => io(other.into()),
         })?;
@@ -140,7 +150,8 @@ impl Applier {
 
         let fname = file_name.as_bytes();
         if fname == OPAQUE_MARKER.as_bytes() {
-            rfs::fsetxattr(parent_fd, OVERLAY_OPAQUE_XATTR, b"y", rfs::XattrFlags::empty()).map_err(|e| io(e.into()))?;
+            rfs::fsetxattr(parent_fd, OVERLAY_OPAQUE_XATTR, b"y", rfs::XattrFlags::empty())
+                .map_err(|e| io(e.into()))?;
             return Ok(());
         }
         if let Some(hidden) = fname.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
@@ -150,8 +161,22 @@ impl Applier {
             }
             let parent = self.cached_parent(&parent_rel);
             remove_existing(parent, hidden).map_err(io)?;
-            rfs::mknodat(parent, hidden, FileType::CharacterDevice, Mode::empty(), rfs::makedev(0, 0)).map_err(|e| io(e.into()))?;
-            rfs::chownat(parent, hidden, Some(uid_of(uid)), Some(gid_of(gid)), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| io(e.into()))?;
+            rfs::mknodat(
+                parent,
+                hidden,
+                FileType::CharacterDevice,
+                Mode::empty(),
+                rfs::makedev(0, 0),
+            )
+            .map_err(|e| io(e.into()))?;
+            rfs::chownat(
+                parent,
+                hidden,
+                Some(uid_of(uid)),
+                Some(gid_of(gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| io(e.into()))?;
             return Ok(());
         }
 
@@ -168,11 +193,18 @@ impl Applier {
                         remove_existing(parent, f).map_err(io)?;
                         rfs::mkdirat(parent, f, Mode::from_raw_mode(mode)).map_err(|e| io(e.into()))?;
                     }
-                    Err(Errno::NOENT) => rfs::mkdirat(parent, f, Mode::from_raw_mode(mode)).map_err(|e| io(e.into()))?,
+                    Err(Errno::NOENT) => {
+                        rfs::mkdirat(parent, f, Mode::from_raw_mode(mode)).map_err(|e| io(e.into()))?
+                    }
                     Err(e) => return Err(io(e.into())),
                 }
-                let dir = rfs::openat(parent, f, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(|e| io(e.into()))?;
+                let dir = rfs::openat(
+                    parent,
+                    f,
+                    OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| io(e.into()))?;
                 rfs::fchown(&dir, Some(uid_of(uid)), Some(gid_of(gid))).map_err(|e| io(e.into()))?;
                 rfs::fchmod(&dir, Mode::from_raw_mode(mode)).map_err(|e| io(e.into()))?;
                 for (k, v) in &xattrs {
@@ -235,14 +267,22 @@ impl Applier {
                 let major = hdr.device_major().ok().flatten().unwrap_or(0);
                 let minor = hdr.device_minor().ok().flatten().unwrap_or(0);
                 remove_existing(parent, f).map_err(io)?;
-                rfs::mknodat(parent, f, ft, Mode::from_raw_mode(mode), rfs::makedev(major, minor)).map_err(|e| io(e.into()))?;
+                rfs::mknodat(parent, f, ft, Mode::from_raw_mode(mode), rfs::makedev(major, minor))
+                    .map_err(|e| io(e.into()))?;
                 rfs::chmodat(parent, f, Mode::from_raw_mode(mode), AtFlags::empty()).map_err(|e| io(e.into()))?;
             }
             other => {
                 return Err(refuse(&format!("unsupported tar entry type {other:?}")));
             }
         }
-        rfs::chownat(parent, f, Some(uid_of(uid)), Some(gid_of(gid)), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| io(e.into()))?;
+        rfs::chownat(
+            parent,
+            f,
+            Some(uid_of(uid)),
+            Some(gid_of(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| io(e.into()))?;
         if kind != EntryType::Symlink {
             // chown cleared set-id bits on devices and fifos; restore the mode.
             rfs::chmodat(parent, f, Mode::from_raw_mode(mode), AtFlags::empty()).map_err(|e| io(e.into()))?;
@@ -256,7 +296,12 @@ impl Applier {
         let hit = matches!(&self.parent_cache, Some((p, _)) if p == rel);
         if !hit {
             let fd = if rel.as_os_str().is_empty() {
-                rfs::openat(&self.root, ".", OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?
+                rfs::openat(
+                    &self.root,
+                    ".",
+                    OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?
             } else {
                 match open_beneath(self.root.as_fd(), rel) {
                     Ok(fd) => fd,
@@ -276,14 +321,25 @@ impl Applier {
     }
 
     fn mkdir_all(&self, rel: &Path) -> Result<OwnedFd, Errno> {
-        let mut cur = rfs::openat(&self.root, ".", OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+        let mut cur = rfs::openat(
+            &self.root,
+            ".",
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         for c in rel.components() {
             let name = c.as_os_str();
             match rfs::mkdirat(&cur, name, Mode::from_raw_mode(0o755)) {
                 Ok(()) | Err(Errno::EXIST) => {}
                 Err(e) => return Err(e),
             }
-            cur = rfs::openat2(&cur, name, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty(), resolve_flags())?;
+            cur = rfs::openat2(
+                &cur,
+                name,
+                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+                resolve_flags(),
+            )?;
         }
         Ok(cur)
     }
@@ -293,7 +349,12 @@ impl Applier {
         // Directory mtimes last: creating their children changed them.
         for (rel, mtime) in std::mem::take(&mut self.dir_times) {
             let fd = if rel.as_os_str().is_empty() {
-                rfs::openat(&self.root, ".", OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                rfs::openat(
+                    &self.root,
+                    ".",
+                    OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
             } else {
                 open_beneath(self.root.as_fd(), &rel)
             };
@@ -307,9 +368,20 @@ impl Applier {
 
 fn open_beneath(root: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd, Errno> {
     if rel.as_os_str().is_empty() {
-        return rfs::openat(root, ".", OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty());
+        return rfs::openat(
+            root,
+            ".",
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        );
     }
-    rfs::openat2(root, rel, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty(), resolve_flags())
+    rfs::openat2(
+        root,
+        rel,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        resolve_flags(),
+    )
 }
 
 /// Removes whatever is at `name` in `parent`, a directory with its contents.

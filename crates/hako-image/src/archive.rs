@@ -127,17 +127,27 @@ impl ImageService {
         for e in ar.entries().map_err(ImageError::io("reading the archive"))? {
             let mut e = e.map_err(ImageError::io("reading the archive"))?;
             let raw = e.path().map_err(ImageError::io("reading the archive"))?.into_owned();
-            let path = clean_entry_path(&raw).ok_or_else(|| bad(format!("archive entry {:?} climbs out of the archive root", raw.display())))?;
+            let path = clean_entry_path(&raw).ok_or_else(|| {
+                bad(format!(
+                    "archive entry {:?} climbs out of the archive root",
+                    raw.display()
+                ))
+            })?;
             match e.header().entry_type() {
                 tar::EntryType::Symlink | tar::EntryType::Link => {
-                    let target = e.link_name().map_err(ImageError::io("reading the archive"))?.unwrap_or_default().into_owned();
+                    let target = e
+                        .link_name()
+                        .map_err(ImageError::io("reading the archive"))?
+                        .unwrap_or_default()
+                        .into_owned();
                     // Symlinks are relative to their directory, hardlinks to the archive root.
                     let joined = if e.header().entry_type() == tar::EntryType::Symlink {
                         path.parent().unwrap_or(Path::new("")).join(&target)
                     } else {
                         target.clone()
                     };
-                    let t = clean_entry_path(&joined).ok_or_else(|| bad(format!("archive link {:?} points outside the archive", raw.display())))?;
+                    let t = clean_entry_path(&joined)
+                        .ok_or_else(|| bad(format!("archive link {:?} points outside the archive", raw.display())))?;
                     spool.links.insert(path, t);
                 }
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -145,7 +155,8 @@ impl ImageService {
                     let in_blobs = path.parent() == Some(Path::new("blobs/sha256"));
                     if in_blobs {
                         let hex = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                        let want = Digest::from_hex(hex).map_err(|_| bad(format!("archive entry {}: not a sha256 blob name", path.display())))?;
+                        let want = Digest::from_hex(hex)
+                            .map_err(|_| bad(format!("archive entry {}: not a sha256 blob name", path.display())))?;
                         let d = self.store_entry(lease, &mut e, Some(&want), &path)?;
                         if size <= SMALL_FILE && small_total + size <= SMALL_TOTAL {
                             small_total += size;
@@ -155,7 +166,8 @@ impl ImageService {
                     } else if size <= SMALL_FILE && small_total + size <= SMALL_TOTAL && !path.ends_with("layer.tar") {
                         small_total += size;
                         let mut buf = Vec::with_capacity(size as usize);
-                        e.read_to_end(&mut buf).map_err(ImageError::io(format!("reading archive entry {}", path.display())))?;
+                        e.read_to_end(&mut buf)
+                            .map_err(ImageError::io(format!("reading archive entry {}", path.display())))?;
                         spool.small.insert(path, buf);
                     } else {
                         let d = self.store_entry(lease, &mut e, None, &path)?;
@@ -168,24 +180,36 @@ impl ImageService {
         Ok(spool)
     }
 
-    fn store_entry<R: Read>(&self, lease: &Lease, e: &mut R, want: Option<&Digest>, path: &Path) -> Result<Digest, ImageError> {
+    fn store_entry<R: Read>(
+        &self,
+        lease: &Lease,
+        e: &mut R,
+        want: Option<&Digest>,
+        path: &Path,
+    ) -> Result<Digest, ImageError> {
         if let Some(w) = want {
             if self.content.has(lease, w) {
-                io::copy(e, &mut io::sink()).map_err(ImageError::io(format!("reading archive entry {}", path.display())))?;
+                io::copy(e, &mut io::sink())
+                    .map_err(ImageError::io(format!("reading archive entry {}", path.display())))?;
                 return Ok(w.clone());
             }
         }
         let mut ing = self.content.ingest()?;
         io::copy(e, &mut ing).map_err(ImageError::io(format!("reading archive entry {}", path.display())))?;
         self.content.commit(ing, lease, want, None).map_err(|err| match err {
-            hako_store::content::ContentError::DigestMismatch { expected, actual } => {
-                bad(format!("archive blob {} is corrupt: its content hashes to {actual}, not {expected}", path.display()))
-            }
+            hako_store::content::ContentError::DigestMismatch { expected, actual } => bad(format!(
+                "archive blob {} is corrupt: its content hashes to {actual}, not {expected}",
+                path.display()
+            )),
             other => other.into(),
         })
     }
 
-    fn load_docker(&self, lease: &Lease, spool: &Spool) -> Result<Vec<(crate::model::ImageRecord, Vec<Reference>)>, ImageError> {
+    fn load_docker(
+        &self,
+        lease: &Lease,
+        spool: &Spool,
+    ) -> Result<Vec<(crate::model::ImageRecord, Vec<Reference>)>, ImageError> {
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "PascalCase")]
         struct Entry {
@@ -195,11 +219,17 @@ impl ImageService {
             layers: Vec<String>,
         }
         let bytes = spool.small.get(Path::new("manifest.json")).expect("checked by caller");
-        let entries: Vec<Entry> = serde_json::from_slice(bytes).map_err(|e| bad(format!("manifest.json is invalid: {e}")))?;
+        let entries: Vec<Entry> =
+            serde_json::from_slice(bytes).map_err(|e| bad(format!("manifest.json is invalid: {e}")))?;
         let known = self.known_layers()?;
         let mut out = Vec::new();
         for en in entries {
-            let config_bytes = spool.bytes(self, &en.config)?.ok_or_else(|| bad(format!("manifest.json names config {:?}, which the archive lacks", en.config)))?;
+            let config_bytes = spool.bytes(self, &en.config)?.ok_or_else(|| {
+                bad(format!(
+                    "manifest.json names config {:?}, which the archive lacks",
+                    en.config
+                ))
+            })?;
             let diff_ids = config_diff_ids(&config_bytes)?;
             if diff_ids.len() != en.layers.len() {
                 return Err(bad(format!(
@@ -211,9 +241,13 @@ impl ImageService {
             let mut layers = Vec::new();
             let mut parent: Option<Digest> = None;
             for (path, diff) in en.layers.iter().zip(&diff_ids) {
-                let blob = spool.blob(self, lease, path)?.ok_or_else(|| bad(format!("manifest.json names layer {path:?}, which the archive lacks")))?;
+                let blob = spool
+                    .blob(self, lease, path)?
+                    .ok_or_else(|| bad(format!("manifest.json names layer {path:?}, which the archive lacks")))?;
                 let mt = self.sniff_media_type(&blob)?;
-                let l = self.ensure_layer(lease, &blob, &mt, parent.as_ref(), Some(diff), &known).map_err(|e| layer_err(path, e))?;
+                let l = self
+                    .ensure_layer(lease, &blob, &mt, parent.as_ref(), Some(diff), &known)
+                    .map_err(|e| layer_err(path, e))?;
                 parent = Some(l.chain_id.clone());
                 layers.push(l);
             }
@@ -228,45 +262,73 @@ impl ImageService {
         Ok(out)
     }
 
-    fn load_oci(&self, lease: &Lease, spool: &Spool) -> Result<Vec<(crate::model::ImageRecord, Vec<Reference>)>, ImageError> {
+    fn load_oci(
+        &self,
+        lease: &Lease,
+        spool: &Spool,
+    ) -> Result<Vec<(crate::model::ImageRecord, Vec<Reference>)>, ImageError> {
         let bytes = spool.small.get(Path::new("index.json")).expect("checked by caller");
         let index = ImageIndex::from_reader(&bytes[..]).map_err(|e| bad(format!("index.json is invalid: {e}")))?;
         let known = self.known_layers()?;
         let mut out = Vec::new();
         for desc in index.manifests() {
             let annotations = desc.annotations().clone().unwrap_or_default();
-            let name = annotations
-                .get("io.containerd.image.name")
-                .or_else(|| annotations.get("org.opencontainers.image.ref.name").filter(|n| n.contains('/') || n.contains(':')));
+            let name = annotations.get("io.containerd.image.name").or_else(|| {
+                annotations
+                    .get("org.opencontainers.image.ref.name")
+                    .filter(|n| n.contains('/') || n.contains(':'))
+            });
             let mut digest = parse_digest(desc.digest().as_ref())?;
             let mut mbytes = self.archive_blob(spool, &digest)?;
-            if desc.media_type().to_string() == OCI_INDEX || desc.media_type().to_string() == crate::model::DOCKER_MANIFEST_LIST {
-                let inner = ImageIndex::from_reader(&mbytes[..]).map_err(|e| bad(format!("image index {digest} is invalid: {e}")))?;
+            if desc.media_type().to_string() == OCI_INDEX
+                || desc.media_type().to_string() == crate::model::DOCKER_MANIFEST_LIST
+            {
+                let inner = ImageIndex::from_reader(&mbytes[..])
+                    .map_err(|e| bad(format!("image index {digest} is invalid: {e}")))?;
                 let pick = inner
                     .manifests()
                     .iter()
-                    .find(|m| m.platform().as_ref().map(|p| p.architecture().to_string() == host_arch() && p.os().to_string() == "linux").unwrap_or(false))
+                    .find(|m| {
+                        m.platform()
+                            .as_ref()
+                            .map(|p| p.architecture().to_string() == host_arch() && p.os().to_string() == "linux")
+                            .unwrap_or(false)
+                    })
                     .or_else(|| inner.manifests().first())
                     .ok_or_else(|| bad(format!("image index {digest} lists no manifests")))?;
                 digest = parse_digest(pick.digest().as_ref())?;
                 mbytes = self.archive_blob(spool, &digest)?;
             }
-            let manifest = ImageManifest::from_reader(&mbytes[..]).map_err(|e| bad(format!("manifest {digest} is invalid: {e}")))?;
+            let manifest = ImageManifest::from_reader(&mbytes[..])
+                .map_err(|e| bad(format!("manifest {digest} is invalid: {e}")))?;
             let cfg_digest = parse_digest(manifest.config().digest().as_ref())?;
             let config_bytes = self.archive_blob(spool, &cfg_digest)?;
             let diff_ids = config_diff_ids(&config_bytes)?;
             if diff_ids.len() != manifest.layers().len() {
-                return Err(bad(format!("manifest {digest} has {} layers but its config has {} diff_ids", manifest.layers().len(), diff_ids.len())));
+                return Err(bad(format!(
+                    "manifest {digest} has {} layers but its config has {} diff_ids",
+                    manifest.layers().len(),
+                    diff_ids.len()
+                )));
             }
             let mut layers = Vec::new();
             let mut parent: Option<Digest> = None;
             for (ld, diff) in manifest.layers().iter().zip(&diff_ids) {
                 let blob = parse_digest(ld.digest().as_ref())?;
                 if !self.content.has(lease, &blob) {
-                    return Err(bad(format!("manifest {digest} names layer {blob}, which the archive lacks")));
+                    return Err(bad(format!(
+                        "manifest {digest} names layer {blob}, which the archive lacks"
+                    )));
                 }
                 let l = self
-                    .ensure_layer(lease, &blob, &ld.media_type().to_string(), parent.as_ref(), Some(diff), &known)
+                    .ensure_layer(
+                        lease,
+                        &blob,
+                        ld.media_type().as_ref(),
+                        parent.as_ref(),
+                        Some(diff),
+                        &known,
+                    )
                     .map_err(|e| layer_err(&blob.to_string(), e))?;
                 parent = Some(l.chain_id.clone());
                 layers.push(l);
@@ -289,17 +351,23 @@ impl ImageService {
 
     fn archive_blob(&self, spool: &Spool, d: &Digest) -> Result<Vec<u8>, ImageError> {
         let p = PathBuf::from(format!("blobs/sha256/{}", d.hex()));
-        spool.bytes(self, p.to_str().expect("ascii path"))?.ok_or_else(|| bad(format!("the archive lacks blob {d}")))
+        spool
+            .bytes(self, p.to_str().expect("ascii path"))?
+            .ok_or_else(|| bad(format!("the archive lacks blob {d}")))
     }
 
     fn sniff_media_type(&self, blob: &Digest) -> Result<String, ImageError> {
         let mut head = [0u8; 8];
         let mut f = self.content.open_blob(blob)?;
-        let n = f.read(&mut head).map_err(ImageError::io(format!("reading blob {blob}")))?;
+        let n = f
+            .read(&mut head)
+            .map_err(ImageError::io(format!("reading blob {blob}")))?;
         let c = Compression::detect(&head[..n]);
-        c.layer_media_type()
-            .map(String::from)
-            .ok_or_else(|| bad(format!("layer {blob} is {c:?}-compressed, which image layers may not be")))
+        c.layer_media_type().map(String::from).ok_or_else(|| {
+            bad(format!(
+                "layer {blob} is {c:?}-compressed, which image layers may not be"
+            ))
+        })
     }
 
     /// Writes the named images as one archive.
@@ -308,7 +376,9 @@ impl ImageService {
         for n in names {
             let rec = self.resolve(n)?;
             let tag = Reference::parse(n).ok().filter(|r| r.digest.is_none()).filter(|r| {
-                r.tag_key().and_then(|k| self.meta.get::<String>(hako_store::meta::TAGS, &k).ok().flatten()) == Some(rec.id.to_string())
+                r.tag_key()
+                    .and_then(|k| self.meta.get::<String>(hako_store::meta::TAGS, &k).ok().flatten())
+                    == Some(rec.id.to_string())
             });
             images.push((rec, tag));
         }
@@ -346,7 +416,13 @@ impl ImageService {
                     let descs: Vec<(Digest, String, u64)> = rec
                         .layers
                         .iter()
-                        .map(|l| (l.diff_id.clone(), "application/vnd.oci.image.layer.v1.tar".to_string(), l.tar_size))
+                        .map(|l| {
+                            (
+                                l.diff_id.clone(),
+                                "application/vnd.oci.image.layer.v1.tar".to_string(),
+                                l.tar_size,
+                            )
+                        })
                         .collect();
                     let manifest = crate::model::oci_manifest(&rec.id, config.len() as u64, &descs);
                     let md = Digest::of(&manifest);
@@ -373,15 +449,30 @@ impl ImageService {
             }
         }
         let index_json = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": index});
-        append_bytes(&mut b, "index.json", &serde_json::to_vec(&index_json).expect("plain json"))?;
+        append_bytes(
+            &mut b,
+            "index.json",
+            &serde_json::to_vec(&index_json).expect("plain json"),
+        )?;
         append_bytes(&mut b, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         if format == SaveFormat::DockerArchive {
-            append_bytes(&mut b, "manifest.json", &serde_json::to_vec(&docker_manifest).expect("plain json"))?;
+            append_bytes(
+                &mut b,
+                "manifest.json",
+                &serde_json::to_vec(&docker_manifest).expect("plain json"),
+            )?;
             if !repositories.is_empty() {
-                append_bytes(&mut b, "repositories", &serde_json::to_vec(&repositories).expect("plain json"))?;
+                append_bytes(
+                    &mut b,
+                    "repositories",
+                    &serde_json::to_vec(&repositories).expect("plain json"),
+                )?;
             }
         }
-        b.into_inner().map_err(ImageError::io("writing the archive"))?.flush().map_err(ImageError::io("writing the archive"))
+        b.into_inner()
+            .map_err(ImageError::io("writing the archive"))?
+            .flush()
+            .map_err(ImageError::io("writing the archive"))
     }
 }
 
@@ -393,7 +484,11 @@ fn layer_err(path: &str, e: ImageError) -> ImageError {
 }
 
 fn parse_digest(s: &str) -> Result<Digest, ImageError> {
-    s.parse().map_err(|_| bad(format!("unsupported or invalid digest {s:?} (hako stores sha256 digests)")))
+    s.parse().map_err(|_| {
+        bad(format!(
+            "unsupported or invalid digest {s:?} (hako stores sha256 digests)"
+        ))
+    })
 }
 
 fn config_diff_ids(bytes: &[u8]) -> Result<Vec<Digest>, ImageError> {
@@ -402,7 +497,11 @@ fn config_diff_ids(bytes: &[u8]) -> Result<Vec<Digest>, ImageError> {
 }
 
 fn created_of(config: &[u8]) -> Option<String> {
-    serde_json::from_slice::<Value>(config).ok()?.get("created")?.as_str().map(String::from)
+    serde_json::from_slice::<Value>(config)
+        .ok()?
+        .get("created")?
+        .as_str()
+        .map(String::from)
 }
 
 fn blob_path(d: &Digest) -> String {
@@ -417,7 +516,12 @@ fn descriptor(mt: &str, d: &Digest, size: usize, annotations: Option<Value>) -> 
     v
 }
 
-fn put_blob<W: Write>(b: &mut tar::Builder<W>, written: &mut HashSet<String>, d: &Digest, bytes: &[u8]) -> Result<(), ImageError> {
+fn put_blob<W: Write>(
+    b: &mut tar::Builder<W>,
+    written: &mut HashSet<String>,
+    d: &Digest,
+    bytes: &[u8],
+) -> Result<(), ImageError> {
     if written.insert(d.to_string()) {
         append_bytes(b, &blob_path(d), bytes)?;
     }
@@ -434,7 +538,8 @@ fn append<W: Write, R: Read>(b: &mut tar::Builder<W>, path: &str, size: u64, dat
     h.set_mode(0o644);
     h.set_entry_type(tar::EntryType::Regular);
     h.set_mtime(0);
-    b.append_data(&mut h, path, data.take(size)).map_err(ImageError::io(format!("writing archive entry {path}")))
+    b.append_data(&mut h, path, data.take(size))
+        .map_err(ImageError::io(format!("writing archive entry {path}")))
 }
 
 /// Layer records of images, used by tests to look at what was stored.

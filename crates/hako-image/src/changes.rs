@@ -29,7 +29,12 @@ pub fn apply_change(config: &mut Map<String, Value>, change: &str) -> Result<(),
             let env = config.entry("Env").or_insert_with(|| json!([]));
             let list = env.as_array_mut().ok_or_else(|| err("the image's Env is not a list"))?;
             for (k, v) in key_values(rest).map_err(|r| err(&r))? {
-                list.retain(|e| e.as_str().and_then(|s| s.split_once('=')).map(|(ek, _)| ek != k).unwrap_or(true));
+                list.retain(|e| {
+                    e.as_str()
+                        .and_then(|s| s.split_once('='))
+                        .map(|(ek, _)| ek != k)
+                        .unwrap_or(true)
+                });
                 list.push(json!(format!("{k}={v}")));
             }
         }
@@ -38,7 +43,9 @@ pub fn apply_change(config: &mut Map<String, Value>, change: &str) -> Result<(),
             if labels.is_null() {
                 *labels = json!({});
             }
-            let map = labels.as_object_mut().ok_or_else(|| err("the image's Labels is not a map"))?;
+            let map = labels
+                .as_object_mut()
+                .ok_or_else(|| err("the image's Labels is not a map"))?;
             for (k, v) in key_values(rest).map_err(|r| err(&r))? {
                 map.insert(k, json!(v));
             }
@@ -72,9 +79,15 @@ pub fn apply_change(config: &mut Map<String, Value>, change: &str) -> Result<(),
             if set.is_null() {
                 *set = json!({});
             }
-            let map = set.as_object_mut().ok_or_else(|| err("expected a map in the image config"))?;
+            let map = set
+                .as_object_mut()
+                .ok_or_else(|| err("expected a map in the image config"))?;
             for it in items {
-                let name = if instr == "EXPOSE" { normalize_port(&it).map_err(|r| err(&r))? } else { it };
+                let name = if instr == "EXPOSE" {
+                    normalize_port(&it).map_err(|r| err(&r))?
+                } else {
+                    it
+                };
                 map.insert(name, json!({}));
             }
         }
@@ -83,9 +96,15 @@ pub fn apply_change(config: &mut Map<String, Value>, change: &str) -> Result<(),
             if list.is_null() {
                 *list = json!([]);
             }
-            list.as_array_mut().ok_or_else(|| err("OnBuild is not a list"))?.push(json!(rest));
+            list.as_array_mut()
+                .ok_or_else(|| err("OnBuild is not a list"))?
+                .push(json!(rest));
         }
-        _ => return Err(err(&format!("{word} is not one of CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR"))),
+        _ => {
+            return Err(err(&format!(
+                "{word} is not one of CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR"
+            )))
+        }
     }
     Ok(())
 }
@@ -120,7 +139,9 @@ fn key_values(s: &str) -> Result<Vec<(String, String)>, String> {
         return Err("expected KEY=VALUE".into());
     }
     if !words[0].contains('=') {
-        let (k, v) = s.split_once(char::is_whitespace).ok_or("expected KEY=VALUE or KEY VALUE")?;
+        let (k, v) = s
+            .split_once(char::is_whitespace)
+            .ok_or("expected KEY=VALUE or KEY VALUE")?;
         return Ok(vec![(k.to_string(), v.trim().to_string())]);
     }
     words

@@ -88,7 +88,12 @@ mod tests {
         let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
         xz.write_all(&plain).unwrap();
         let xz = xz.finish().unwrap();
-        for (bytes, c) in [(&plain, Compression::None), (&gz, Compression::Gzip), (&zst, Compression::Zstd), (&xz, Compression::Xz)] {
+        for (bytes, c) in [
+            (&plain, Compression::None),
+            (&gz, Compression::Gzip),
+            (&zst, Compression::Zstd),
+            (&xz, Compression::Xz),
+        ] {
             let mut r = io::BufReader::new(&bytes[..]);
             assert_eq!(Compression::sniff(&mut r).unwrap(), c);
             let mut out = Vec::new();

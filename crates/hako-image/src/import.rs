@@ -46,8 +46,16 @@ impl ImageService {
             // No OCI media type for xz or bzip2: store the decompressed tar.
             None => {
                 let dec = comp.decoder(src).map_err(|e| ImageError::InvalidInput(e.to_string()))?;
-                let (b, s, u) = self.ingest_and_unpack(&lease, BufReader::with_capacity(CHUNK, dec), Compression::None)?;
-                (b, s, u, Compression::None.layer_media_type().expect("plain tar has a media type"))
+                let (b, s, u) =
+                    self.ingest_and_unpack(&lease, BufReader::with_capacity(CHUNK, dec), Compression::None)?;
+                (
+                    b,
+                    s,
+                    u,
+                    Compression::None
+                        .layer_media_type()
+                        .expect("plain tar has a media type"),
+                )
             }
         };
         let now = now_rfc3339();
@@ -90,8 +98,13 @@ impl ImageService {
         created: Option<String>,
     ) -> Result<ImageRecord, ImageError> {
         let id = self.content.write_blob(lease, config_bytes)?;
-        let descs: Vec<(Digest, String, u64)> = layers.iter().map(|l| (l.blob.clone(), l.media_type.clone(), l.blob_size)).collect();
-        let manifest = self.content.write_blob(lease, &oci_manifest(&id, config_bytes.len() as u64, &descs))?;
+        let descs: Vec<(Digest, String, u64)> = layers
+            .iter()
+            .map(|l| (l.blob.clone(), l.media_type.clone(), l.blob_size))
+            .collect();
+        let manifest = self
+            .content
+            .write_blob(lease, &oci_manifest(&id, config_bytes.len() as u64, &descs))?;
         Ok(ImageRecord {
             id,
             manifest,
@@ -141,7 +154,9 @@ impl ImageService {
                 }
             }
             drop(tx);
-            let unpacked = unpacker.join().map_err(|_| ImageError::InvalidInput("layer unpack thread panicked".into()))?;
+            let unpacked = unpacker
+                .join()
+                .map_err(|_| ImageError::InvalidInput("layer unpack thread panicked".into()))?;
             if let Some(e) = read_err {
                 return Err(ImageError::Io {
                     context: "reading the import stream".into(),
@@ -164,7 +179,11 @@ struct ChannelReader {
 
 impl ChannelReader {
     fn new(rx: Receiver<Result<Vec<u8>, String>>) -> Self {
-        ChannelReader { rx, cur: Vec::new(), pos: 0 }
+        ChannelReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+        }
     }
 }
 

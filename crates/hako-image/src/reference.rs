@@ -63,13 +63,20 @@ impl Reference {
         }
         let (domain, path) = match name.split_once('/') {
             Some((first, remainder))
-                if first.contains('.') || first.contains(':') || first == "localhost" || first.chars().any(|c| c.is_ascii_uppercase()) =>
+                if first.contains('.')
+                    || first.contains(':')
+                    || first == "localhost"
+                    || first.chars().any(|c| c.is_ascii_uppercase()) =>
             {
                 (first.to_string(), remainder.to_string())
             }
             _ => (DEFAULT_DOMAIN.to_string(), name.to_string()),
         };
-        let domain = if domain == LEGACY_DOMAIN { DEFAULT_DOMAIN.to_string() } else { domain };
+        let domain = if domain == LEGACY_DOMAIN {
+            DEFAULT_DOMAIN.to_string()
+        } else {
+            domain
+        };
         if !valid_domain(&domain) {
             return Err(invalid());
         }
@@ -153,7 +160,8 @@ fn valid_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 fn valid_domain(d: &str) -> bool {
@@ -212,7 +220,17 @@ mod tests {
         let r = Reference::parse(&format!("busybox@{d}")).unwrap();
         assert_eq!(r.tag, None);
         assert_eq!(r.digest.unwrap().to_string(), d);
-        for bad in ["", "Busybox", "a//b", "a:", "a:-x", "-a", "a/../b", "a@sha256:zz", "a b"] {
+        for bad in [
+            "",
+            "Busybox",
+            "a//b",
+            "a:",
+            "a:-x",
+            "-a",
+            "a/../b",
+            "a@sha256:zz",
+            "a b",
+        ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

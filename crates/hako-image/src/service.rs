@@ -140,7 +140,11 @@ impl ImageService {
             match matches.len() {
                 1 => return Ok(matches.into_iter().next().expect("len 1")),
                 0 => {}
-                _ => return Err(ImageError::InvalidInput(format!("image ID prefix {name:?} is ambiguous: give more characters"))),
+                _ => {
+                    return Err(ImageError::InvalidInput(format!(
+                        "image ID prefix {name:?} is ambiguous: give more characters"
+                    )))
+                }
             }
         }
         Err(not_found())
@@ -149,7 +153,8 @@ impl ImageService {
     /// The image config as stored (its digest is the image ID).
     pub fn config(&self, rec: &ImageRecord) -> Result<Value, ImageError> {
         let bytes = self.content.read_blob(&rec.id)?;
-        serde_json::from_slice(&bytes).map_err(|e| ImageError::InvalidInput(format!("image {} has a corrupt config: {e}", rec.id)))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ImageError::InvalidInput(format!("image {} has a corrupt config: {e}", rec.id)))
     }
 
     pub fn list(&self) -> Result<Vec<ImageSummary>, ImageError> {
@@ -161,8 +166,16 @@ impl ImageService {
             let id = record.id.to_string();
             let config = self.config(&record).unwrap_or(Value::Null);
             out.push(ImageSummary {
-                tags: tags.iter().filter(|(_, v)| *v == id).map(|(k, _)| familiar(k)).collect(),
-                digests: digests.iter().filter(|(_, v)| *v == id).map(|(k, _)| familiar(k)).collect(),
+                tags: tags
+                    .iter()
+                    .filter(|(_, v)| *v == id)
+                    .map(|(k, _)| familiar(k))
+                    .collect(),
+                digests: digests
+                    .iter()
+                    .filter(|(_, v)| *v == id)
+                    .map(|(k, _)| familiar(k))
+                    .collect(),
                 containers: users.iter().filter(|u| **u == id).count(),
                 config,
                 record,
@@ -174,7 +187,13 @@ impl ImageService {
 
     pub fn tags_of(&self, id: &Digest) -> Result<Vec<String>, ImageError> {
         let id = id.to_string();
-        Ok(self.meta.list::<String>(meta::TAGS)?.into_iter().filter(|(_, v)| *v == id).map(|(k, _)| familiar(&k)).collect())
+        Ok(self
+            .meta
+            .list::<String>(meta::TAGS)?
+            .into_iter()
+            .filter(|(_, v)| *v == id)
+            .map(|(k, _)| familiar(&k))
+            .collect())
     }
 
     pub fn digests_of(&self, id: &Digest) -> Result<Vec<String>, ImageError> {
@@ -202,9 +221,9 @@ impl ImageService {
     pub fn tag(&self, source: &str, target: &str) -> Result<(), ImageError> {
         let rec = self.resolve(source)?;
         let r = Reference::parse(target)?;
-        let key = r
-            .tag_key()
-            .ok_or_else(|| ImageError::InvalidInput(format!("refusing to create a tag with a digest reference: {target}")))?;
+        let key = r.tag_key().ok_or_else(|| {
+            ImageError::InvalidInput(format!("refusing to create a tag with a digest reference: {target}"))
+        })?;
         self.meta.write(|t| {
             t.put(meta::TAGS, &key, &rec.id.to_string())?;
             let mut rec = rec.clone();
@@ -248,7 +267,11 @@ impl ImageService {
         let by_ref = Reference::parse(name).ok().filter(|r| {
             let key = r.tag_key().or_else(|| r.digest_key());
             key.and_then(|k| {
-                let table = if r.digest.is_some() { meta::REPO_DIGESTS } else { meta::TAGS };
+                let table = if r.digest.is_some() {
+                    meta::REPO_DIGESTS
+                } else {
+                    meta::TAGS
+                };
                 self.meta.get::<String>(table, &k).ok().flatten()
             })
             .as_deref()
@@ -337,7 +360,9 @@ impl ImageService {
             let mut snaps = 0;
             for c in self.snapshots.list().map_err(ImageError::io("listing snapshots"))? {
                 if !keep.contains(&lease_key(&c)) {
-                    self.snapshots.remove(&c).map_err(ImageError::io(format!("removing snapshot {c}")))?;
+                    self.snapshots
+                        .remove(&c)
+                        .map_err(ImageError::io(format!("removing snapshot {c}")))?;
                     snaps += 1;
                 }
             }
@@ -376,14 +401,20 @@ impl ImageService {
             if *key != rec.id.to_string() {
                 problems.push(format!("image record {key}: stored under the wrong key ({})", rec.id));
             }
-            for d in [&rec.id, &rec.manifest].into_iter().chain(rec.layers.iter().map(|l| &l.blob)) {
+            for d in [&rec.id, &rec.manifest]
+                .into_iter()
+                .chain(rec.layers.iter().map(|l| &l.blob))
+            {
                 if self.content.size(d).is_err() {
                     problems.push(format!("image {}: blob {d} is missing", rec.id));
                 }
             }
             for l in &rec.layers {
                 if !self.snapshots.path(&l.chain_id).is_dir() {
-                    problems.push(format!("image {}: layer {} is not unpacked (snapshot {} missing)", rec.id, l.diff_id, l.chain_id));
+                    problems.push(format!(
+                        "image {}: layer {} is not unpacked (snapshot {} missing)",
+                        rec.id, l.diff_id, l.chain_id
+                    ));
                 }
             }
         }
@@ -402,7 +433,11 @@ impl ImageService {
         let rec = self.resolve(name)?;
         let config = self.config(&rec)?;
         let tags = self.tags_of(&rec.id)?;
-        let steps = config.get("history").and_then(Value::as_array).cloned().unwrap_or_default();
+        let steps = config
+            .get("history")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let mut layers = rec.layers.iter();
         let mut rows = Vec::new();
         if steps.is_empty() {
@@ -412,7 +447,11 @@ impl ImageService {
         }
         for h in steps {
             let empty = h.get("empty_layer").and_then(Value::as_bool).unwrap_or(false);
-            let size = if empty { 0 } else { layers.next().map(|l| l.size).unwrap_or(0) };
+            let size = if empty {
+                0
+            } else {
+                layers.next().map(|l| l.size).unwrap_or(0)
+            };
             rows.push(json!({
                 "Id": "<missing>",
                 "Created": h.get("created").and_then(Value::as_str).and_then(parse_time).unwrap_or(0),
@@ -470,8 +509,11 @@ impl ImageService {
         }
         let f = self.content.open_blob(blob)?;
         let mut r = io::BufReader::with_capacity(1 << 20, f);
-        let comp = crate::compression::Compression::sniff(&mut r).map_err(ImageError::io(format!("reading blob {blob}")))?;
-        let dec = comp.decoder(r).map_err(ImageError::io(format!("decompressing layer {blob}")))?;
+        let comp =
+            crate::compression::Compression::sniff(&mut r).map_err(ImageError::io(format!("reading blob {blob}")))?;
+        let dec = comp
+            .decoder(r)
+            .map_err(ImageError::io(format!("decompressing layer {blob}")))?;
         let u = self.snapshots.unpack(lease, dec, parent, expected_diff_id)?;
         Ok(LayerRecord {
             blob: blob.clone(),
@@ -488,8 +530,10 @@ impl ImageService {
     pub fn open_layer_tar(&self, l: &LayerRecord) -> Result<Box<dyn Read + Send>, ImageError> {
         let f = self.content.open_blob(&l.blob)?;
         let mut r = io::BufReader::with_capacity(1 << 20, f);
-        let comp = crate::compression::Compression::sniff(&mut r).map_err(ImageError::io(format!("reading blob {}", l.blob)))?;
-        comp.decoder(r).map_err(ImageError::io(format!("decompressing layer {}", l.blob)))
+        let comp = crate::compression::Compression::sniff(&mut r)
+            .map_err(ImageError::io(format!("reading blob {}", l.blob)))?;
+        comp.decoder(r)
+            .map_err(ImageError::io(format!("decompressing layer {}", l.blob)))
     }
 }
 

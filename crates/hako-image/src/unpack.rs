@@ -104,7 +104,9 @@ impl Snapshots {
                 g.0 = None;
             }
             // Someone unpacked the same layer first; ours is dropped by the guard.
-            Err(e) if dest.is_dir() && matches!(e.raw_os_error(), Some(libc_eexist) if libc_eexist == 17 || libc_eexist == 39) => {}
+            Err(e)
+                if dest.is_dir()
+                    && matches!(e.raw_os_error(), Some(libc_eexist) if libc_eexist == 17 || libc_eexist == 39) => {}
             Err(e) => return Err(UnpackError::Io(e)),
         }
         Ok(Unpacked {

@@ -27,11 +27,7 @@ pub enum ContentError {
     #[error("blob digest mismatch: expected {expected}, got {actual}; the data is corrupt or truncated")]
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("blob size mismatch for {digest}: expected {expected} bytes, got {actual}")]
-    SizeMismatch {
-        digest: String,
-        expected: u64,
-        actual: u64,
-    },
+    SizeMismatch { digest: String, expected: u64, actual: u64 },
     #[error("content store I/O error at {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -115,11 +111,7 @@ impl ContentStore {
 
     /// Starts a new ingest. Dropping it without commit removes the partial file.
     pub fn ingest(&self) -> Result<Ingest, ContentError> {
-        let name = format!(
-            "{}-{}",
-            std::process::id(),
-            self.seq.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = format!("{}-{}", std::process::id(), self.seq.fetch_add(1, Ordering::Relaxed));
         let path = self.ingest.join(name);
         let file = File::create(&path).map_err(io_at(&path))?;
         Ok(Ingest {
@@ -169,9 +161,7 @@ impl ContentStore {
             }
         }
         let writer = ing.file.take().expect("ingest committed twice"); // invariant: commit consumes
-        let file = writer
-            .into_inner()
-            .map_err(|e| io_at(&ing.path)(e.into_error()))?;
+        let file = writer.into_inner().map_err(|e| io_at(&ing.path)(e.into_error()))?;
         file.sync_all().map_err(io_at(&ing.path))?;
         drop(file);
         lease.add(actual.clone());

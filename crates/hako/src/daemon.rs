@@ -33,9 +33,16 @@ struct RootLock {
 
 fn lock_root(root: &Path) -> anyhow::Result<RootLock> {
     fs::create_dir_all(root).with_context(|| format!("creating root directory {}", root.display()))?;
-    fs::set_permissions(root, fs::Permissions::from_mode(0o711)).with_context(|| format!("securing {}", root.display()))?;
+    fs::set_permissions(root, fs::Permissions::from_mode(0o711))
+        .with_context(|| format!("securing {}", root.display()))?;
     let path = root.join("daemon.lock");
-    let mut f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
     if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
         let mut pid = String::new();
         let _ = f.read_to_string(&mut pid);
@@ -102,7 +109,9 @@ pub async fn run(a: DaemonArgs) -> anyhow::Result<()> {
         }
         tracing::info!("shutting down");
     };
-    let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    let served = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
     let _ = fs::remove_file(&sock);
     served.context("serving the API")?;
     Ok(())

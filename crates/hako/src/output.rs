@@ -152,6 +152,12 @@ mod tests {
         assert_eq!(human_duration(90), "About a minute");
         assert_eq!(human_duration(3 * 86400), "3 days");
         assert_eq!(human_duration(20 * 86400), "2 weeks");
-        assert_eq!(template("{{.Repository}}:{{.Tag}}\\t{{json .X}}", &serde_json::json!({"Repository":"a","Tag":"b","X":[1]})), "a:b\t[1]");
+        assert_eq!(
+            template(
+                "{{.Repository}}:{{.Tag}}\\t{{json .X}}",
+                &serde_json::json!({"Repository":"a","Tag":"b","X":[1]})
+            ),
+            "a:b\t[1]"
+        );
     }
 }

@@ -81,7 +81,10 @@ fn daemon_api_basics() {
 
     let (st, resp) = raw(&d, "HEAD", "/_ping");
     assert_eq!(st, 200);
-    assert!(resp.contains("Api-Version: 1.50") || resp.to_lowercase().contains("api-version: 1.50"), "{resp}");
+    assert!(
+        resp.contains("Api-Version: 1.50") || resp.to_lowercase().contains("api-version: 1.50"),
+        "{resp}"
+    );
     assert!(resp.to_lowercase().contains("ostype: linux"));
     let (st, resp) = raw(&d, "GET", "/_ping");
     assert_eq!(st, 200);
@@ -114,7 +117,11 @@ fn daemon_api_basics() {
     assert!(!d.socket().exists());
     let o = d.hako(&["images"]);
     assert_eq!(o.status.code(), Some(125));
-    assert!(stderr(&o).contains("Cannot connect to the hako daemon"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Cannot connect to the hako daemon"),
+        "{}",
+        stderr(&o)
+    );
     assert!(stderr(&o).contains("hako daemon"));
 }
 
@@ -125,7 +132,11 @@ fn import_formats_changes_and_listing() {
     let tar = rootfs_tar(4096, "plain");
     let plain = write(tmp, "p.tar", &tar);
     let gz = write(tmp, "p.tar.gz", &gzip(&rootfs_tar(4096, "gz")));
-    let zst = write(tmp, "p.tar.zst", &zstd::encode_all(&rootfs_tar(4096, "zstd")[..], 3).unwrap());
+    let zst = write(
+        tmp,
+        "p.tar.zst",
+        &zstd::encode_all(&rootfs_tar(4096, "zstd")[..], 3).unwrap(),
+    );
     let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
     xz.write_all(&rootfs_tar(4096, "xz")).unwrap();
     let xz = write(tmp, "p.tar.xz", &xz.finish().unwrap());
@@ -136,7 +147,25 @@ fn import_formats_changes_and_listing() {
         (&zst, "t:zst", "application/vnd.oci.image.layer.v1.tar+zstd"),
         (&xz, "t:xz", "application/vnd.oci.image.layer.v1.tar"),
     ] {
-        let id = d.ok(&["import", "-c", "ENV A=1 B=2", "-c", r#"CMD ["/bin/tool"]"#, "-c", "WORKDIR /srv", "-c", "EXPOSE 8080", "-c", "USER 1000", "-c", "LABEL k=v", "-c", "ENTRYPOINT [\"/bin/sh\",\"-c\"]", f, name]);
+        let id = d.ok(&[
+            "import",
+            "-c",
+            "ENV A=1 B=2",
+            "-c",
+            r#"CMD ["/bin/tool"]"#,
+            "-c",
+            "WORKDIR /srv",
+            "-c",
+            "EXPOSE 8080",
+            "-c",
+            "USER 1000",
+            "-c",
+            "LABEL k=v",
+            "-c",
+            "ENTRYPOINT [\"/bin/sh\",\"-c\"]",
+            f,
+            name,
+        ]);
         assert!(id.trim().starts_with("sha256:"), "{id}");
         let v: Value = serde_json::from_str(&d.ok(&["inspect", name])).unwrap();
         let c = &v[0]["Config"];
@@ -149,8 +178,15 @@ fn import_formats_changes_and_listing() {
         assert_eq!(c["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
         assert_eq!(v[0]["Id"], id.trim());
         // The stored manifest records the layer as it was stored.
-        let manifest_digest = v[0]["Descriptor"]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
-        let m: Value = serde_json::from_slice(&std::fs::read(d.root().join("content/blobs/sha256").join(manifest_digest)).unwrap()).unwrap();
+        let manifest_digest = v[0]["Descriptor"]["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:")
+            .to_string();
+        let m: Value = serde_json::from_slice(
+            &std::fs::read(d.root().join("content/blobs/sha256").join(manifest_digest)).unwrap(),
+        )
+        .unwrap();
         assert_eq!(m["layers"][0]["mediaType"], media, "{name}");
         // The layer is unpacked and readable.
         let layers = v[0]["GraphDriver"]["Data"]["LowerDir"].as_str().unwrap().to_string();
@@ -166,7 +202,10 @@ fn import_formats_changes_and_listing() {
     // Listing.
     let out = d.ok(&["images"]);
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines[0].starts_with("REPOSITORY   TAG       IMAGE ID       CREATED"), "{out}");
+    assert!(
+        lines[0].starts_with("REPOSITORY   TAG       IMAGE ID       CREATED"),
+        "{out}"
+    );
     assert_eq!(lines.len(), 5, "{out}");
     assert!(out.contains("t            plain"), "{out}");
     let q = d.ok(&["images", "-q"]);
@@ -193,10 +232,17 @@ fn import_formats_changes_and_listing() {
     assert!(stderr(&o).contains("RUN is not one of"), "{}", stderr(&o));
     assert_eq!(blobs(&d), before);
     // bzip2 is named in the error.
-    let o = d.cmd(&["import", "-", "bz:1"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map(|mut c| {
-        c.stdin.take().unwrap().write_all(b"BZh91AY&SY garbage").unwrap();
-        c.wait_with_output().unwrap()
-    }).unwrap();
+    let o = d
+        .cmd(&["import", "-", "bz:1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(|mut c| {
+            c.stdin.take().unwrap().write_all(b"BZh91AY&SY garbage").unwrap();
+            c.wait_with_output().unwrap()
+        })
+        .unwrap();
     assert!(!o.status.success());
     assert!(stderr(&o).contains("bzip2"), "{}", stderr(&o));
     assert_eq!(d.ok(&["system", "check"]).lines().count(), 1);
@@ -206,7 +252,12 @@ fn import_formats_changes_and_listing() {
 fn import_from_stdin_and_url() {
     let d = TestDaemon::start();
     let tar = gzip(&rootfs_tar(0, "stdin"));
-    let mut c = d.cmd(&["import", "-", "from:stdin"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut c = d
+        .cmd(&["import", "-", "from:stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     c.stdin.take().unwrap().write_all(&tar).unwrap();
     assert!(c.wait_with_output().unwrap().status.success());
     let v: Value = serde_json::from_str(&d.ok(&["inspect", "from:stdin"])).unwrap();
@@ -220,7 +271,12 @@ fn import_from_stdin_and_url() {
         let (mut s, _) = listener.accept().unwrap();
         let mut buf = [0u8; 4096];
         let _ = s.read(&mut buf).unwrap();
-        write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
+        write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
         s.write_all(&body).unwrap();
     });
     let url = format!("http://127.0.0.1:{port}/rootfs.tar.gz");
@@ -248,7 +304,10 @@ fn tag_rmi_prune_and_gc() {
     assert!(stderr(&o).contains("must be forced"), "{}", stderr(&o));
     // By name: only untags while other names remain.
     assert_eq!(d.ok(&["rmi", "a:2"]).trim(), "Untagged: a:2");
-    assert_eq!(d.ok(&["rmi", "localhost:5000/x/y:z"]).trim(), "Untagged: localhost:5000/x/y:z");
+    assert_eq!(
+        d.ok(&["rmi", "localhost:5000/x/y:z"]).trim(),
+        "Untagged: localhost:5000/x/y:z"
+    );
     let out = d.ok(&["rmi", "a:1"]);
     assert_eq!(out, format!("Untagged: a:1\nDeleted: {id}\n"));
     assert_eq!(blobs(&d), 0, "rmi frees blobs nothing references");
@@ -262,7 +321,9 @@ fn tag_rmi_prune_and_gc() {
     d.ok(&["import", "-c", "ENV X=2", &f, "s:2"]);
     d.ok(&["rmi", "s:2"]);
     let v: Value = serde_json::from_str(&d.ok(&["inspect", "s:1"])).unwrap();
-    assert!(Path::new(v[0]["GraphDriver"]["Data"]["LowerDir"].as_str().unwrap()).join("etc/marker").exists());
+    assert!(Path::new(v[0]["GraphDriver"]["Data"]["LowerDir"].as_str().unwrap())
+        .join("etc/marker")
+        .exists());
     assert_eq!(v[0]["Id"], id1);
 
     // A re-import under the same tag leaves the old image dangling; prune removes it.
@@ -285,11 +346,21 @@ fn tag_rmi_prune_and_gc() {
 fn save_load_round_trip_and_bad_archives() {
     let d = TestDaemon::start();
     let f = write(d.dir.path(), "a.tar.gz", &gzip(&rootfs_tar(10_000, "saved")));
-    let id = d.ok(&["import", "-c", r#"CMD ["/bin/tool"]"#, &f, "keep:me"]).trim().to_string();
+    let id = d
+        .ok(&["import", "-c", r#"CMD ["/bin/tool"]"#, &f, "keep:me"])
+        .trim()
+        .to_string();
     let docker = d.dir.path().join("docker.tar");
     let oci = d.dir.path().join("oci.tar");
     d.ok(&["save", "-o", docker.to_str().unwrap(), "keep:me"]);
-    d.ok(&["save", "--format", "oci-archive", "-o", oci.to_str().unwrap(), "keep:me"]);
+    d.ok(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        oci.to_str().unwrap(),
+        "keep:me",
+    ]);
 
     // docker-archive: manifest.json plus an OCI layout with uncompressed layers.
     let names = tar_names(&docker);
@@ -305,12 +376,24 @@ fn save_load_round_trip_and_bad_archives() {
         assert_eq!(v[0]["Id"], id.as_str());
         assert_eq!(v[0]["Config"]["Cmd"][0], "/bin/tool");
         let lower = v[0]["GraphDriver"]["Data"]["LowerDir"].as_str().unwrap().to_string();
-        assert_eq!(std::fs::read_to_string(Path::new(&lower).join("etc/marker")).unwrap(), "saved");
+        assert_eq!(
+            std::fs::read_to_string(Path::new(&lower).join("etc/marker")).unwrap(),
+            "saved"
+        );
     }
     // Load from stdin.
     d.ok(&["rmi", "keep:me"]);
-    let mut c = d.cmd(&["load"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    c.stdin.take().unwrap().write_all(&std::fs::read(&docker).unwrap()).unwrap();
+    let mut c = d
+        .cmd(&["load"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(&std::fs::read(&docker).unwrap())
+        .unwrap();
     let o = c.wait_with_output().unwrap();
     assert_eq!(stdout(&o).trim(), "Loaded image: keep:me");
 
@@ -334,11 +417,18 @@ fn save_load_round_trip_and_bad_archives() {
     let legacy = build_legacy_archive(d.dir.path(), true);
     let o = d.hako(&["load", "-i", legacy.to_str().unwrap()]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("does not match the image config's diff_id"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("does not match the image config's diff_id"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(d.ok(&["images", "-q"]), "");
     assert_eq!(blobs(&d), 0);
     let good = build_legacy_archive(d.dir.path(), false);
-    assert_eq!(d.ok(&["load", "-i", good.to_str().unwrap()]).trim(), "Loaded image: legacy:1");
+    assert_eq!(
+        d.ok(&["load", "-i", good.to_str().unwrap()]).trim(),
+        "Loaded image: legacy:1"
+    );
 
     // Not an archive at all; a truncated one.
     let junk = write(d.dir.path(), "junk.tar", &rootfs_tar(0, "x"));
@@ -360,7 +450,10 @@ fn save_load_round_trip_and_bad_archives() {
 
 fn tar_names(p: &Path) -> Vec<String> {
     let mut ar = tar::Archive::new(std::fs::File::open(p).unwrap());
-    ar.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect()
+    ar.entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect()
 }
 
 fn rewrite_tar(p: &Path, mut f: impl FnMut(&str, &mut Vec<u8>)) -> std::path::PathBuf {
@@ -386,7 +479,11 @@ fn rewrite_tar(p: &Path, mut f: impl FnMut(&str, &mut Vec<u8>)) -> std::path::Pa
 fn build_legacy_archive(dir: &Path, wrong_diff: bool) -> std::path::PathBuf {
     use sha2::Digest;
     let layer = rootfs_tar(100, "legacy");
-    let diff = if wrong_diff { sha2::Sha256::digest(b"something else") } else { sha2::Sha256::digest(&layer) };
+    let diff = if wrong_diff {
+        sha2::Sha256::digest(b"something else")
+    } else {
+        sha2::Sha256::digest(&layer)
+    };
     let config = serde_json::json!({"architecture":"amd64","os":"linux","config":{"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":[format!("sha256:{}", hex::encode(diff))]}});
     let config = serde_json::to_vec(&config).unwrap();
     let cfg_name = format!("{}.json", hex::encode(sha2::Sha256::digest(&config)));
@@ -411,7 +508,15 @@ fn build_legacy_archive(dir: &Path, wrong_diff: bool) -> std::path::PathBuf {
 fn concurrent_imports_store_each_blob_once() {
     let d = TestDaemon::start();
     let f = write(d.dir.path(), "c.tar.gz", &gzip(&rootfs_tar(8 << 20, "conc")));
-    let children: Vec<_> = (0..2).map(|i| d.cmd(&["import", &f, &format!("c:{i}")]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()).collect();
+    let children: Vec<_> = (0..2)
+        .map(|i| {
+            d.cmd(&["import", &f, &format!("c:{i}")])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
     for c in children {
         let o = c.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", stderr(&o));
@@ -420,7 +525,10 @@ fn concurrent_imports_store_each_blob_once() {
     let v0: Value = serde_json::from_str(&d.ok(&["inspect", "c:0"])).unwrap();
     let v1: Value = serde_json::from_str(&d.ok(&["inspect", "c:1"])).unwrap();
     assert_eq!(v0[0]["RootFS"], v1[0]["RootFS"]);
-    let layer_blobs = std::fs::read_dir(d.root().join("content/blobs/sha256")).unwrap().filter(|e| e.as_ref().unwrap().metadata().unwrap().len() > 1 << 20).count();
+    let layer_blobs = std::fs::read_dir(d.root().join("content/blobs/sha256"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().metadata().unwrap().len() > 1 << 20)
+        .count();
     assert_eq!(layer_blobs, 1);
     assert_eq!(snapshots(&d), 1);
     assert_eq!(count_files(&d.root().join("content/ingest")), 0);
@@ -431,12 +539,19 @@ fn concurrent_imports_store_each_blob_once() {
 fn kill_9_during_import_leaves_a_consistent_store() {
     let mut d = TestDaemon::start();
     let f = write(d.dir.path(), "big.tar", &rootfs_tar(200 << 20, "big"));
-    let mut c = d.cmd(&["import", &f, "big:1"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut c = d
+        .cmd(&["import", &f, "big:1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     // Wait until the daemon is writing the blob, then crash it.
     let ingest = d.root().join("content/ingest");
     let start = std::time::Instant::now();
     loop {
-        let partial: u64 = std::fs::read_dir(&ingest).map(|r| r.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0);
+        let partial: u64 = std::fs::read_dir(&ingest)
+            .map(|r| r.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
+            .unwrap_or(0);
         if partial > 20 << 20 || start.elapsed().as_secs() > 30 {
             break;
         }
@@ -447,7 +562,11 @@ fn kill_9_during_import_leaves_a_consistent_store() {
     d.spawn();
     // Leftovers of the crash are gone; the image is absent or whole.
     assert_eq!(count_files(&d.root().join("content/ingest")), 0);
-    assert!(std::fs::read_dir(d.root().join("snapshots")).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with(".tmp-")));
+    assert!(std::fs::read_dir(d.root().join("snapshots")).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with(".tmp-")));
     let check = d.ok(&["system", "check"]);
     assert!(check.starts_with("store is consistent"), "{check}");
     let listed = d.ok(&["images", "-q"]);
@@ -456,7 +575,10 @@ fn kill_9_during_import_leaves_a_consistent_store() {
     d.ok(&["import", &f, "big:1"]);
     let v: Value = serde_json::from_str(&d.ok(&["inspect", "big:1"])).unwrap();
     let lower = v[0]["GraphDriver"]["Data"]["LowerDir"].as_str().unwrap().to_string();
-    assert_eq!(std::fs::metadata(Path::new(&lower).join("data/blob")).unwrap().len(), 200 << 20);
+    assert_eq!(
+        std::fs::metadata(Path::new(&lower).join("data/blob")).unwrap().len(),
+        200 << 20
+    );
     assert!(d.ok(&["system", "check"]).starts_with("store is consistent"));
 }
 
@@ -467,9 +589,18 @@ fn system_check_finds_a_corrupt_blob() {
     let id = d.ok(&["import", &f, "x:1"]).trim().to_string();
     let v: Value = serde_json::from_str(&d.ok(&["inspect", "x:1"])).unwrap();
     let layer_digest = {
-        let m = v[0]["Descriptor"]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
-        let m: Value = serde_json::from_slice(&std::fs::read(d.root().join("content/blobs/sha256").join(m)).unwrap()).unwrap();
-        m["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string()
+        let m = v[0]["Descriptor"]["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:")
+            .to_string();
+        let m: Value =
+            serde_json::from_slice(&std::fs::read(d.root().join("content/blobs/sha256").join(m)).unwrap()).unwrap();
+        m["layers"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:")
+            .to_string()
     };
     let p = d.root().join("content/blobs/sha256").join(&layer_digest);
     let mut bytes = std::fs::read(&p).unwrap();
@@ -477,8 +608,19 @@ fn system_check_finds_a_corrupt_blob() {
     std::fs::write(&p, bytes).unwrap();
     let o = d.hako(&["system", "check"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).contains(&format!("blob sha256:{layer_digest}: content does not match its digest")), "{}", stdout(&o));
-    std::fs::remove_file(d.root().join("content/blobs/sha256").join(id.trim_start_matches("sha256:"))).unwrap();
+    assert!(
+        stdout(&o).contains(&format!(
+            "blob sha256:{layer_digest}: content does not match its digest"
+        )),
+        "{}",
+        stdout(&o)
+    );
+    std::fs::remove_file(
+        d.root()
+            .join("content/blobs/sha256")
+            .join(id.trim_start_matches("sha256:")),
+    )
+    .unwrap();
     let o = d.hako(&["system", "check"]);
     assert!(stdout(&o).contains("is missing"), "{}", stdout(&o));
 }

@@ -24,7 +24,11 @@ pub(crate) fn query_pairs(q: &Option<String>) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let dec = |s: &str| urlencoding::decode(&s.replace('+', " ")).map(|c| c.into_owned()).unwrap_or_else(|_| s.to_string());
+            let dec = |s: &str| {
+                urlencoding::decode(&s.replace('+', " "))
+                    .map(|c| c.into_owned())
+                    .unwrap_or_else(|_| s.to_string())
+            };
             (dec(k), dec(v))
         })
         .collect()
@@ -40,9 +44,14 @@ fn all<'a>(pairs: &'a [(String, String)], key: &str) -> Vec<&'a String> {
 
 /// `filters={"dangling":["true"]}` (also the old `{"dangling":{"true":true}}` form).
 pub(crate) fn parse_filters(raw: Option<&String>) -> Result<HashMap<String, Vec<String>>, ApiError> {
-    let Some(raw) = raw.filter(|r| !r.is_empty()) else { return Ok(HashMap::new()) };
-    let v: Value = serde_json::from_str(raw).map_err(|e| ApiError::bad_request(format!("invalid filters {raw:?}: {e}")))?;
-    let obj = v.as_object().ok_or_else(|| ApiError::bad_request("filters must be a JSON object"))?;
+    let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+        return Ok(HashMap::new());
+    };
+    let v: Value =
+        serde_json::from_str(raw).map_err(|e| ApiError::bad_request(format!("invalid filters {raw:?}: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("filters must be a JSON object"))?;
     let mut out = HashMap::new();
     for (k, vals) in obj {
         let list = match vals {
@@ -56,7 +65,12 @@ pub(crate) fn parse_filters(raw: Option<&String>) -> Result<HashMap<String, Vec<
 }
 
 pub(crate) fn summary_json(s: &ImageSummary, with_containers: bool) -> Value {
-    let labels = s.config.pointer("/config/Labels").cloned().filter(|l| !l.is_null()).unwrap_or(json!({}));
+    let labels = s
+        .config
+        .pointer("/config/Labels")
+        .cloned()
+        .filter(|l| !l.is_null())
+        .unwrap_or(json!({}));
     json!({
         "Id": s.record.id.to_string(),
         "ParentId": "",
@@ -75,7 +89,11 @@ pub(crate) fn summary_json(s: &ImageSummary, with_containers: bool) -> Value {
 fn matches_reference(name: &str, pattern: &str) -> bool {
     let repo = match name.split_once('@') {
         Some((r, _)) => r,
-        None => name.rsplit_once(':').filter(|(_, t)| !t.contains('/')).map(|(r, _)| r).unwrap_or(name),
+        None => name
+            .rsplit_once(':')
+            .filter(|(_, t)| !t.contains('/'))
+            .map(|(r, _)| r)
+            .unwrap_or(name),
     };
     glob(pattern, name) || glob(pattern, repo)
 }
@@ -84,19 +102,31 @@ fn matches_reference(name: &str, pattern: &str) -> bool {
 /// names that match: `images -f reference=a` must not list the image's other tags. `None`
 /// when no name matches.
 fn narrow_to_reference(s: &ImageSummary, patterns: &[String]) -> Option<ImageSummary> {
-    let keep = |names: &[String]| -> Vec<String> { names.iter().filter(|n| patterns.iter().any(|p| matches_reference(n, p))).cloned().collect() };
+    let keep = |names: &[String]| -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| patterns.iter().any(|p| matches_reference(n, p)))
+            .cloned()
+            .collect()
+    };
     let (tags, digests) = (keep(&s.tags), keep(&s.digests));
     if tags.is_empty() && digests.is_empty() {
         return None;
     }
-    Some(ImageSummary { tags, digests, ..s.clone() })
+    Some(ImageSummary {
+        tags,
+        digests,
+        ..s.clone()
+    })
 }
 
 fn glob(p: &str, s: &str) -> bool {
     match p.split_once('*') {
         None => p == s,
         Some((pre, rest)) => {
-            s.starts_with(pre) && (0..=s.len() - pre.len()).any(|i| s.is_char_boundary(pre.len() + i) && glob(rest, &s[pre.len() + i..]))
+            s.starts_with(pre)
+                && (0..=s.len() - pre.len())
+                    .any(|i| s.is_char_boundary(pre.len() + i) && glob(rest, &s[pre.len() + i..]))
         }
     }
 }
@@ -116,11 +146,13 @@ pub async fn list(AxState(d): AxState<State>, RawQuery(q): RawQuery) -> Result<J
         let since = filters.get("since").and_then(|v| v.first()).map(resolve).transpose()?;
         let rows: Vec<Value> = all
             .iter()
-            .filter(|s| match filters.get("dangling").and_then(|v| v.first()).map(String::as_str) {
-                Some("true" | "1") => s.tags.is_empty(),
-                Some("false" | "0") => !s.tags.is_empty(),
-                _ => true,
-            })
+            .filter(
+                |s| match filters.get("dangling").and_then(|v| v.first()).map(String::as_str) {
+                    Some("true" | "1") => s.tags.is_empty(),
+                    Some("false" | "0") => !s.tags.is_empty(),
+                    _ => true,
+                },
+            )
             .filter_map(|s| match filters.get("reference") {
                 Some(ps) => narrow_to_reference(s, ps),
                 None => Some(s.clone()),
@@ -155,7 +187,8 @@ fn json_lines(lines: &[Value]) -> Response {
         body.push_str("\r\n");
     }
     let mut r = (StatusCode::OK, body).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
@@ -168,7 +201,9 @@ pub async fn create(AxState(d): AxState<State>, RawQuery(q): RawQuery, body: Bod
             "pull access denied for {img}: hako has no registry client yet; make the image locally with `hako import` or `hako load`"
         )));
     }
-    let src = first(&pairs, "fromSrc").cloned().ok_or_else(|| ApiError::bad_request("fromSrc or fromImage is required"))?;
+    let src = first(&pairs, "fromSrc")
+        .cloned()
+        .ok_or_else(|| ApiError::bad_request("fromSrc or fromImage is required"))?;
     let repo = first(&pairs, "repo").cloned().unwrap_or_default();
     let tag = first(&pairs, "tag").cloned().unwrap_or_default();
     let message = first(&pairs, "message").cloned().unwrap_or_default();
@@ -176,7 +211,11 @@ pub async fn create(AxState(d): AxState<State>, RawQuery(q): RawQuery, body: Bod
     let reference = if repo.is_empty() {
         None
     } else {
-        let full = if tag.is_empty() { repo.clone() } else { format!("{repo}:{tag}") };
+        let full = if tag.is_empty() {
+            repo.clone()
+        } else {
+            format!("{repo}:{tag}")
+        };
         Some(Reference::parse(&full).map_err(|e| ApiError::bad_request(e.to_string()))?)
     };
     let reader: Box<dyn std::io::Read + Send> = if src == "-" {
@@ -213,7 +252,8 @@ fn save_response(d: State, names: Vec<String>, format: SaveFormat) -> Response {
         Err(e) => w.fail(e),
     });
     let mut r = Response::new(body);
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
     r
 }
 
@@ -221,7 +261,9 @@ fn save_format(pairs: &[(String, String)]) -> Result<SaveFormat, ApiError> {
     match first(pairs, "format").map(String::as_str) {
         None | Some("" | "docker-archive") => Ok(SaveFormat::DockerArchive),
         Some("oci-archive") => Ok(SaveFormat::OciArchive),
-        Some(f) => Err(ApiError::bad_request(format!("unknown save format {f:?}: use docker-archive or oci-archive"))),
+        Some(f) => Err(ApiError::bad_request(format!(
+            "unknown save format {f:?}: use docker-archive or oci-archive"
+        ))),
     }
 }
 
@@ -229,7 +271,9 @@ pub async fn save_many(AxState(d): AxState<State>, RawQuery(q): RawQuery) -> Res
     let pairs = query_pairs(&q);
     let names: Vec<String> = all(&pairs, "names").into_iter().cloned().collect();
     if names.is_empty() {
-        return Err(ApiError::bad_request("no images named: give at least one image to save"));
+        return Err(ApiError::bad_request(
+            "no images named: give at least one image to save",
+        ));
     }
     let format = save_format(&pairs)?;
     // Resolve first so an unknown name is a clean 404, not a broken stream.
@@ -253,11 +297,17 @@ fn split_action(rest: &str) -> (&str, &str) {
     }
 }
 
-pub async fn get_dispatch(AxState(d): AxState<State>, Path(rest): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+pub async fn get_dispatch(
+    AxState(d): AxState<State>,
+    Path(rest): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
     let (name, action) = split_action(&rest);
     let name = name.to_string();
     match action {
-        "json" => blocking(move || inspect(&d, &name)).await.map(|v| Json(v).into_response()),
+        "json" => blocking(move || inspect(&d, &name))
+            .await
+            .map(|v| Json(v).into_response()),
         "history" => blocking(move || Ok(Json(Value::Array(d.images.history(&name)?)).into_response())).await,
         "get" => {
             let pairs = query_pairs(&q);
@@ -276,16 +326,36 @@ fn inspect(d: &State, name: &str) -> Result<Value, ApiError> {
     let config = d.images.config(&rec)?;
     let tags = d.images.tags_of(&rec.id)?;
     let digests = d.images.digests_of(&rec.id)?;
-    let lower: Vec<String> = rec.layers.iter().rev().map(|l| d.images.snapshot_path(&l.chain_id).display().to_string()).collect();
+    let lower: Vec<String> = rec
+        .layers
+        .iter()
+        .rev()
+        .map(|l| d.images.snapshot_path(&l.chain_id).display().to_string())
+        .collect();
     let mut cfg = config.get("config").cloned().unwrap_or(json!({}));
     if let Some(o) = cfg.as_object_mut() {
-        for k in ["Env", "Cmd", "Entrypoint", "Volumes", "OnBuild", "Labels", "ExposedPorts"] {
+        for k in [
+            "Env",
+            "Cmd",
+            "Entrypoint",
+            "Volumes",
+            "OnBuild",
+            "Labels",
+            "ExposedPorts",
+        ] {
             o.entry(k).or_insert(Value::Null);
         }
         for k in ["Hostname", "Domainname", "User", "WorkingDir"] {
             o.entry(k).or_insert(json!(""));
         }
-        for k in ["AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce"] {
+        for k in [
+            "AttachStdin",
+            "AttachStdout",
+            "AttachStderr",
+            "Tty",
+            "OpenStdin",
+            "StdinOnce",
+        ] {
             o.entry(k).or_insert(json!(false));
         }
     }
@@ -310,13 +380,19 @@ fn inspect(d: &State, name: &str) -> Result<Value, ApiError> {
     }))
 }
 
-pub async fn post_dispatch(AxState(d): AxState<State>, Path(rest): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+pub async fn post_dispatch(
+    AxState(d): AxState<State>,
+    Path(rest): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
     let (name, action) = split_action(&rest);
     let name = name.to_string();
     let pairs = query_pairs(&q);
     match action {
         "tag" => {
-            let repo = first(&pairs, "repo").cloned().ok_or_else(|| ApiError::bad_request("repo is required"))?;
+            let repo = first(&pairs, "repo")
+                .cloned()
+                .ok_or_else(|| ApiError::bad_request("repo is required"))?;
             let tag = first(&pairs, "tag").cloned().unwrap_or_default();
             let target = if tag.is_empty() { repo } else { format!("{repo}:{tag}") };
             blocking(move || Ok(d.images.tag(&name, &target)?)).await?;
@@ -329,7 +405,11 @@ pub async fn post_dispatch(AxState(d): AxState<State>, Path(rest): Path<String>,
     }
 }
 
-pub async fn remove(AxState(d): AxState<State>, Path(name): Path<String>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+pub async fn remove(
+    AxState(d): AxState<State>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     let pairs = query_pairs(&q);
     let force = flag(first(&pairs, "force"));
     blocking(move || {
@@ -349,7 +429,10 @@ fn deleted_json(d: &Deleted) -> Value {
 pub async fn prune(AxState(d): AxState<State>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
     let pairs = query_pairs(&q);
     let filters = parse_filters(first(&pairs, "filters"))?;
-    let all = matches!(filters.get("dangling").and_then(|v| v.first()).map(String::as_str), Some("false" | "0"));
+    let all = matches!(
+        filters.get("dangling").and_then(|v| v.first()).map(String::as_str),
+        Some("false" | "0")
+    );
     blocking(move || {
         let (deleted, reclaimed) = d.images.prune(all)?;
         let list: Vec<Value> = deleted.iter().map(deleted_json).collect();

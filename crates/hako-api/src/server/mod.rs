@@ -40,7 +40,12 @@ pub fn router(state: State) -> Router {
         .route("/images/load", post(images::load))
         .route("/images/get", get(images::save_many))
         .route("/images/prune", post(images::prune))
-        .route("/images/{*rest}", get(images::get_dispatch).post(images::post_dispatch).delete(images::remove))
+        .route(
+            "/images/{*rest}",
+            get(images::get_dispatch)
+                .post(images::post_dispatch)
+                .delete(images::remove),
+        )
         .route("/containers/json", get(system::no_containers))
         .route("/containers/prune", post(system::prune_nothing))
         .route("/networks/prune", post(system::prune_nothing))
@@ -86,7 +91,10 @@ async fn common_headers(req: Request, next: Next) -> Response {
     h.insert("Api-Version", HeaderValue::from_static(version::MAX_API_VERSION));
     h.insert("Ostype", HeaderValue::from_static("linux"));
     h.insert("Docker-Experimental", HeaderValue::from_static("false"));
-    h.insert("Server", HeaderValue::from_static(concat!("hako/", env!("CARGO_PKG_VERSION"), " (linux)")));
+    h.insert(
+        "Server",
+        HeaderValue::from_static(concat!("hako/", env!("CARGO_PKG_VERSION"), " (linux)")),
+    );
     r
 }
 

@@ -14,9 +14,15 @@ pub async fn ping(method: Method) -> Response {
     let mut h = HeaderMap::new();
     h.insert("Builder-Version", HeaderValue::from_static("1"));
     h.insert("Swarm", HeaderValue::from_static("inactive"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     let body = if method == Method::HEAD { "" } else { "OK" };
     (h, body).into_response()
 }
@@ -57,7 +63,11 @@ fn cgroup_version() -> &'static str {
 fn mem_total() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .map(|kb| kb * 1024)
         .unwrap_or(0)
 }
@@ -68,7 +78,10 @@ pub async fn info(AxState(d): AxState<State>) -> Result<Json<Value>, ApiError> {
     let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
     let os = std::fs::read_to_string("/etc/os-release")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string())))
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
+        })
         .unwrap_or_else(|| "Linux".into());
     Ok(Json(json!({
         "ID": host, "Name": host,
@@ -96,7 +109,9 @@ pub async fn df(AxState(d): AxState<State>) -> Result<Json<Value>, ApiError> {
         let images = d.images.list()?;
         let layers = d.images.disk_usage()?;
         let rows: Vec<Value> = images.iter().map(|s| super::images::summary_json(s, true)).collect();
-        Ok(Json(json!({"LayersSize": layers, "Images": rows, "Containers": [], "Volumes": [], "BuildCache": []})))
+        Ok(Json(
+            json!({"LayersSize": layers, "Images": rows, "Containers": [], "Volumes": [], "BuildCache": []}),
+        ))
     })
     .await
 }
@@ -108,7 +123,9 @@ pub async fn no_containers() -> Json<Value> {
 
 /// Prune endpoints of object kinds this daemon does not create yet: nothing to remove.
 pub async fn prune_nothing() -> Json<Value> {
-    Json(json!({"ContainersDeleted": null, "NetworksDeleted": null, "VolumesDeleted": null, "CachesDeleted": null, "SpaceReclaimed": 0}))
+    Json(
+        json!({"ContainersDeleted": null, "NetworksDeleted": null, "VolumesDeleted": null, "CachesDeleted": null, "SpaceReclaimed": 0}),
+    )
 }
 
 pub async fn check(AxState(d): AxState<State>) -> Result<Json<Value>, ApiError> {

@@ -181,7 +181,13 @@ fn short_id(id: &str, no_trunc: bool) -> String {
 
 /// (repository, tag) pairs of an image summary; `<none>` for a dangling image.
 pub fn repo_tags(i: &Value) -> Vec<(String, String)> {
-    let tags: Vec<String> = i["RepoTags"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(String::from)).filter(|t| t != "<none>:<none>").collect();
+    let tags: Vec<String> = i["RepoTags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(String::from))
+        .filter(|t| t != "<none>:<none>")
+        .collect();
     if tags.is_empty() {
         return vec![("<none>".into(), "<none>".into())];
     }
@@ -196,7 +202,9 @@ pub fn repo_tags(i: &Value) -> Vec<(String, String)> {
 pub async fn list(c: &Client, a: ImagesArgs) -> anyhow::Result<()> {
     let mut filters: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for f in &a.filter {
-        let (k, v) = f.split_once('=').ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value): {f}"))?;
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value): {f}"))?;
         filters.entry(k.to_string()).or_default().push(v.to_string());
     }
     if let Some(r) = &a.reference {
@@ -219,9 +227,19 @@ pub async fn list(c: &Client, a: ImagesArgs) -> anyhow::Result<()> {
     }
     let mut rows_json = Vec::new();
     for i in &images {
-        let digests: Vec<String> = i["RepoDigests"].as_array().into_iter().flatten().filter_map(|d| d.as_str().map(String::from)).collect();
+        let digests: Vec<String> = i["RepoDigests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d.as_str().map(String::from))
+            .collect();
         for (repo, tag) in repo_tags(i) {
-            let digest = digests.iter().find(|d| d.starts_with(&format!("{repo}@"))).and_then(|d| d.split_once('@')).map(|(_, d)| d.to_string()).unwrap_or_else(|| "<none>".into());
+            let digest = digests
+                .iter()
+                .find(|d| d.starts_with(&format!("{repo}@")))
+                .and_then(|d| d.split_once('@'))
+                .map(|(_, d)| d.to_string())
+                .unwrap_or_else(|| "<none>".into());
             rows_json.push(serde_json::json!({
                 "Repository": repo, "Tag": tag, "Digest": digest,
                 "ID": short_id(i["Id"].as_str().unwrap_or(""), a.no_trunc),
@@ -273,7 +291,9 @@ pub async fn import(c: &Client, a: ImportArgs) -> anyhow::Result<()> {
     } else if a.source.starts_with("http://") || a.source.starts_with("https://") {
         (a.source.clone(), empty())
     } else {
-        let f = tokio::fs::File::open(&a.source).await.map_err(|e| anyhow::anyhow!("open {}: {e}", a.source))?;
+        let f = tokio::fs::File::open(&a.source)
+            .await
+            .map_err(|e| anyhow::anyhow!("open {}: {e}", a.source))?;
         ("-".to_string(), reader_body(f))
     };
     q.push_str(&format!("fromSrc={}", urlencode(&src)));
@@ -286,7 +306,14 @@ pub async fn import(c: &Client, a: ImportArgs) -> anyhow::Result<()> {
     for ch in &a.change {
         q.push_str(&format!("&changes={}", urlencode(ch)));
     }
-    let resp = c.request(Method::POST, &format!("/images/create?{q}"), body, Some("application/x-tar")).await?;
+    let resp = c
+        .request(
+            Method::POST,
+            &format!("/images/create?{q}"),
+            body,
+            Some("application/x-tar"),
+        )
+        .await?;
     read_json_lines(resp, |v| {
         if let Some(s) = v.get("status").and_then(Value::as_str) {
             println!("{s}");
@@ -298,7 +325,11 @@ pub async fn import(c: &Client, a: ImportArgs) -> anyhow::Result<()> {
 
 pub async fn load(c: &Client, a: LoadArgs) -> anyhow::Result<()> {
     let body = match &a.input {
-        Some(p) => reader_body(tokio::fs::File::open(p).await.map_err(|e| anyhow::anyhow!("open {p}: {e}"))?),
+        Some(p) => reader_body(
+            tokio::fs::File::open(p)
+                .await
+                .map_err(|e| anyhow::anyhow!("open {p}: {e}"))?,
+        ),
         None => {
             if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
                 anyhow::bail!("requested load from stdin, but stdin is empty");
@@ -306,7 +337,14 @@ pub async fn load(c: &Client, a: LoadArgs) -> anyhow::Result<()> {
             reader_body(tokio::io::stdin())
         }
     };
-    let resp = c.request(Method::POST, &format!("/images/load?quiet={}", a.quiet as u8), body, Some("application/x-tar")).await?;
+    let resp = c
+        .request(
+            Method::POST,
+            &format!("/images/load?quiet={}", a.quiet as u8),
+            body,
+            Some("application/x-tar"),
+        )
+        .await?;
     let quiet = a.quiet;
     read_json_lines(resp, |v| {
         if let Some(s) = v.get("stream").and_then(Value::as_str) {
@@ -325,14 +363,25 @@ pub async fn save(c: &Client, a: SaveArgs) -> anyhow::Result<()> {
     }
     let mut q: Vec<String> = a.images.iter().map(|i| format!("names={}", urlencode(i))).collect();
     q.push(format!("format={}", urlencode(&a.format)));
-    let resp = c.request(Method::GET, &format!("/images/get?{}", q.join("&")), empty(), None).await?;
+    let resp = c
+        .request(Method::GET, &format!("/images/get?{}", q.join("&")), empty(), None)
+        .await?;
     // Write to a temp file next to the target and rename at the end: an interrupted save
     // leaves no truncated archive under the requested name.
     let (mut out, tmp): (Box<dyn Write>, Option<(std::path::PathBuf, std::path::PathBuf)>) = match &a.output {
         Some(p) => {
             let target = std::path::PathBuf::from(p);
-            let tmp = target.with_file_name(format!(".{}.hako-save-{}", target.file_name().and_then(|n| n.to_str()).unwrap_or("out"), std::process::id()));
-            (Box::new(std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(|e| anyhow::anyhow!("create {}: {e}", tmp.display()))?)), Some((tmp, target)))
+            let tmp = target.with_file_name(format!(
+                ".{}.hako-save-{}",
+                target.file_name().and_then(|n| n.to_str()).unwrap_or("out"),
+                std::process::id()
+            ));
+            (
+                Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(&tmp).map_err(|e| anyhow::anyhow!("create {}: {e}", tmp.display()))?,
+                )),
+                Some((tmp, target)),
+            )
         }
         None => (Box::new(std::io::stdout().lock()), None),
     };
@@ -350,7 +399,9 @@ pub async fn save(c: &Client, a: SaveArgs) -> anyhow::Result<()> {
     .await;
     drop(out);
     match (result, tmp) {
-        (Ok(()), Some((tmp, target))) => std::fs::rename(&tmp, &target).map_err(|e| anyhow::anyhow!("rename to {}: {e}", target.display())),
+        (Ok(()), Some((tmp, target))) => {
+            std::fs::rename(&tmp, &target).map_err(|e| anyhow::anyhow!("rename to {}: {e}", target.display()))
+        }
         (Err(e), Some((tmp, _))) => {
             let _ = std::fs::remove_file(tmp);
             Err(e)
@@ -364,7 +415,12 @@ pub async fn tag(c: &Client, a: TagArgs) -> anyhow::Result<()> {
         Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
         _ => (a.target.clone(), String::new()),
     };
-    let path = format!("/images/{}/tag?repo={}&tag={}", a.source, urlencode(&repo), urlencode(&tag));
+    let path = format!(
+        "/images/{}/tag?repo={}&tag={}",
+        a.source,
+        urlencode(&repo),
+        urlencode(&tag)
+    );
     c.request(Method::POST, &path, empty(), None).await?;
     Ok(())
 }
@@ -458,13 +514,27 @@ pub async fn history(c: &Client, a: HistoryArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let mut table_rows = vec![vec!["IMAGE".to_string(), "CREATED".into(), "CREATED BY".into(), "SIZE".into(), "COMMENT".into()]];
+    let mut table_rows = vec![vec![
+        "IMAGE".to_string(),
+        "CREATED".into(),
+        "CREATED BY".into(),
+        "SIZE".into(),
+        "COMMENT".into(),
+    ]];
     for r in &rows {
         let id = r["Id"].as_str().unwrap_or("");
-        let id = if id == "<missing>" { id.to_string() } else { short_id(id, a.no_trunc) };
+        let id = if id == "<missing>" {
+            id.to_string()
+        } else {
+            short_id(id, a.no_trunc)
+        };
         let created = r["Created"].as_i64().unwrap_or(0);
         let by = r["CreatedBy"].as_str().unwrap_or("").to_string();
-        let by = if a.no_trunc || by.chars().count() <= 45 { by } else { format!("{}…", by.chars().take(44).collect::<String>()) };
+        let by = if a.no_trunc || by.chars().count() <= 45 {
+            by
+        } else {
+            format!("{}…", by.chars().take(44).collect::<String>())
+        };
         let size = r["Size"].as_f64().unwrap_or(0.0);
         if let Some(f) = a.format.as_deref().filter(|f| *f != "table") {
             let v = serde_json::json!({"ID": id, "CreatedSince": ago(created), "CreatedBy": by, "Size": human_size(size), "Comment": r["Comment"]});
@@ -474,7 +544,12 @@ pub async fn history(c: &Client, a: HistoryArgs) -> anyhow::Result<()> {
         let (c_s, s_s) = if a.human {
             (ago(created), human_size(size))
         } else {
-            (chrono::DateTime::from_timestamp(created, 0).map(|t| t.to_rfc3339()).unwrap_or_default(), (size as u64).to_string())
+            (
+                chrono::DateTime::from_timestamp(created, 0)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default(),
+                (size as u64).to_string(),
+            )
         };
         table_rows.push(vec![id, c_s, by, s_s, r["Comment"].as_str().unwrap_or("").to_string()]);
     }
@@ -486,15 +561,28 @@ pub async fn history(c: &Client, a: HistoryArgs) -> anyhow::Result<()> {
 
 async fn prune(c: &Client, a: ImagePruneArgs) -> anyhow::Result<()> {
     if !a.force {
-        eprint!("WARNING! This will remove all {} images.\nAre you sure you want to continue? [y/N] ", if a.all { "images without at least one container associated to them" } else { "dangling" });
+        eprint!(
+            "WARNING! This will remove all {} images.\nAre you sure you want to continue? [y/N] ",
+            if a.all {
+                "images without at least one container associated to them"
+            } else {
+                "dangling"
+            }
+        );
         let mut line = String::new();
         std::io::stdin().read_line(&mut line)?;
         if !matches!(line.trim(), "y" | "Y" | "yes") {
             return Ok(());
         }
     }
-    let filters = if a.all { r#"{"dangling":["false"]}"# } else { r#"{"dangling":["true"]}"# };
-    let v: Value = c.send_json(Method::POST, &format!("/images/prune?filters={}", urlencode(filters))).await?;
+    let filters = if a.all {
+        r#"{"dangling":["false"]}"#
+    } else {
+        r#"{"dangling":["true"]}"#
+    };
+    let v: Value = c
+        .send_json(Method::POST, &format!("/images/prune?filters={}", urlencode(filters)))
+        .await?;
     for d in v["ImagesDeleted"].as_array().into_iter().flatten() {
         if let Some(u) = d.get("Untagged").and_then(Value::as_str) {
             println!("untagged: {u}");
@@ -503,6 +591,9 @@ async fn prune(c: &Client, a: ImagePruneArgs) -> anyhow::Result<()> {
             println!("deleted: {u}");
         }
     }
-    println!("Total reclaimed space: {}", human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0)));
+    println!(
+        "Total reclaimed space: {}",
+        human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
+    );
     Ok(())
 }

@@ -11,7 +11,11 @@ pub const DEFAULT_HOST: &str = "unix:///run/hako/hako.sock";
 pub const DEFAULT_ROOT: &str = "/var/lib/hako";
 
 #[derive(Parser)]
-#[command(name = "hako", version, about = "hako: containers, images, registry and apps in one program")]
+#[command(
+    name = "hako",
+    version,
+    about = "hako: containers, images, registry and apps in one program"
+)]
 pub struct Cli {
     /// Daemon socket to connect to
     #[arg(short = 'H', long = "host", env = "HAKO_HOST", default_value = DEFAULT_HOST)]

@@ -68,7 +68,12 @@ pub async fn version(c: &Client, a: VersionArgs) -> anyhow::Result<()> {
         println!("{}", if f == "json" { v.to_string() } else { template(&f, &v) });
         return server.map(|_| ());
     }
-    println!("Client:\n Version:           {}\n API version:       {}\n OS/Arch:           linux/{}", client["Version"].as_str().unwrap_or(""), client["ApiVersion"].as_str().unwrap_or(""), client["Arch"].as_str().unwrap_or(""));
+    println!(
+        "Client:\n Version:           {}\n API version:       {}\n OS/Arch:           linux/{}",
+        client["Version"].as_str().unwrap_or(""),
+        client["ApiVersion"].as_str().unwrap_or(""),
+        client["Arch"].as_str().unwrap_or("")
+    );
     let s = server?;
     let g = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     println!("\nServer: hako\n Engine:\n  Version:          {}\n  API version:      {} (minimum version {})\n  OS/Arch:          {}/{}\n  Kernel Version:   {}", g("Version"), g("ApiVersion"), g("MinAPIVersion"), g("Os"), g("Arch"), g("KernelVersion"));
@@ -87,14 +92,34 @@ pub async fn info(c: &Client, a: InfoArgs) -> anyhow::Result<()> {
         None => String::new(),
     };
     println!("Server:");
-    println!(" Containers: {}\n  Running: {}\n  Paused: {}\n  Stopped: {}", g("Containers"), g("ContainersRunning"), g("ContainersPaused"), g("ContainersStopped"));
+    println!(
+        " Containers: {}\n  Running: {}\n  Paused: {}\n  Stopped: {}",
+        g("Containers"),
+        g("ContainersRunning"),
+        g("ContainersPaused"),
+        g("ContainersStopped")
+    );
     println!(" Images: {}", g("Images"));
     println!(" Server Version: {}", g("ServerVersion"));
     println!(" Storage Driver: {}", g("Driver"));
     println!(" Logging Driver: {}", g("LoggingDriver"));
-    println!(" Cgroup Driver: {}\n Cgroup Version: {}", g("CgroupDriver"), g("CgroupVersion"));
-    println!(" Kernel Version: {}\n Operating System: {}\n OSType: {}\n Architecture: {}", g("KernelVersion"), g("OperatingSystem"), g("OSType"), g("Architecture"));
-    println!(" CPUs: {}\n Total Memory: {}", g("NCPU"), human_binary(v.get("MemTotal").and_then(Value::as_u64).unwrap_or(0)));
+    println!(
+        " Cgroup Driver: {}\n Cgroup Version: {}",
+        g("CgroupDriver"),
+        g("CgroupVersion")
+    );
+    println!(
+        " Kernel Version: {}\n Operating System: {}\n OSType: {}\n Architecture: {}",
+        g("KernelVersion"),
+        g("OperatingSystem"),
+        g("OSType"),
+        g("Architecture")
+    );
+    println!(
+        " CPUs: {}\n Total Memory: {}",
+        g("NCPU"),
+        human_binary(v.get("MemTotal").and_then(Value::as_u64).unwrap_or(0))
+    );
     println!(" Name: {}\n Hako Root Dir: {}", g("Name"), g("DockerRootDir"));
     Ok(())
 }
@@ -126,7 +151,10 @@ async fn df(c: &Client, a: DfArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let images = v["Images"].as_array().cloned().unwrap_or_default();
-    let active = images.iter().filter(|i| i["Containers"].as_i64().unwrap_or(0) > 0).count();
+    let active = images
+        .iter()
+        .filter(|i| i["Containers"].as_i64().unwrap_or(0) > 0)
+        .count();
     let size: u64 = v["LayersSize"].as_u64().unwrap_or(0);
     // As the docker CLI counts it: everything but the unique size of images in use (the
     // layers total includes blobs and snapshots, which go with the images that own them).
@@ -136,20 +164,52 @@ async fn df(c: &Client, a: DfArgs) -> anyhow::Result<()> {
         .map(|i| (i["Size"].as_i64().unwrap_or(0) - i["SharedSize"].as_i64().unwrap_or(0)).max(0) as u64)
         .sum();
     let reclaim = size.saturating_sub(used);
-    let pct = if size > 0 { reclaim * 100 / size } else { 0 };
-    let mut rows = vec![vec!["TYPE".into(), "TOTAL".into(), "ACTIVE".into(), "SIZE".into(), "RECLAIMABLE".into()]];
-    rows.push(vec!["Images".into(), images.len().to_string(), active.to_string(), human_size(size as f64), format!("{} ({pct}%)", human_size(reclaim as f64))]);
+    let pct = (reclaim * 100).checked_div(size).unwrap_or(0);
+    let mut rows = vec![vec![
+        "TYPE".into(),
+        "TOTAL".into(),
+        "ACTIVE".into(),
+        "SIZE".into(),
+        "RECLAIMABLE".into(),
+    ]];
+    rows.push(vec![
+        "Images".into(),
+        images.len().to_string(),
+        active.to_string(),
+        human_size(size as f64),
+        format!("{} ({pct}%)", human_size(reclaim as f64)),
+    ]);
     for t in ["Containers", "Local Volumes", "Build Cache"] {
         rows.push(vec![t.into(), "0".into(), "0".into(), "0B".into(), "0B".into()]);
     }
     print!("{}", table(&rows));
     if a.verbose {
         println!("\nImages space usage:\n");
-        let mut rows = vec![vec!["REPOSITORY".into(), "TAG".into(), "IMAGE ID".into(), "CREATED".into(), "SIZE".into(), "CONTAINERS".into()]];
+        let mut rows = vec![vec![
+            "REPOSITORY".into(),
+            "TAG".into(),
+            "IMAGE ID".into(),
+            "CREATED".into(),
+            "SIZE".into(),
+            "CONTAINERS".into(),
+        ]];
         for i in &images {
-            let id = i["Id"].as_str().unwrap_or("").trim_start_matches("sha256:").chars().take(12).collect::<String>();
+            let id = i["Id"]
+                .as_str()
+                .unwrap_or("")
+                .trim_start_matches("sha256:")
+                .chars()
+                .take(12)
+                .collect::<String>();
             for (repo, tag) in super::images::repo_tags(i) {
-                rows.push(vec![repo, tag, id.clone(), crate::output::ago(i["Created"].as_i64().unwrap_or(0)), human_size(i["Size"].as_f64().unwrap_or(0.0)), i["Containers"].to_string()]);
+                rows.push(vec![
+                    repo,
+                    tag,
+                    id.clone(),
+                    crate::output::ago(i["Created"].as_i64().unwrap_or(0)),
+                    human_size(i["Size"].as_f64().unwrap_or(0.0)),
+                    i["Containers"].to_string(),
+                ]);
             }
         }
         print!("{}", table(&rows));
@@ -166,8 +226,14 @@ async fn prune(c: &Client, a: PruneArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    let filters = if a.all { r#"{"dangling":["false"]}"# } else { r#"{"dangling":["true"]}"# };
-    let v: Value = c.send_json(Method::POST, &format!("/images/prune?filters={}", urlencode(filters))).await?;
+    let filters = if a.all {
+        r#"{"dangling":["false"]}"#
+    } else {
+        r#"{"dangling":["true"]}"#
+    };
+    let v: Value = c
+        .send_json(Method::POST, &format!("/images/prune?filters={}", urlencode(filters)))
+        .await?;
     let mut any = false;
     for d in v["ImagesDeleted"].as_array().into_iter().flatten() {
         if !any {
@@ -184,7 +250,10 @@ async fn prune(c: &Client, a: PruneArgs) -> anyhow::Result<()> {
     if any {
         println!();
     }
-    println!("Total reclaimed space: {}", human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0)));
+    println!(
+        "Total reclaimed space: {}",
+        human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
+    );
     Ok(())
 }
 

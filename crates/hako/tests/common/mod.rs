@@ -18,7 +18,10 @@ pub struct TestDaemon {
 
 impl TestDaemon {
     pub fn start() -> TestDaemon {
-        let dir = tempfile::Builder::new().prefix("hako-test-").tempdir_in("/var/tmp").expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("hako-test-")
+            .tempdir_in("/var/tmp")
+            .expect("tempdir");
         let mut d = TestDaemon { dir, child: None };
         d.spawn();
         d
@@ -38,7 +41,11 @@ impl TestDaemon {
 
     /// Starts the daemon process and waits until it answers.
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("daemon.log")).expect("log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("daemon.log"))
+            .expect("log");
         let child = Command::new(hako_bin())
             .args(["daemon", "--root"])
             .arg(self.root())
@@ -74,7 +81,8 @@ impl TestDaemon {
     /// SIGTERM and wait: a clean shutdown.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("daemon running");
-        rustix::process::kill_process(rustix::process::Pid::from_child(&c), rustix::process::Signal::TERM).expect("kill");
+        rustix::process::kill_process(rustix::process::Pid::from_child(&c), rustix::process::Signal::TERM)
+            .expect("kill");
         c.wait().expect("wait")
     }
 
@@ -91,19 +99,35 @@ impl TestDaemon {
     /// Runs hako and asserts success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.hako(args);
-        assert!(o.status.success(), "hako {args:?} failed: {}\n{}", String::from_utf8_lossy(&o.stderr), String::from_utf8_lossy(&o.stdout));
+        assert!(
+            o.status.success(),
+            "hako {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout)
+        );
         String::from_utf8(o.stdout).expect("utf-8 output")
     }
 
     /// The real docker CLI pointed at this daemon.
     pub fn docker(&self, args: &[&str]) -> Output {
-        Command::new("docker").args(args).env("DOCKER_HOST", self.host()).env("DOCKER_CONFIG", self.dir.path().join("docker-config")).output().expect("run docker")
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .output()
+            .expect("run docker")
     }
 
     /// Imports the busybox base image (built and cached by scripts/images.sh).
     pub fn import_busybox(&self) {
         let tar = busybox_tarball();
-        self.ok(&["import", "--change", r#"CMD ["sh"]"#, tar.to_str().unwrap(), "busybox:latest"]);
+        self.ok(&[
+            "import",
+            "--change",
+            r#"CMD ["sh"]"#,
+            tar.to_str().unwrap(),
+            "busybox:latest",
+        ]);
     }
 }
 
@@ -120,8 +144,16 @@ pub fn busybox_tarball() -> PathBuf {
     static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     ONCE.get_or_init(|| {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/images.sh");
-        let o = Command::new("bash").arg(script).args(["--only", "busybox", "--no-import"]).output().expect("run images.sh");
-        assert!(o.status.success(), "images.sh failed: {}", String::from_utf8_lossy(&o.stderr));
+        let o = Command::new("bash")
+            .arg(script)
+            .args(["--only", "busybox", "--no-import"])
+            .output()
+            .expect("run images.sh");
+        assert!(
+            o.status.success(),
+            "images.sh failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         PathBuf::from(String::from_utf8(o.stdout).unwrap().trim())
     })
     .clone()
