@@ -327,19 +327,18 @@ impl Applier {
             OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
+        let mut prefix = PathBuf::new();
         for c in rel.components() {
             let name = c.as_os_str();
             match rfs::mkdirat(&cur, name, Mode::from_raw_mode(0o755)) {
                 Ok(()) | Err(Errno::EXIST) => {}
                 Err(e) => return Err(e),
             }
-            cur = rfs::openat2(
-                &cur,
-                name,
-                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-                Mode::empty(),
-                resolve_flags(),
-            )?;
+            // Resolve the prefix from the root, not from `cur`: a symlink such as
+            // `usr/lib64 -> ../lib64` climbs out of its own directory but stays in the layer,
+            // and RESOLVE_BENEATH relative to `cur` would refuse it.
+            prefix.push(name);
+            cur = open_beneath(self.root.as_fd(), &prefix)?;
         }
         Ok(cur)
     }
@@ -356,7 +355,15 @@ impl Applier {
                     Mode::empty(),
                 )
             } else {
-                open_beneath(self.root.as_fd(), &rel)
+                // O_NOFOLLOW: if a later entry replaced the directory with a symlink, its
+                // mtime must not land on whatever the symlink points to.
+                rfs::openat2(
+                    &self.root,
+                    &rel,
+                    OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                    resolve_flags(),
+                )
             };
             if let Ok(fd) = fd {
                 let _ = rfs::futimens(&fd, &times(mtime));

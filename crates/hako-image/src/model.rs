@@ -92,3 +92,29 @@ mod tests {
         assert_eq!(ids[1], Digest::of(format!("{a} {b}").as_bytes()));
     }
 }
+
+#[cfg(test)]
+mod docker_schema2 {
+    use oci_spec::image::{ImageIndex, ImageManifest};
+
+    #[test]
+    fn reads_docker_manifests_and_lists() {
+        let m = r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",
+            "config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":1469,
+              "digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+            "layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":2,
+              "digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}]}"#;
+        let m = ImageManifest::from_reader(m.as_bytes()).unwrap();
+        assert_eq!(m.layers().len(), 1);
+        assert_eq!(
+            crate::compression::from_media_type(m.layers()[0].media_type().as_ref()),
+            crate::compression::Compression::Gzip
+        );
+        let l = r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json",
+            "manifests":[{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","size":527,
+              "digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+              "platform":{"architecture":"amd64","os":"linux"}}]}"#;
+        let l = ImageIndex::from_reader(l.as_bytes()).unwrap();
+        assert_eq!(l.manifests()[0].platform().as_ref().unwrap().os().to_string(), "linux");
+    }
+}

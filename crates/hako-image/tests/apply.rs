@@ -390,9 +390,10 @@ fn symlinks_keep_target_verbatim_owner_and_mtime() {
     ] {
         let m = fs::symlink_metadata(sb.p(name)).unwrap();
         assert!(m.file_type().is_symlink(), "{name} is not a symlink");
+        // Compared as bytes: `Path` equality would ignore `.` and `//`.
         assert_eq!(
-            fs::read_link(sb.p(name)).unwrap(),
-            Path::new(target),
+            fs::read_link(sb.p(name)).unwrap().as_os_str(),
+            std::ffi::OsStr::new(target),
             "{name}'s target changed"
         );
     }
@@ -551,6 +552,9 @@ fn gnu_sparse_entry_is_expanded() {
         g.sparse[0].set_length(4096);
         g.sparse[1].set_offset(512 << 10);
         g.sparse[1].set_length(4096);
+        // GNU tar ends the map with an empty chunk at the real size.
+        g.sparse[2].set_offset(1 << 20);
+        g.sparse[2].set_length(0);
         g.set_real_size(1 << 20);
     }
     h.set_size(8192);
@@ -687,8 +691,6 @@ fn malformed_whiteouts_are_refused() {
         let tar = layer(&[file(name, b"")]);
         let msg = sb.expect_refused(&tar, name);
         assert!(msg.contains("whiteout"), "{msg}");
-        // `.wh...` must not have whited out the target's parent.
-        assert_absent(&sb.base.path().join(".."));
     }
 }
 
@@ -1004,6 +1006,7 @@ fn relative_symlinks_with_dotdot_that_stay_inside_are_followed() {
         file("usr/lib64/libz.so", b"z"),
         // ...and when a directory under it still has to be created.
         file("usr/lib64/sub/dir/liby.so", b"y"),
+        dir("run/"),
         dir("var/"),
         symlink("var/run", "../run"),
         file("var/run/lock/pidfile", b"1"),
@@ -1013,6 +1016,15 @@ fn relative_symlinks_with_dotdot_that_stay_inside_are_followed() {
     assert_eq!(fs::read(sb.p("lib64/sub/dir/liby.so")).unwrap(), b"y");
     assert_eq!(fs::read(sb.p("run/lock/pidfile")).unwrap(), b"1");
     assert!(fs::symlink_metadata(sb.p("var/run")).unwrap().file_type().is_symlink());
+    sb.assert_nothing_outside();
+
+    // A dangling symlink in the parent path is an error (as with Docker, whose MkdirAll
+    // stops at the symlink), and nothing is created at the symlink's target.
+    let sb = Sandbox::new();
+    let tar = layer(&[dir("var/"), symlink("var/run", "../run"), file("var/run/lock/pidfile", b"1")]);
+    let err = sb.apply(&tar).unwrap_err();
+    assert!(err.to_string().contains("var/run/lock/pidfile"), "{err}");
+    assert_absent(&sb.p("run"));
     sb.assert_nothing_outside();
 }
 
@@ -1034,7 +1046,7 @@ fn truncated_tar_is_an_error_not_a_panic() {
         second_data + 3000 + 5, // inside the last file's padding
     ] {
         let sb = Sandbox::new();
-        let r = std::panic::catch_unwind(|| sb.apply(&tar[..cut]));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sb.apply(&tar[..cut])));
         let r = r.unwrap_or_else(|_| panic!("apply panicked on a tar cut at {cut}"));
         assert!(r.is_err(), "a tar cut at {cut} of {} was accepted", tar.len());
         sb.assert_nothing_outside();
@@ -1074,8 +1086,8 @@ fn snapshot_dir_names(dir: &Path) -> BTreeSet<String> {
 #[test]
 fn concurrent_unpacks_of_the_same_layer_both_succeed() {
     let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
-    let dir = tmp.path().join("snapshots");
-    let snaps = Snapshots::open(&dir).unwrap();
+    let snapdir = tmp.path().join("snapshots");
+    let snaps = Snapshots::open(&snapdir).unwrap();
     let leases = Leases::default();
     for round in 0..8u64 {
         let tar = layer(&[
@@ -1102,17 +1114,17 @@ fn concurrent_unpacks_of_the_same_layer_both_succeed() {
             assert_eq!(u.diff_id, diff_id);
             assert_eq!(u.chain_id, diff_id, "a base layer's chain ID is its diff ID");
             assert_eq!(u.tar_size, tar.len() as u64);
-            assert_eq!(u.size, 11 + 300_000);
+            assert_eq!(u.size, 8 + 300_000);
         }
         let p = snaps.path(&diff_id);
-        assert_eq!(p, dir.join(diff_id.hex()));
+        assert_eq!(p, snapdir.join(diff_id.hex()));
         assert_eq!(
             fs::read(p.join("etc/os-release")).unwrap(),
             format!("round {round}\n").as_bytes()
         );
         assert_eq!(fs::read(p.join("big")).unwrap(), noise(300_000, round + 10));
     }
-    let names = snapshot_dir_names(&dir);
+    let names = snapshot_dir_names(&snapdir);
     assert_eq!(names.len(), 8, "{names:?}");
     assert!(
         names.iter().all(|n| Digest::from_hex(n).is_ok()),
@@ -1124,8 +1136,8 @@ fn concurrent_unpacks_of_the_same_layer_both_succeed() {
 #[test]
 fn unpack_hashes_the_whole_stream_and_chains_to_the_parent() {
     let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
-    let dir = tmp.path().join("snapshots");
-    let snaps = Snapshots::open(&dir).unwrap();
+    let snapdir = tmp.path().join("snapshots");
+    let snaps = Snapshots::open(&snapdir).unwrap();
     let leases = Leases::default();
     let lease = leases.lease();
 
@@ -1157,7 +1169,7 @@ fn unpack_hashes_the_whole_stream_and_chains_to_the_parent() {
 
     snaps.remove(&top.chain_id).unwrap();
     assert_eq!(
-        snapshot_dir_names(&dir),
+        snapshot_dir_names(&snapdir),
         BTreeSet::from([base.chain_id.hex().to_string()])
     );
     snaps.remove(&top.chain_id).unwrap(); // removing twice is fine
@@ -1166,8 +1178,8 @@ fn unpack_hashes_the_whole_stream_and_chains_to_the_parent() {
 #[test]
 fn diff_id_mismatch_leaves_nothing() {
     let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
-    let dir = tmp.path().join("snapshots");
-    let snaps = Snapshots::open(&dir).unwrap();
+    let snapdir = tmp.path().join("snapshots");
+    let snaps = Snapshots::open(&snapdir).unwrap();
     let leases = Leases::default();
     let lease = leases.lease();
     let tar = layer(&[file("a", b"a")]);
@@ -1181,9 +1193,9 @@ fn diff_id_mismatch_leaves_nothing() {
         Ok(u) => panic!("a layer with the wrong diff ID was accepted: {u:?}"),
     }
     assert!(
-        snapshot_dir_names(&dir).is_empty(),
+        snapshot_dir_names(&snapdir).is_empty(),
         "left behind: {:?}",
-        snapshot_dir_names(&dir)
+        snapshot_dir_names(&snapdir)
     );
     assert!(!snaps.path(&Digest::of(&tar)).exists());
     assert!(!snaps.path(&wrong).exists());
@@ -1192,8 +1204,8 @@ fn diff_id_mismatch_leaves_nothing() {
 #[test]
 fn failed_apply_in_unpack_leaves_nothing() {
     let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
-    let dir = tmp.path().join("snapshots");
-    let snaps = Snapshots::open(&dir).unwrap();
+    let snapdir = tmp.path().join("snapshots");
+    let snaps = Snapshots::open(&snapdir).unwrap();
     let lease = Leases::default().lease();
     let tar = layer(&[file("ok", b"1"), file("../evil", b"x")]);
     match snaps.unpack(&lease, &tar[..], None, None) {
@@ -1204,27 +1216,27 @@ fn failed_apply_in_unpack_leaves_nothing() {
     let truncated = &layer(&[file("big", &noise(100_000, 9))])[..50_000];
     assert!(snaps.unpack(&lease, truncated, None, None).is_err());
     assert!(
-        snapshot_dir_names(&dir).is_empty(),
+        snapshot_dir_names(&snapdir).is_empty(),
         "left behind: {:?}",
-        snapshot_dir_names(&dir)
+        snapshot_dir_names(&snapdir)
     );
-    assert_absent(&dir.join("evil"));
+    assert_absent(&snapdir.join("evil"));
     assert_absent(&tmp.path().join("evil"));
 }
 
 #[test]
 fn open_removes_unfinished_unpacks() {
     let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
-    let dir = tmp.path().join("snapshots");
+    let snapdir = tmp.path().join("snapshots");
     let keep = Digest::of(b"kept");
-    fs::create_dir_all(dir.join(".tmp-x/deep/er")).unwrap();
-    fs::write(dir.join(".tmp-x/deep/er/file"), b"half a layer").unwrap();
-    fs::create_dir_all(dir.join(".tmp-rm-abc")).unwrap();
-    fs::create_dir_all(dir.join(keep.hex())).unwrap();
-    fs::write(dir.join(keep.hex()).join("f"), b"f").unwrap();
+    fs::create_dir_all(snapdir.join(".tmp-x/deep/er")).unwrap();
+    fs::write(snapdir.join(".tmp-x/deep/er/file"), b"half a layer").unwrap();
+    fs::create_dir_all(snapdir.join(".tmp-rm-abc")).unwrap();
+    fs::create_dir_all(snapdir.join(keep.hex())).unwrap();
+    fs::write(snapdir.join(keep.hex()).join("f"), b"f").unwrap();
 
-    let snaps = Snapshots::open(&dir).unwrap();
-    assert_eq!(snapshot_dir_names(&dir), BTreeSet::from([keep.hex().to_string()]));
+    let snaps = Snapshots::open(&snapdir).unwrap();
+    assert_eq!(snapshot_dir_names(&snapdir), BTreeSet::from([keep.hex().to_string()]));
     assert_eq!(snaps.list().unwrap(), vec![keep.clone()]);
-    assert_eq!(fs::read(dir.join(keep.hex()).join("f")).unwrap(), b"f");
+    assert_eq!(fs::read(snapdir.join(keep.hex()).join("f")).unwrap(), b"f");
 }

@@ -643,3 +643,32 @@ fn info_version_and_bad_usage() {
     let o = d.hako(&["import", "/does/not/exist", "x:1"]);
     assert_eq!(o.status.code(), Some(1));
 }
+
+#[test]
+fn rmi_refuses_an_image_a_container_uses() {
+    let mut d = TestDaemon::start();
+    let f = write(d.dir.path(), "a.tar", &rootfs_tar(100, "used"));
+    let id = d.ok(&["import", &f, "used:1"]).trim().to_string();
+    // A container record as the runtime stores it, written while the daemon is down (the
+    // daemon holds the database open).
+    assert!(d.stop().success());
+    {
+        let meta = hako_store::MetaStore::open(&d.root().join("meta.redb")).unwrap();
+        meta.write(|t| {
+            t.put(hako_store::meta::CONTAINERS, "c1", &serde_json::json!({"Id": "c1", "Image": id}))?;
+            Ok::<_, hako_store::MetaError>(())
+        })
+        .unwrap();
+    }
+    d.spawn();
+    let o = d.hako(&["rmi", "used:1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("container is using its referenced image"), "{}", stderr(&o));
+    let o = d.hako(&["rmi", &id]);
+    assert!(stderr(&o).contains("being used by a container"), "{}", stderr(&o));
+    // Prune keeps it even with -a; -f removes it.
+    d.ok(&["image", "prune", "-a", "-f"]);
+    assert_eq!(d.ok(&["images", "-q"]).lines().count(), 1);
+    let out = d.ok(&["rmi", "-f", "used:1"]);
+    assert!(out.contains(&format!("Deleted: {id}")), "{out}");
+}
