@@ -192,6 +192,9 @@ fn valid_component(c: &str) -> bool {
         while i < b.len() && matches!(b[i], b'.' | b'_' | b'-') {
             i += 1;
         }
+        if i == start {
+            return false; // neither alphanumeric nor a separator
+        }
         let sep = &c[start..i];
         let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
         if !ok {

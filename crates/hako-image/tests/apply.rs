@@ -1021,7 +1021,11 @@ fn relative_symlinks_with_dotdot_that_stay_inside_are_followed() {
     // A dangling symlink in the parent path is an error (as with Docker, whose MkdirAll
     // stops at the symlink), and nothing is created at the symlink's target.
     let sb = Sandbox::new();
-    let tar = layer(&[dir("var/"), symlink("var/run", "../run"), file("var/run/lock/pidfile", b"1")]);
+    let tar = layer(&[
+        dir("var/"),
+        symlink("var/run", "../run"),
+        file("var/run/lock/pidfile", b"1"),
+    ]);
     let err = sb.apply(&tar).unwrap_err();
     assert!(err.to_string().contains("var/run/lock/pidfile"), "{err}");
     assert_absent(&sb.p("run"));
