@@ -9,8 +9,8 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|s: &str| {
     if let Ok(r) = Reference::parse(s) {
         let shown = r.to_string();
-        let again = Reference::parse(&shown)
-            .unwrap_or_else(|e| panic!("{s:?} parsed to {shown:?}, which does not parse: {e}"));
+        let again =
+            Reference::parse(&shown).unwrap_or_else(|e| panic!("{s:?} parsed to {shown:?}, which does not parse: {e}"));
         assert_eq!(again, r, "{s:?} -> {shown:?} does not round-trip");
         assert!(r.tag.is_some() || r.digest.is_some());
         let _ = r.familiar_repository();

@@ -655,7 +655,11 @@ fn rmi_refuses_an_image_a_container_uses() {
     {
         let meta = hako_store::MetaStore::open(&d.root().join("meta.redb")).unwrap();
         meta.write(|t| {
-            t.put(hako_store::meta::CONTAINERS, "c1", &serde_json::json!({"Id": "c1", "Image": id}))?;
+            t.put(
+                hako_store::meta::CONTAINERS,
+                "c1",
+                &serde_json::json!({"Id": "c1", "Image": id}),
+            )?;
             Ok::<_, hako_store::MetaError>(())
         })
         .unwrap();
@@ -663,7 +667,11 @@ fn rmi_refuses_an_image_a_container_uses() {
     d.spawn();
     let o = d.hako(&["rmi", "used:1"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("container is using its referenced image"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("container is using its referenced image"),
+        "{}",
+        stderr(&o)
+    );
     let o = d.hako(&["rmi", &id]);
     assert!(stderr(&o).contains("being used by a container"), "{}", stderr(&o));
     // Prune keeps it even with -a; -f removes it.
