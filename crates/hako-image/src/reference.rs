@@ -8,6 +8,7 @@ use hako_store::Digest;
 pub const DEFAULT_DOMAIN: &str = "docker.io";
 const LEGACY_DOMAIN: &str = "index.docker.io";
 pub const DEFAULT_TAG: &str = "latest";
+const NAME_MAX: usize = 255;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reference {
@@ -23,6 +24,8 @@ pub struct Reference {
 pub enum ReferenceError {
     #[error("invalid reference format: {0:?}")]
     Invalid(String),
+    #[error("invalid reference format: repository name must not be more than 255 characters")]
+    TooLong,
     #[error("invalid reference format: repository name ({0}) must be lowercase")]
     Uppercase(String),
 }
@@ -85,6 +88,11 @@ impl Reference {
         }
         if path.is_empty() || !path.split('/').all(valid_component) {
             return Err(invalid());
+        }
+        // Docker's limit on the whole repository name, which also keeps the normalized form
+        // (with `docker.io/library/` added) parseable.
+        if domain.len() + 1 + path.len() > NAME_MAX {
+            return Err(ReferenceError::TooLong);
         }
         let path = if domain == DEFAULT_DOMAIN && !path.contains('/') {
             format!("library/{path}")

@@ -19,8 +19,10 @@ use crate::model::chain_ids;
 
 pub struct Snapshots {
     dir: PathBuf,
-    seq: AtomicU64,
 }
+
+/// Process-wide, so two `Snapshots` on one directory never pick the same staging name.
+static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// The result of unpacking one layer.
 #[derive(Debug, Clone)]
@@ -48,10 +50,7 @@ impl Snapshots {
                 fs::remove_dir_all(e.path())?;
             }
         }
-        Ok(Snapshots {
-            dir: dir.to_path_buf(),
-            seq: AtomicU64::new(0),
-        })
+        Ok(Snapshots { dir: dir.to_path_buf() })
     }
 
     pub fn path(&self, chain: &Digest) -> PathBuf {
@@ -75,7 +74,7 @@ impl Snapshots {
         let staging = self.dir.join(format!(
             ".tmp-{}-{}",
             std::process::id(),
-            self.seq.fetch_add(1, Ordering::Relaxed)
+            STAGING_SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         fs::create_dir(&staging).map_err(UnpackError::Io)?;
         let guard = RemoveOnDrop(Some(staging.clone()));
@@ -104,9 +103,7 @@ impl Snapshots {
                 g.0 = None;
             }
             // Someone unpacked the same layer first; ours is dropped by the guard.
-            Err(e)
-                if dest.is_dir()
-                    && matches!(e.raw_os_error(), Some(libc_eexist) if libc_eexist == 17 || libc_eexist == 39) => {}
+            Err(e) if dest.is_dir() && is_exists_error(&e) => {}
             Err(e) => return Err(UnpackError::Io(e)),
         }
         Ok(Unpacked {
@@ -148,6 +145,12 @@ pub enum UnpackError {
     DiffIdMismatch { expected: Digest, actual: Digest },
     #[error("unpacking layer: {0}")]
     Io(io::Error),
+}
+
+/// rename(2) onto a non-empty directory fails with EEXIST or ENOTEMPTY.
+fn is_exists_error(e: &io::Error) -> bool {
+    let code = e.raw_os_error();
+    code == Some(rustix::io::Errno::EXIST.raw_os_error()) || code == Some(rustix::io::Errno::NOTEMPTY.raw_os_error())
 }
 
 struct RemoveOnDrop(Option<PathBuf>);
