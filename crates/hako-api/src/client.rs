@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
-use tokio::net::{TcpStream, UnixStream};
+use tokio::net::UnixStream;
 use tokio::sync::OnceCell;
 
 use crate::error::ApiError;
@@ -206,47 +206,67 @@ pub async fn read_json_lines(
     }
 }
 
-/// GETs an `http://` URL for `import URL` (the daemon fetches, as dockerd does).
+/// GETs an `http://` or `https://` URL for `import URL` (the daemon fetches, as dockerd
+/// does), following up to five redirects. TLS trusts the system's CA store (and
+/// `SSL_CERT_FILE`, as OpenSSL does).
 pub async fn fetch_url(url: &str) -> Result<axum::body::Body, ApiError> {
-    let bad = |m: String| ApiError::bad_request(m);
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        bad(format!(
-            "cannot import from {url:?}: only http:// URLs, a file or - (stdin) are supported"
-        ))
-    })?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let addr = if authority.contains(':') {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    let stream = TcpStream::connect(&addr)
-        .await
-        .map_err(|e| bad(format!("cannot import from {url}: {e}")))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| bad(format!("cannot import from {url}: {e}")))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let req = Request::builder()
-        .method(Method::GET)
-        .uri(path)
-        .header("Host", authority)
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| bad(format!("cannot import from {url}: {e}")))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| bad(format!("cannot import from {url}: {e}")))?;
-    if !resp.status().is_success() {
-        return Err(bad(format!(
-            "cannot import from {url}: the server answered {}",
-            resp.status()
-        )));
+    let fail = |m: String| ApiError::bad_request(format!("cannot import from {url}: {m}"));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .map_err(|e| fail(format!("loading the system's CA certificates: {e}")))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, Empty<Bytes>>(https);
+    let mut uri: http::Uri = url.parse().map_err(|e| fail(format!("not a URL: {e}")))?;
+    for _ in 0..5 {
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err(fail(
+                "only http:// and https:// URLs, a file, or - (stdin) can be imported".into(),
+            ));
+        }
+        let resp = client.get(uri.clone()).await.map_err(|e| fail(error_chain(&e)))?;
+        if resp.status().is_redirection() {
+            let next = resp
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or("");
+            uri = resolve_location(&uri, next).ok_or_else(|| fail(format!("bad redirect to {next:?}")))?;
+            continue;
+        }
+        if !resp.status().is_success() {
+            return Err(fail(format!("the server answered {}", resp.status())));
+        }
+        return Ok(axum::body::Body::new(resp.into_body()));
     }
-    Ok(axum::body::Body::new(resp.into_body()))
+    Err(fail("too many redirects".into()))
+}
+
+/// An error and its causes, `a: b: c` (hyper's own message alone says only "Connect").
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// A redirect's target, absolute or relative to the current URL's origin.
+fn resolve_location(base: &http::Uri, loc: &str) -> Option<http::Uri> {
+    if loc.contains("://") {
+        return loc.parse().ok();
+    }
+    let scheme = base.scheme_str()?;
+    let authority = base.authority()?;
+    let path = if loc.starts_with('/') {
+        loc.to_string()
+    } else {
+        format!("/{loc}")
+    };
+    format!("{scheme}://{authority}{path}").parse().ok()
 }

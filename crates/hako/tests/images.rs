@@ -680,3 +680,94 @@ fn rmi_refuses_an_image_a_container_uses() {
     let out = d.ok(&["rmi", "-f", "used:1"]);
     assert!(out.contains(&format!("Deleted: {id}")), "{out}");
 }
+
+/// Kills a helper process by PID when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn import_from_https_url() {
+    let certs = tempfile::tempdir_in("/var/tmp").unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let o = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::write(certs.path().join("rootfs.tar.gz"), gzip(&rootfs_tar(0, "tls"))).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // openssl's -WWW mode serves files of its working directory over TLS on loopback.
+    let _server = KillOnDrop(
+        Command::new("openssl")
+            .args([
+                "s_server",
+                "-quiet",
+                "-WWW",
+                "-accept",
+                &format!("127.0.0.1:{port}"),
+                "-cert",
+            ])
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .current_dir(certs.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed().as_secs() < 10, "openssl s_server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let url = format!("https://127.0.0.1:{port}/rootfs.tar.gz");
+
+    // A daemon that does not trust the certificate refuses, saying why.
+    let d = TestDaemon::start();
+    let o = d.hako(&["import", &url, "tls:1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot import from https://"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("certificate"), "{}", stderr(&o));
+    assert_eq!(d.ok(&["images", "-q"]), "");
+
+    // One that trusts it (SSL_CERT_FILE, as OpenSSL reads it) imports.
+    let d = TestDaemon::start_with_env(&[("SSL_CERT_FILE", cert.to_str().unwrap())]);
+    d.ok(&["import", &url, "tls:1"]);
+    let v: Value = serde_json::from_str(&d.ok(&["inspect", "tls:1"])).unwrap();
+    let lower = v[0]["GraphDriver"]["Data"]["LowerDir"].as_str().unwrap().to_string();
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&lower).join("etc/marker")).unwrap(),
+        "tls"
+    );
+}

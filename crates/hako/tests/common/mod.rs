@@ -14,15 +14,22 @@ pub fn hako_bin() -> &'static str {
 pub struct TestDaemon {
     pub dir: tempfile::TempDir,
     pub child: Option<Child>,
+    /// Extra environment for the daemon process.
+    pub env: Vec<(String, String)>,
 }
 
 impl TestDaemon {
     pub fn start() -> TestDaemon {
+        Self::start_with_env(&[])
+    }
+
+    pub fn start_with_env(env: &[(&str, &str)]) -> TestDaemon {
         let dir = tempfile::Builder::new()
             .prefix("hako-test-")
             .tempdir_in("/var/tmp")
             .expect("tempdir");
-        let mut d = TestDaemon { dir, child: None };
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut d = TestDaemon { dir, child: None, env };
         d.spawn();
         d
     }
@@ -51,6 +58,7 @@ impl TestDaemon {
             .arg(self.root())
             .args(["-H", &self.host()])
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
