@@ -560,40 +560,57 @@ pub async fn history(c: &Client, a: HistoryArgs) -> anyhow::Result<()> {
 }
 
 async fn prune(c: &Client, a: ImagePruneArgs) -> anyhow::Result<()> {
-    if !a.force {
-        eprint!(
-            "WARNING! This will remove all {} images.\nAre you sure you want to continue? [y/N] ",
-            if a.all {
-                "images without at least one container associated to them"
-            } else {
-                "dangling"
-            }
-        );
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line)?;
-        if !matches!(line.trim(), "y" | "Y" | "yes") {
-            return Ok(());
-        }
-    }
-    let filters = if a.all {
-        r#"{"dangling":["false"]}"#
+    let what = if a.all {
+        "images without at least one container associated to them"
     } else {
-        r#"{"dangling":["true"]}"#
+        "dangling images"
     };
-    let v: Value = c
-        .send_json(Method::POST, &format!("/images/prune?filters={}", urlencode(filters)))
-        .await?;
-    for d in v["ImagesDeleted"].as_array().into_iter().flatten() {
-        if let Some(u) = d.get("Untagged").and_then(Value::as_str) {
-            println!("untagged: {u}");
-        }
-        if let Some(u) = d.get("Deleted").and_then(Value::as_str) {
-            println!("deleted: {u}");
-        }
+    if !a.force
+        && !confirm(&format!(
+            "WARNING! This will remove all {what}.\nAre you sure you want to continue? [y/N] "
+        ))?
+    {
+        return Ok(());
+    }
+    let v = prune_images(c, a.all).await?;
+    for line in deleted_lines(&v) {
+        println!("{line}");
     }
     println!(
         "Total reclaimed space: {}",
         human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
     );
     Ok(())
+}
+
+/// Asks on stderr; only `y` or `yes` goes on.
+pub fn confirm(prompt: &str) -> anyhow::Result<bool> {
+    eprint!("{prompt}");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}
+
+/// `POST /images/prune`: dangling images, or with `all` every image no container uses.
+pub async fn prune_images(c: &Client, all: bool) -> anyhow::Result<Value> {
+    let dangling = if all { "false" } else { "true" };
+    let filters = format!(r#"{{"dangling":["{dangling}"]}}"#);
+    Ok(
+        c.send_json(Method::POST, &format!("/images/prune?filters={}", urlencode(&filters)))
+            .await?,
+    )
+}
+
+/// `untagged: x` / `deleted: sha256:...` lines of a prune answer, as docker prints them.
+pub fn deleted_lines(v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in v["ImagesDeleted"].as_array().into_iter().flatten() {
+        if let Some(u) = d.get("Untagged").and_then(Value::as_str) {
+            out.push(format!("untagged: {u}"));
+        }
+        if let Some(u) = d.get("Deleted").and_then(Value::as_str) {
+            out.push(format!("deleted: {u}"));
+        }
+    }
+    out
 }

@@ -1,7 +1,6 @@
 //! `version`, `info`, `system df | prune | check | info`.
 
 use clap::{Args, Subcommand};
-use http::Method;
 use serde_json::Value;
 
 use hako_api::Client;
@@ -218,37 +217,17 @@ async fn df(c: &Client, a: DfArgs) -> anyhow::Result<()> {
 }
 
 async fn prune(c: &Client, a: PruneArgs) -> anyhow::Result<()> {
-    if !a.force {
-        eprintln!("WARNING! This will remove:\n  - all stopped containers\n  - all {} images\n\nAre you sure you want to continue? [y/N] ", if a.all { "unused" } else { "dangling" });
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line)?;
-        if !matches!(line.trim(), "y" | "Y" | "yes") {
-            return Ok(());
-        }
+    let what = if a.all { "unused" } else { "dangling" };
+    let prompt = format!(
+        "WARNING! This will remove:\n  - all stopped containers\n  - all {what} images\n\nAre you sure you want to continue? [y/N] "
+    );
+    if !a.force && !super::images::confirm(&prompt)? {
+        return Ok(());
     }
-    let filters = if a.all {
-        r#"{"dangling":["false"]}"#
-    } else {
-        r#"{"dangling":["true"]}"#
-    };
-    let v: Value = c
-        .send_json(Method::POST, &format!("/images/prune?filters={}", urlencode(filters)))
-        .await?;
-    let mut any = false;
-    for d in v["ImagesDeleted"].as_array().into_iter().flatten() {
-        if !any {
-            println!("Deleted Images:");
-            any = true;
-        }
-        if let Some(u) = d.get("Untagged").and_then(Value::as_str) {
-            println!("untagged: {u}");
-        }
-        if let Some(u) = d.get("Deleted").and_then(Value::as_str) {
-            println!("deleted: {u}");
-        }
-    }
-    if any {
-        println!();
+    let v = super::images::prune_images(c, a.all).await?;
+    let lines = super::images::deleted_lines(&v);
+    if !lines.is_empty() {
+        println!("Deleted Images:\n{}\n", lines.join("\n"));
     }
     println!(
         "Total reclaimed space: {}",
