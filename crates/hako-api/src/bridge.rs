@@ -24,7 +24,7 @@ const FLUSH_AT: usize = 256 << 10;
 
 pub fn body_channel() -> (BodyWriter, Body) {
     let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(16);
-    let stream = tokio_stream_from(rx);
+    let stream = receiver_stream(rx);
     (
         BodyWriter {
             tx,
@@ -34,7 +34,8 @@ pub fn body_channel() -> (BodyWriter, Body) {
     )
 }
 
-fn tokio_stream_from(
+/// A channel's receiving end as a body stream.
+pub fn receiver_stream(
     mut rx: mpsc::Receiver<Result<Bytes, io::Error>>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, io::Error>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))

@@ -4,6 +4,7 @@
 
 pub mod bridge;
 pub mod client;
+pub mod containers;
 pub mod error;
 pub mod server;
 pub mod version;

@@ -93,8 +93,15 @@ pub async fn run(a: DaemonArgs) -> anyhow::Result<()> {
     let listener = listener.with_context(|| format!("listening on {}", sock.display()))?;
     fs::set_permissions(&sock, fs::Permissions::from_mode(0o660))?;
 
+    // Monitors (and so container inits) run from a sealed in-memory copy of this binary.
+    let exe = hako_runtime::exe::sealed_self_copy().context("copying the hako binary into a sealed memfd")?;
+    let monitor_exe = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&exe)));
+    let images = Arc::new(images);
+    let containers = hako_api::containers::Containers::open(images.clone(), &root, monitor_exe)
+        .map_err(|e| anyhow::anyhow!("loading containers: {}", e.message))?;
     let state = Arc::new(Daemon {
-        images: Arc::new(images),
+        images,
+        containers,
         root: root.clone(),
         host: a.host.clone(),
         started: Instant::now(),

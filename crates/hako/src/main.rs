@@ -11,6 +11,13 @@ use clap::Parser;
 use cli::Cli;
 
 fn main() -> ExitCode {
+    // The per-container monitor must stay single-threaded (it forks the container's init),
+    // so it runs before any async runtime exists. The daemon starts it as `hako monitor DIR`.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.len() == 3 && args[1] == "monitor" {
+        let code = hako_runtime::monitor::run(std::path::Path::new(&args[2]));
+        return ExitCode::from(code as u8);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

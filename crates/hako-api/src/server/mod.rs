@@ -1,5 +1,6 @@
 //! The daemon's HTTP server: routing, version prefixes, common headers.
 
+mod containers;
 mod images;
 mod system;
 
@@ -22,6 +23,7 @@ use crate::version;
 /// What every handler can reach.
 pub struct Daemon {
     pub images: Arc<ImageService>,
+    pub containers: Arc<crate::containers::Containers>,
     pub root: PathBuf,
     pub host: String,
     pub started: Instant,
@@ -46,7 +48,18 @@ pub fn router(state: State) -> Router {
                 .post(images::post_dispatch)
                 .delete(images::remove),
         )
-        .route("/containers/json", get(system::no_containers))
+        .route("/containers/json", get(containers::list))
+        .route("/containers/create", post(containers::create))
+        .route("/containers/{id}/json", get(containers::inspect))
+        .route("/containers/{id}/start", post(containers::start))
+        .route("/containers/{id}/stop", post(containers::stop))
+        .route("/containers/{id}/restart", post(containers::restart))
+        .route("/containers/{id}/kill", post(containers::kill))
+        .route("/containers/{id}/wait", post(containers::wait))
+        .route("/containers/{id}/attach", post(containers::attach))
+        .route("/containers/{id}/resize", post(containers::resize))
+        .route("/containers/{id}/logs", get(containers::logs))
+        .route("/containers/{id}", axum::routing::delete(containers::remove))
         .route("/containers/prune", post(system::prune_nothing))
         .route("/networks/prune", post(system::prune_nothing))
         .route("/volumes/prune", post(system::prune_nothing))

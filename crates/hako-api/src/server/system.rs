@@ -116,11 +116,6 @@ pub async fn df(AxState(d): AxState<State>) -> Result<Json<Value>, ApiError> {
     .await
 }
 
-/// No containers exist before the container runtime arrives: the list is truly empty.
-pub async fn no_containers() -> Json<Value> {
-    Json(json!([]))
-}
-
 /// Prune endpoints of object kinds this daemon does not create yet: nothing to remove.
 pub async fn prune_nothing() -> Json<Value> {
     Json(

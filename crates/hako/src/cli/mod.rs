@@ -1,6 +1,7 @@
 //! The command line: Docker's verbs and flags, each a call to the daemon's API.
 
 mod images;
+mod registry;
 mod system;
 
 use clap::{Parser, Subcommand};
@@ -55,6 +56,9 @@ pub enum Cmd {
     /// Manage hako
     #[command(subcommand)]
     System(system::SystemCmd),
+    /// Run or maintain an OCI distribution registry (`hako registry serve`, `hako registry gc`)
+    #[command(subcommand)]
+    Registry(registry::RegistryCmd),
 }
 
 pub async fn run(cli: Cli) -> Result<u8, anyhow::Error> {
@@ -76,6 +80,7 @@ pub async fn run(cli: Cli) -> Result<u8, anyhow::Error> {
         Cmd::History(a) => images::history(&client, a).await,
         Cmd::Image(c) => images::image_cmd(&client, c).await,
         Cmd::System(c) => system::system_cmd(&client, c).await,
+        Cmd::Registry(c) => registry::run(c).await,
     }
     .map(|()| 0)
 }

@@ -1,0 +1,514 @@
+//! The container engine of the daemon: records in the metadata store, a monitor process per
+//! running container, and watchers that learn of exits.
+
+pub mod record;
+mod setup;
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{watch, Notify};
+
+use hako_image::ImageService;
+use hako_runtime::monitor::{self, MonitorState};
+use hako_store::meta;
+
+use crate::error::ApiError;
+use record::{ContainerRecord, State, ZERO_TIME};
+
+/// What waiters watch: how many times the container exited, and whether it is gone.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Events {
+    pub exits: u64,
+    pub running: bool,
+    pub removed: bool,
+    pub exit_code: i32,
+}
+
+pub struct Entry {
+    pub rec: Mutex<ContainerRecord>,
+    pub events: watch::Sender<Events>,
+    /// Attach requests that arrived before start and wait for the monitor.
+    pub pending_attach: Mutex<usize>,
+    pub started: Arc<Notify>,
+    /// Serializes start/stop/remove of one container.
+    pub op: tokio::sync::Mutex<()>,
+}
+
+pub struct Containers {
+    pub images: Arc<ImageService>,
+    pub dir: PathBuf,
+    /// The executable monitors run from: a sealed in-memory copy of hako.
+    pub monitor_exe: PathBuf,
+    map: Mutex<HashMap<String, Arc<Entry>>>,
+}
+
+fn conflict(m: impl Into<String>) -> ApiError {
+    ApiError::new(http::StatusCode::CONFLICT, m)
+}
+
+impl Containers {
+    /// Loads every record and re-adopts containers whose monitor still runs.
+    pub fn open(images: Arc<ImageService>, root: &Path, monitor_exe: PathBuf) -> Result<Arc<Containers>, ApiError> {
+        let dir = root.join("containers");
+        std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(format!("creating {}: {e}", dir.display())))?;
+        let c = Arc::new(Containers {
+            images,
+            dir,
+            monitor_exe,
+            map: Mutex::new(HashMap::new()),
+        });
+        let records: Vec<(String, ContainerRecord)> = c.images.meta().list(meta::CONTAINERS).map_err(|e| ApiError::internal(e.to_string()))?;
+        for (_, rec) in records {
+            let running = rec.state.running;
+            let id = rec.id.clone();
+            let entry = c.insert(rec);
+            if running {
+                c.readopt(&id, entry);
+            }
+        }
+        Ok(c)
+    }
+
+    fn insert(&self, rec: ContainerRecord) -> Arc<Entry> {
+        let ev = Events {
+            running: rec.state.running,
+            exit_code: rec.state.exit_code,
+            ..Default::default()
+        };
+        let id = rec.id.clone();
+        let e = Arc::new(Entry {
+            rec: Mutex::new(rec),
+            events: watch::channel(ev).0,
+            pending_attach: Mutex::new(0),
+            started: Arc::new(Notify::new()),
+            op: tokio::sync::Mutex::new(()),
+        });
+        self.map.lock().unwrap().insert(id, e.clone()); // unwrap: poisoned only after a panic
+        e
+    }
+
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    /// Finds a container by full ID, unique ID prefix, or name (with or without `/`).
+    pub fn get(&self, name: &str) -> Result<Arc<Entry>, ApiError> {
+        let map = self.map.lock().unwrap(); // unwrap: see insert
+        if let Some(e) = map.get(name) {
+            return Ok(e.clone());
+        }
+        let slashed = if name.starts_with('/') { name.to_string() } else { format!("/{name}") };
+        if let Some(e) = map.values().find(|e| e.rec.lock().unwrap().name == slashed) {
+            return Ok(e.clone());
+        }
+        if !name.is_empty() && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let hits: Vec<_> = map.iter().filter(|(id, _)| id.starts_with(name)).collect();
+            match hits.len() {
+                1 => return Ok(hits[0].1.clone()),
+                0 => {}
+                _ => return Err(ApiError::bad_request(format!("multiple IDs found with provided prefix: {name}"))),
+            }
+        }
+        Err(ApiError::not_found(format!("No such container: {name}")))
+    }
+
+    pub fn all(&self) -> Vec<Arc<Entry>> {
+        self.map.lock().unwrap().values().cloned().collect() // unwrap: see insert
+    }
+
+    pub fn save(&self, rec: &ContainerRecord) -> Result<(), ApiError> {
+        self.images
+            .meta()
+            .write(|t| {
+                t.put(meta::CONTAINERS, &rec.id, rec)?;
+                Ok::<_, hako_store::MetaError>(())
+            })
+            .map_err(|e| ApiError::internal(e.to_string()))
+    }
+
+    /// `POST /containers/create`.
+    pub fn create(self: &Arc<Self>, body: &Value, name: Option<&str>) -> Result<(String, Vec<String>), ApiError> {
+        let image_name = body.get("Image").and_then(Value::as_str).unwrap_or("");
+        if image_name.is_empty() {
+            return Err(ApiError::bad_request("config cannot be empty in order to create a container: no image given"));
+        }
+        let img = self.images.resolve(image_name).map_err(|e| match e {
+            hako_image::ImageError::NotFound(_) => ApiError::not_found(format!("No such image: {}", normalize_name(image_name))),
+            other => other.into(),
+        })?;
+        let image_cfg = self.images.config(&img)?;
+        let (config, command) = record::merge_config(body, &image_cfg, image_name);
+        if command.is_empty() {
+            return Err(ApiError::bad_request("no command specified"));
+        }
+        let host_config = body.get("HostConfig").cloned().unwrap_or(json!({}));
+        setup::validate_host_config(&host_config)?;
+        let id = random_id();
+        let name = match name.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                let valid = n.trim_start_matches('/').chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+                    && n.trim_start_matches('/').chars().next().map(|c| c.is_ascii_alphanumeric()).unwrap_or(false);
+                if !valid {
+                    return Err(ApiError::bad_request(format!("Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+                }
+                format!("/{}", n.trim_start_matches('/'))
+            }
+            None => format!("/{}", generate_name()),
+        };
+        let mut config = config;
+        if config.get("Hostname").and_then(Value::as_str).unwrap_or("").is_empty() {
+            config["Hostname"] = json!(&id[..12]);
+        }
+        let dir = self.container_dir(&id);
+        let rec = ContainerRecord {
+            id: id.clone(),
+            name: name.clone(),
+            created: hako_image::service::now_rfc3339(),
+            image: img.id.to_string(),
+            path: command[0].clone(),
+            args: command[1..].to_vec(),
+            state: State {
+                status: "created".into(),
+                started_at: ZERO_TIME.into(),
+                finished_at: ZERO_TIME.into(),
+                ..Default::default()
+            },
+            config,
+            host_config,
+            restart_count: 0,
+            log_path: dir.join(format!("{id}-json.log")).display().to_string(),
+            resolv_conf_path: dir.join("resolv.conf").display().to_string(),
+            hostname_path: dir.join("hostname").display().to_string(),
+            hosts_path: dir.join("hosts").display().to_string(),
+        };
+        {
+            // Name uniqueness is checked under the map lock so two creates cannot both win.
+            let map = self.map.lock().unwrap(); // unwrap: see insert
+            if let Some(other) = map.values().find(|e| e.rec.lock().unwrap().name == name) {
+                let oid = other.rec.lock().unwrap().id.clone();
+                return Err(conflict(format!(
+                    "Conflict. The container name \"{name}\" is already in use by container \"{oid}\". You have to remove (or rename) that container to be able to reuse that name."
+                )));
+            }
+            drop(map);
+            setup::prepare_dir(&dir, &rec)?;
+            self.save(&rec)?;
+            self.insert(rec);
+        }
+        Ok((id, vec![]))
+    }
+
+    /// `POST /containers/{id}/start`. Returns false if it was already running (304).
+    pub async fn start(self: &Arc<Self>, name: &str) -> Result<bool, ApiError> {
+        let e = self.get(name)?;
+        let _op = e.op.lock().await;
+        let rec = e.rec.lock().unwrap().clone(); // unwrap: see insert
+        if rec.state.running {
+            return Ok(false);
+        }
+        let dir = self.container_dir(&rec.id);
+        let wait_attach = std::mem::take(&mut *e.pending_attach.lock().unwrap()); // unwrap: see insert
+        let this = self.clone();
+        let rec2 = rec.clone();
+        let dir2 = dir.clone();
+        let child = tokio::task::spawn_blocking(move || setup::launch(&this, &rec2, &dir2, wait_attach))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))??;
+        // Pending attaches connect once the monitor listens; it holds the container until
+        // they have.
+        if wait_attach > 0 {
+            for _ in 0..10_000 {
+                if dir.join("attach.sock").exists() || monitor::read_state(&dir).map(|s| s.status != "starting").unwrap_or(false) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+        }
+        e.started.notify_waiters();
+        let state = wait_started(&dir).await;
+        match state {
+            Some(st) if st.status == "running" => {
+                let mut r = e.rec.lock().unwrap(); // unwrap: see insert
+                r.state = State {
+                    status: "running".into(),
+                    running: true,
+                    pid: st.pid,
+                    started_at: st.started_at.clone().unwrap_or_default(),
+                    finished_at: ZERO_TIME.into(),
+                    ..Default::default()
+                };
+                let snapshot = r.clone();
+                drop(r);
+                self.save(&snapshot)?;
+                e.events.send_modify(|ev| ev.running = true);
+                self.watch(&rec.id, e.clone(), st.monitor_pid, Some(child));
+                Ok(true)
+            }
+            other => {
+                let st = other.unwrap_or_default();
+                let _ = child_reap(child);
+                let msg = st.error.clone().unwrap_or_else(|| "the container monitor failed to start the container".into());
+                let code = st.exit_code.unwrap_or(125);
+                let mut r = e.rec.lock().unwrap(); // unwrap: see insert
+                r.state.status = "created".into();
+                r.state.error = msg.clone();
+                r.state.exit_code = code;
+                let snapshot = r.clone();
+                drop(r);
+                self.save(&snapshot)?;
+                let status = if code == 127 || code == 126 { http::StatusCode::BAD_REQUEST } else { http::StatusCode::INTERNAL_SERVER_ERROR };
+                Err(ApiError::new(status, format!("failed to create task for container: failed to create shim task: OCI runtime create failed: {msg}: unknown")))
+            }
+        }
+    }
+
+    /// Watches a monitor until it exits, then records the exit.
+    fn watch(self: &Arc<Self>, id: &str, e: Arc<Entry>, monitor_pid: i32, child: Option<std::process::Child>) {
+        let this = self.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            if let Some(fd) = pidfd(monitor_pid) {
+                // SAFETY: the pidfd is owned by the AsyncFd and lives as long as it.
+                if let Ok(afd) = unsafe { AsyncFd::register(fd) } {
+                    let _ = afd.readable().await;
+                }
+            }
+            if let Some(c) = child {
+                let _ = child_reap(c);
+            }
+            this.record_exit(&id, &e).await;
+        });
+    }
+
+    async fn record_exit(self: &Arc<Self>, id: &str, e: &Arc<Entry>) {
+        let dir = self.container_dir(id);
+        let st = monitor::read_state(&dir).unwrap_or_default();
+        let code = st.exit_code.unwrap_or(255);
+        let (snapshot, auto_remove) = {
+            let mut r = e.rec.lock().unwrap(); // unwrap: see insert
+            r.state.running = false;
+            r.state.status = "exited".into();
+            r.state.pid = 0;
+            r.state.exit_code = code;
+            r.state.oom_killed = st.oom_killed;
+            r.state.finished_at = st.finished_at.clone().unwrap_or_else(hako_image::service::now_rfc3339);
+            r.state.error = st.error.clone().unwrap_or_default();
+            let ar = r.host_config.get("AutoRemove").and_then(Value::as_bool).unwrap_or(false);
+            (r.clone(), ar)
+        };
+        let _ = self.save(&snapshot);
+        e.events.send_modify(|ev| {
+            ev.exits += 1;
+            ev.running = false;
+            ev.exit_code = code;
+        });
+        if auto_remove {
+            let _ = self.remove(id, true, true).await;
+        }
+    }
+
+    fn readopt(self: &Arc<Self>, id: &str, e: Arc<Entry>) {
+        let dir = self.container_dir(id);
+        match monitor::read_state(&dir) {
+            Some(st) if st.status == "running" && monitor_alive(st.monitor_pid, &dir) => {
+                self.watch(id, e, st.monitor_pid, None);
+            }
+            _ => {
+                // The monitor is gone (host reboot, or killed): record what it left.
+                let this = self.clone();
+                let id = id.to_string();
+                tokio::spawn(async move { this.record_exit(&id, &e).await });
+            }
+        }
+    }
+
+    /// Sends a signal to the container's init.
+    pub fn kill(&self, name: &str, signal: i32) -> Result<(), ApiError> {
+        let e = self.get(name)?;
+        let r = e.rec.lock().unwrap().clone(); // unwrap: see insert
+        if !r.state.running {
+            return Err(conflict(format!("Cannot kill container: {}: container {} is not running", name, r.id)));
+        }
+        let st = monitor::read_state(&self.container_dir(&r.id)).unwrap_or_default();
+        // The init is the monitor's child and stays a zombie until the monitor reaps it, so
+        // while the monitor lives and says running, this PID is still the container's.
+        if st.status != "running" || !monitor_alive(st.monitor_pid, &self.container_dir(&r.id)) {
+            return Err(conflict(format!("Cannot kill container: {name}: container {} is not running", r.id)));
+        }
+        // SAFETY: kill with a checked PID and signal number.
+        if unsafe { libc::kill(st.pid, signal) } != 0 {
+            let err = std::io::Error::last_os_error();
+            return Err(ApiError::internal(format!("Cannot kill container: {name}: {err}")));
+        }
+        Ok(())
+    }
+
+    /// `stop`: the stop signal, then SIGKILL after `timeout`. False if it was not running.
+    pub async fn stop(self: &Arc<Self>, name: &str, timeout: Option<i64>, signal: Option<i32>) -> Result<bool, ApiError> {
+        let e = self.get(name)?;
+        let (running, cfg) = {
+            let r = e.rec.lock().unwrap(); // unwrap: see insert
+            (r.state.running, r.config.clone())
+        };
+        if !running {
+            return Ok(false);
+        }
+        let sig = signal
+            .or_else(|| cfg.get("StopSignal").and_then(Value::as_str).and_then(parse_signal))
+            .unwrap_or(libc::SIGTERM);
+        let t = timeout.or_else(|| cfg.get("StopTimeout").and_then(Value::as_i64)).unwrap_or(10);
+        let mut rx = e.events.subscribe();
+        let _ = self.kill(name, sig);
+        let stopped = tokio::time::timeout(Duration::from_secs(t.max(0) as u64), rx.wait_for(|ev| !ev.running))
+            .await
+            .is_ok();
+        if !stopped {
+            let _ = self.kill(name, libc::SIGKILL);
+            let _ = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|ev| !ev.running)).await;
+        }
+        Ok(true)
+    }
+
+    /// `rm`: refuses a running container unless forced.
+    pub async fn remove(self: &Arc<Self>, name: &str, force: bool, _volumes: bool) -> Result<(), ApiError> {
+        let e = self.get(name)?;
+        let id = e.rec.lock().unwrap().id.clone(); // unwrap: see insert
+        if e.rec.lock().unwrap().state.running {
+            if !force {
+                return Err(conflict(format!(
+                    "cannot remove container \"{}\": container is running: stop the container before removing or force remove",
+                    e.rec.lock().unwrap().name // unwrap: see insert
+                )));
+            }
+            let mut rx = e.events.subscribe();
+            let _ = self.kill(&id, libc::SIGKILL);
+            let _ = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|ev| !ev.running)).await;
+        }
+        if self.map.lock().unwrap().remove(&id).is_none() {
+            return Ok(()); // removed concurrently (auto-remove and rm -f)
+        }
+        let dir = self.container_dir(&id);
+        let images = self.images.clone();
+        let id2 = id.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = std::fs::remove_dir_all(&dir);
+            images.meta().write(|t| {
+                t.delete(meta::CONTAINERS, &id2)?;
+                Ok::<_, hako_store::MetaError>(())
+            })
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+        e.events.send_modify(|ev| ev.removed = true);
+        Ok(())
+    }
+}
+
+/// Connects to a container monitor's attach socket. The path goes through a descriptor of
+/// the container's directory: a socket address holds at most 108 bytes, and roots can be
+/// deep.
+pub async fn connect_monitor(dir: &Path) -> std::io::Result<tokio::net::UnixStream> {
+    let d = rustix::fs::open(dir, rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())?;
+    let path = format!("/proc/self/fd/{}/attach.sock", std::os::fd::AsRawFd::as_raw_fd(&d));
+    tokio::net::UnixStream::connect(path).await
+}
+
+async fn wait_started(dir: &Path) -> Option<MonitorState> {
+    for _ in 0..20_000 {
+        if let Some(st) = monitor::read_state(dir) {
+            if st.status != "starting" {
+                return Some(st);
+            }
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    None
+}
+
+fn child_reap(mut c: std::process::Child) -> std::io::Result<()> {
+    // The monitor exits right after writing its final state.
+    c.wait().map(|_| ())
+}
+
+fn pidfd(pid: i32) -> Option<OwnedFd> {
+    let p = rustix::process::Pid::from_raw(pid)?;
+    rustix::process::pidfd_open(p, rustix::process::PidfdFlags::NONBLOCK).ok()
+}
+
+/// Whether `pid` is still the monitor of the container in `dir` (PIDs wrap fast here).
+pub fn monitor_alive(pid: i32, dir: &Path) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let needle = dir.as_os_str().as_encoded_bytes();
+    cmdline.windows(needle.len()).any(|w| w == needle) && {
+        // A zombie monitor has exited.
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| !s.contains(") Z ")).unwrap_or(false)
+    }
+}
+
+pub fn random_id() -> String {
+    let mut b = [0u8; 32];
+    let _ = getrandom(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn getrandom(b: &mut [u8]) -> std::io::Result<()> {
+    // SAFETY: fills the buffer it is given.
+    let r = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Docker-style `adjective_name` names.
+fn generate_name() -> String {
+    const LEFT: [&str; 16] = ["admiring", "brave", "calm", "dazzling", "eager", "focused", "gallant", "happy", "jolly", "keen", "lucid", "modest", "nifty", "quirky", "serene", "vibrant"];
+    const RIGHT: [&str; 16] = ["archimedes", "bohr", "curie", "darwin", "euler", "fermi", "gauss", "hopper", "kepler", "lovelace", "noether", "pascal", "ritchie", "tesla", "turing", "wozniak"];
+    let mut b = [0u8; 4];
+    let _ = getrandom(&mut b);
+    format!("{}_{}{}", LEFT[b[0] as usize % 16], RIGHT[b[1] as usize % 16], u16::from_le_bytes([b[2], b[3]]) % 100)
+}
+
+fn normalize_name(n: &str) -> String {
+    match hako_image::Reference::parse(n) {
+        Ok(r) => hako_image::reference::familiar(&r.to_string()),
+        Err(_) => n.to_string(),
+    }
+}
+
+/// `SIGTERM`, `TERM`, `15`.
+pub fn parse_signal(s: &str) -> Option<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return (1..=64).contains(&n).then_some(n);
+    }
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    Some(match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "TERM" => libc::SIGTERM,
+        "STOP" => libc::SIGSTOP,
+        "CONT" => libc::SIGCONT,
+        "WINCH" => libc::SIGWINCH,
+        "ALRM" => libc::SIGALRM,
+        "PIPE" => libc::SIGPIPE,
+        "CHLD" => libc::SIGCHLD,
+        "ABRT" => libc::SIGABRT,
+        _ => return None,
+    })
+}
+

@@ -1,0 +1,140 @@
+//! A container as the engine stores it (the shape `docker inspect` shows), and how a create
+//! request combines with its image's config.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct State {
+    pub status: String,
+    pub running: bool,
+    pub paused: bool,
+    pub restarting: bool,
+    #[serde(rename = "OOMKilled")]
+    pub oom_killed: bool,
+    pub dead: bool,
+    pub pid: i32,
+    pub exit_code: i32,
+    pub error: String,
+    pub started_at: String,
+    pub finished_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerRecord {
+    pub id: String,
+    /// With Docker's leading slash.
+    pub name: String,
+    pub created: String,
+    /// The image ID (`sha256:...`); image removal checks it.
+    pub image: String,
+    pub path: String,
+    pub args: Vec<String>,
+    pub state: State,
+    pub config: Value,
+    pub host_config: Value,
+    pub restart_count: u32,
+    pub log_path: String,
+    pub resolv_conf_path: String,
+    pub hostname_path: String,
+    pub hosts_path: String,
+}
+
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// Docker's `Env` merge: the container's entries override the image's by name.
+pub fn merge_env(image: &[String], container: &[String]) -> Vec<String> {
+    let key = |e: &String| e.split_once('=').map(|(k, _)| k.to_string()).unwrap_or_else(|| e.clone());
+    let mut out: Vec<String> = image.to_vec();
+    for e in container {
+        let k = key(e);
+        if let Some(pos) = out.iter().position(|x| key(x) == k) {
+            out[pos] = e.clone();
+        } else {
+            out.push(e.clone());
+        }
+    }
+    out
+}
+
+fn strings(v: Option<&Value>) -> Option<Vec<String>> {
+    let a = v?.as_array()?;
+    Some(a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+}
+
+/// The container's Config: the create body's Config with the image's defaults filled in,
+/// and the command to run (entrypoint + cmd as Docker combines them).
+pub fn merge_config(body: &Value, image_cfg: &Value, image_name: &str) -> (Value, Vec<String>) {
+    let img = image_cfg.get("config").cloned().unwrap_or(json!({}));
+    let mut c: Map<String, Value> = body.as_object().cloned().unwrap_or_default();
+    for k in ["HostConfig", "NetworkingConfig"] {
+        c.remove(k);
+    }
+    let body_entry = strings(c.get("Entrypoint")).filter(|v| !v.is_empty());
+    let body_cmd = strings(c.get("Cmd")).filter(|v| !v.is_empty());
+    // An entrypoint given on the command line drops the image's CMD, as Docker does.
+    let (entrypoint, cmd) = match body_entry {
+        Some(e) => (Some(e), body_cmd),
+        None => (strings(img.get("Entrypoint")).filter(|v| !v.is_empty()), body_cmd.or_else(|| strings(img.get("Cmd")))),
+    };
+    let env = merge_env(&strings(img.get("Env")).unwrap_or_default(), &strings(c.get("Env")).unwrap_or_default());
+    let mut labels = img.get("Labels").and_then(Value::as_object).cloned().unwrap_or_default();
+    if let Some(l) = c.get("Labels").and_then(Value::as_object) {
+        labels.extend(l.clone());
+    }
+    let pick = |k: &str, c: &Map<String, Value>| -> Value {
+        match c.get(k) {
+            Some(Value::String(s)) if !s.is_empty() => json!(s),
+            _ => img.get(k).cloned().unwrap_or(json!("")),
+        }
+    };
+    let working_dir = pick("WorkingDir", &c);
+    let user = pick("User", &c);
+    let stop_signal = pick("StopSignal", &c);
+    let mut exposed = img.get("ExposedPorts").and_then(Value::as_object).cloned().unwrap_or_default();
+    if let Some(e) = c.get("ExposedPorts").and_then(Value::as_object) {
+        exposed.extend(e.clone());
+    }
+    let mut volumes = img.get("Volumes").and_then(Value::as_object).cloned().unwrap_or_default();
+    if let Some(v) = c.get("Volumes").and_then(Value::as_object) {
+        volumes.extend(v.clone());
+    }
+    c.insert("Image".into(), json!(image_name));
+    c.insert("Env".into(), json!(env));
+    c.insert("Cmd".into(), json!(cmd));
+    c.insert("Entrypoint".into(), json!(entrypoint));
+    c.insert("Labels".into(), json!(labels));
+    c.insert("WorkingDir".into(), working_dir);
+    c.insert("User".into(), user);
+    if !stop_signal.as_str().unwrap_or("").is_empty() {
+        c.insert("StopSignal".into(), stop_signal);
+    }
+    c.insert("ExposedPorts".into(), if exposed.is_empty() { Value::Null } else { json!(exposed) });
+    c.insert("Volumes".into(), if volumes.is_empty() { Value::Null } else { json!(volumes) });
+    for k in ["Tty", "OpenStdin", "StdinOnce", "AttachStdin", "AttachStdout", "AttachStderr"] {
+        c.entry(k).or_insert(json!(false));
+    }
+    let mut command = entrypoint.unwrap_or_default();
+    command.extend(cmd.unwrap_or_default());
+    (Value::Object(c), command)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entrypoint_and_cmd_combine_as_docker() {
+        let img = json!({"config": {"Entrypoint": ["/ep"], "Cmd": ["a"], "Env": ["PATH=/bin", "A=1"]}});
+        let (_, cmd) = merge_config(&json!({}), &img, "x");
+        assert_eq!(cmd, vec!["/ep", "a"]);
+        let (_, cmd) = merge_config(&json!({"Cmd": ["b"]}), &img, "x");
+        assert_eq!(cmd, vec!["/ep", "b"]);
+        let (_, cmd) = merge_config(&json!({"Entrypoint": ["/other"]}), &img, "x");
+        assert_eq!(cmd, vec!["/other"]);
+        let (c, _) = merge_config(&json!({"Env": ["A=2", "B=3"]}), &img, "x");
+        assert_eq!(c["Env"], json!(["PATH=/bin", "A=2", "B=3"]));
+    }
+}

@@ -1,0 +1,297 @@
+//! Turning a container record into files on disk and a running monitor: the container's
+//! directory, its OCI config, the monitor's spec, and the monitor process itself.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{json, Value};
+
+use hako_runtime::cgroups::Resources;
+use hako_runtime::init::{Overlay, OVERLAY_ANNOTATION};
+use hako_runtime::monitor::MonitorSpec;
+use hako_runtime::spec::{generate, SpecInput};
+
+use super::record::ContainerRecord;
+use super::Containers;
+use crate::error::ApiError;
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> ApiError + '_ {
+    move |e| ApiError::internal(format!("{what}: {e}"))
+}
+
+/// Refuses settings this engine cannot honour, with Docker's wording where it has one.
+pub fn validate_host_config(hc: &Value) -> Result<(), ApiError> {
+    let mode = hc.get("NetworkMode").and_then(Value::as_str).unwrap_or("");
+    if !matches!(mode, "" | "default" | "bridge" | "none" | "host") {
+        return Err(ApiError::not_found(format!("network {mode} not found")));
+    }
+    let res = resources(hc);
+    res.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let Some(m) = res.memory.filter(|m| *m > 0 && *m < 6 * 1024 * 1024) {
+        return Err(ApiError::bad_request(format!("Minimum memory limit allowed is 6MB (got {m} bytes)")));
+    }
+    for b in hc.get("Binds").and_then(Value::as_array).into_iter().flatten() {
+        let s = b.as_str().unwrap_or("");
+        parse_bind(s)?;
+    }
+    Ok(())
+}
+
+/// `/host:/ctr[:ro|rw]`.
+fn parse_bind(s: &str) -> Result<(String, String, bool), ApiError> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let bad = || ApiError::bad_request(format!("invalid volume specification: '{s}'"));
+    let (src, dst, mode) = match parts.as_slice() {
+        [src, dst] => (*src, *dst, ""),
+        [src, dst, mode] => (*src, *dst, *mode),
+        _ => return Err(bad()),
+    };
+    if !dst.starts_with('/') || src.is_empty() {
+        return Err(bad());
+    }
+    if !src.starts_with('/') {
+        return Err(ApiError::bad_request(format!("named volume {src:?}: named volumes are not supported yet; use a host path")));
+    }
+    let ro = mode.split(',').any(|m| m == "ro");
+    Ok((src.to_string(), dst.to_string(), ro))
+}
+
+pub fn resources(hc: &Value) -> Resources {
+    let i = |k: &str| hc.get(k).and_then(Value::as_i64).filter(|v| *v != 0);
+    let s = |k: &str| hc.get(k).and_then(Value::as_str).filter(|v| !v.is_empty()).map(String::from);
+    Resources {
+        memory: i("Memory"),
+        memory_swap: i("MemorySwap"),
+        cpu_quota: i("CpuQuota"),
+        cpu_period: i("CpuPeriod").map(|v| v as u64),
+        nano_cpus: i("NanoCpus"),
+        cpu_shares: i("CpuShares").map(|v| v as u64),
+        cpuset_cpus: s("CpusetCpus"),
+        cpuset_mems: s("CpusetMems"),
+        pids_limit: i("PidsLimit").filter(|v| *v > 0),
+    }
+}
+
+/// The container's directory: rootfs dirs and the per-container /etc files.
+pub fn prepare_dir(dir: &Path, rec: &ContainerRecord) -> Result<(), ApiError> {
+    for d in ["rootfs/upper", "rootfs/work", "rootfs/merged"] {
+        fs::create_dir_all(dir.join(d)).map_err(io_err("creating the container directory"))?;
+    }
+    let hostname = rec.config.get("Hostname").and_then(Value::as_str).unwrap_or("localhost");
+    fs::write(dir.join("hostname"), format!("{hostname}\n")).map_err(io_err("writing hostname"))?;
+    let mut hosts = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    for h in rec.host_config.get("ExtraHosts").and_then(Value::as_array).into_iter().flatten() {
+        if let Some((name, ip)) = h.as_str().and_then(|s| s.split_once(':')) {
+            hosts.push_str(&format!("{ip}\t{name}\n"));
+        }
+    }
+    fs::write(dir.join("hosts"), hosts).map_err(io_err("writing hosts"))?;
+    fs::write(dir.join("resolv.conf"), resolv_conf(rec)).map_err(io_err("writing resolv.conf"))?;
+    Ok(())
+}
+
+/// The host's resolv.conf, without loopback resolvers a container cannot reach (unless it
+/// shares the host's network), as Docker does.
+fn resolv_conf(rec: &ContainerRecord) -> String {
+    let host_net = rec.host_config.get("NetworkMode").and_then(Value::as_str) == Some("host");
+    let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let dns: Vec<String> = rec
+        .host_config
+        .get("Dns")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    let mut out: Vec<String> = host
+        .lines()
+        .filter(|l| {
+            let ns = l.trim().strip_prefix("nameserver").map(str::trim);
+            match ns {
+                Some(ip) => dns.is_empty() && (host_net || !(ip.starts_with("127.") || ip == "::1")),
+                None => true,
+            }
+        })
+        .map(String::from)
+        .collect();
+    for d in &dns {
+        out.push(format!("nameserver {d}"));
+    }
+    let mut s = out.join("\n");
+    s.push('\n');
+    s
+}
+
+/// A file from the image's filesystem: the container's upper dir first, then each layer.
+fn read_rootfs_file(upper: &Path, lowers: &[PathBuf], rel: &str) -> String {
+    for d in std::iter::once(&upper.to_path_buf()).chain(lowers.iter()) {
+        let p = d.join(rel);
+        if let Ok(m) = fs::symlink_metadata(&p) {
+            if m.file_type().is_file() {
+                return fs::read_to_string(&p).unwrap_or_default();
+            }
+            return String::new(); // a whiteout or something else hides lower copies
+        }
+    }
+    String::new()
+}
+
+/// Writes config.json and monitor.json and starts the monitor.
+pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: usize) -> Result<Child, ApiError> {
+    let img = c.images.resolve(&rec.image)?;
+    let lowers: Vec<PathBuf> = img.layers.iter().rev().map(|l| c.images.snapshot_path(&l.chain_id)).collect();
+    let upper = dir.join("rootfs/upper");
+    let cfg = &rec.config;
+    let hc = &rec.host_config;
+    let user_spec = cfg.get("User").and_then(Value::as_str).unwrap_or("");
+    let passwd = read_rootfs_file(&upper, &lowers, "etc/passwd");
+    let group = read_rootfs_file(&upper, &lowers, "etc/group");
+    let user = hako_runtime::user::resolve(user_spec, &passwd, &group).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let tty = cfg.get("Tty").and_then(Value::as_bool).unwrap_or(false);
+    let hostname = cfg.get("Hostname").and_then(Value::as_str).unwrap_or("").to_string();
+    let mut env: Vec<String> = cfg.get("Env").and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, DEFAULT_PATH.into());
+    }
+    env.push(format!("HOSTNAME={hostname}"));
+    if tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", if user.home.is_empty() { "/" } else { &user.home }));
+    }
+    let mut mounts = Vec::new();
+    for (file, dest) in [("resolv.conf", "/etc/resolv.conf"), ("hostname", "/etc/hostname"), ("hosts", "/etc/hosts")] {
+        mounts.push(json!({"destination": dest, "type": "bind", "source": dir.join(file).display().to_string(), "options": ["rbind", "rprivate"]}));
+    }
+    for b in hc.get("Binds").and_then(Value::as_array).into_iter().flatten() {
+        let (src, dst, ro) = parse_bind(b.as_str().unwrap_or(""))?;
+        if !Path::new(&src).exists() {
+            // Docker creates a missing host directory for -v.
+            fs::create_dir_all(&src).map_err(io_err("creating the bind mount source"))?;
+        }
+        let mut opts = vec!["rbind", "rprivate"];
+        if ro {
+            opts.push("ro");
+        }
+        mounts.push(json!({"destination": dst, "type": "bind", "source": src, "options": opts}));
+    }
+    for m in hc.get("Mounts").and_then(Value::as_array).into_iter().flatten() {
+        let kind = m.get("Type").and_then(Value::as_str).unwrap_or("");
+        let target = m.get("Target").and_then(Value::as_str).unwrap_or("");
+        let ro = m.get("ReadOnly").and_then(Value::as_bool).unwrap_or(false);
+        match kind {
+            "bind" => {
+                let src = m.get("Source").and_then(Value::as_str).unwrap_or("");
+                if !Path::new(src).exists() {
+                    return Err(ApiError::bad_request(format!("invalid mount config for type \"bind\": bind source path does not exist: {src}")));
+                }
+                let mut opts = vec!["rbind", "rprivate"];
+                if ro {
+                    opts.push("ro");
+                }
+                mounts.push(json!({"destination": target, "type": "bind", "source": src, "options": opts}));
+            }
+            "tmpfs" => mounts.push(json!({"destination": target, "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "noexec"]})),
+            other => return Err(ApiError::bad_request(format!("mount type {other:?} is not supported yet"))),
+        }
+    }
+    for (dest, opts) in hc.get("Tmpfs").and_then(Value::as_object).into_iter().flatten() {
+        let mut o: Vec<String> = vec!["nosuid".into(), "nodev".into(), "noexec".into()];
+        o.extend(opts.as_str().unwrap_or("").split(',').filter(|s| !s.is_empty()).map(String::from));
+        mounts.push(json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": o}));
+    }
+    let strings = |k: &str| -> Vec<String> { hc.get(k).and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default() };
+    let privileged = hc.get("Privileged").and_then(Value::as_bool).unwrap_or(false);
+    let mut seccomp = None;
+    let mut nnp = !privileged;
+    for opt in strings("SecurityOpt") {
+        let (k, v) = opt.split_once(['=', ':']).unwrap_or((opt.as_str(), ""));
+        match k {
+            "seccomp" if v == "unconfined" => seccomp = Some(Value::Null),
+            "seccomp" => {
+                // The docker CLI sends the profile's content; a path is read here.
+                let text = if v.trim_start().starts_with('{') { v.to_string() } else { fs::read_to_string(v).map_err(|e| ApiError::bad_request(format!("opening seccomp profile ({v}) failed: {e}")))? };
+                let p: Value = serde_json::from_str(&text).map_err(|e| ApiError::bad_request(format!("decoding seccomp profile failed: {e}")))?;
+                serde_json::from_value::<hako_runtime::seccomp::Profile>(p.clone()).map_err(|e| ApiError::bad_request(format!("decoding seccomp profile failed: {e}")))?;
+                seccomp = Some(p);
+            }
+            "no-new-privileges" => nnp = v.is_empty() || v == "true",
+            "label" | "apparmor" => {}
+            _ => return Err(ApiError::bad_request(format!("Invalid --security-opt: {opt:?}"))),
+        }
+    }
+    let overlay = Overlay {
+        lower: lowers.iter().map(|p| p.display().to_string()).collect(),
+        upper: upper.display().to_string(),
+        work: dir.join("rootfs/work").display().to_string(),
+    };
+    let mut annotations = serde_json::Map::new();
+    annotations.insert(OVERLAY_ANNOTATION.into(), json!(serde_json::to_string(&overlay).map_err(|e| ApiError::internal(e.to_string()))?));
+    let mut args = vec![rec.path.clone()];
+    args.extend(rec.args.iter().cloned());
+    let input = SpecInput {
+        args,
+        env,
+        cwd: cfg.get("WorkingDir").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or("/").to_string(),
+        uid: user.uid,
+        gid: user.gid,
+        additional_gids: user.additional_gids.clone(),
+        hostname,
+        tty,
+        rootfs: dir.join("rootfs/merged").display().to_string(),
+        readonly_rootfs: hc.get("ReadonlyRootfs").and_then(Value::as_bool).unwrap_or(false),
+        privileged,
+        cap_add: strings("CapAdd"),
+        cap_drop: strings("CapDrop"),
+        seccomp,
+        network_mode: hc.get("NetworkMode").and_then(Value::as_str).unwrap_or("none").to_string(),
+        mounts,
+        no_new_privileges: nnp,
+        annotations,
+        rlimits: vec![],
+    };
+    let spec = generate(&input).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&spec).expect("json")).map_err(io_err("writing config.json"))?;
+    let log_cfg = hc.pointer("/LogConfig/Config").cloned().unwrap_or(json!({}));
+    let console = hc.get("ConsoleSize").and_then(Value::as_array).and_then(|a| Some((a.first()?.as_u64()? as u16, a.get(1)?.as_u64()? as u16))).filter(|(h, w)| *h > 0 && *w > 0);
+    let res = resources(hc);
+    let mspec = MonitorSpec {
+        tty,
+        open_stdin: cfg.get("OpenStdin").and_then(Value::as_bool).unwrap_or(false),
+        stdin_once: cfg.get("StdinOnce").and_then(Value::as_bool).unwrap_or(false),
+        wait_attach,
+        log_max_size: log_cfg.get("max-size").and_then(Value::as_str).and_then(parse_size).unwrap_or(0),
+        log_max_files: log_cfg.get("max-file").and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or(1),
+        log_path: PathBuf::from(&rec.log_path),
+        cgroup: Some(res),
+        cgroup_name: format!("hako-{}", rec.id),
+        console_size: console,
+    };
+    fs::write(dir.join("monitor.json"), serde_json::to_vec(&mspec).expect("json")).map_err(io_err("writing monitor.json"))?;
+    let _ = fs::remove_file(dir.join("state.json"));
+    Command::new(&c.monitor_exe)
+        .arg("monitor")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| ApiError::internal(format!("starting the container monitor: {e}")))
+}
+
+/// Docker's sizes: `10m`, `1g`, `512k`, `100` (bytes).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.trim_end_matches('b');
+    let (num, mult) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<f64>().ok().map(|n| (n * mult as f64) as u64)
+}

@@ -1,0 +1,1 @@
+//! The registry client (filled in step 5).

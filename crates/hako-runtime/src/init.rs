@@ -1,0 +1,470 @@
+//! The container's first process, between clone(2) and execve(2): mounts the rootfs,
+//! pivots into it, drops privileges and executes the user's program.
+//!
+//! It runs in a child forked from the single-threaded monitor, inside the new namespaces.
+//! Every step that fails reports through the error pipe (a short message the monitor turns
+//! into the container's error and Docker's exit code) and exits.
+
+use std::ffi::{CString, OsStr};
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+
+use crate::caps;
+use crate::config::{Config, Mount};
+
+/// Overlay layers for the rootfs, passed in the `dev.hako.rootfs` annotation.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Overlay {
+    /// Topmost first.
+    pub lower: Vec<String>,
+    pub upper: String,
+    pub work: String,
+}
+
+pub const OVERLAY_ANNOTATION: &str = "dev.hako.rootfs";
+
+/// Why the init failed, and the exit code Docker gives for it.
+pub struct InitError {
+    pub code: i32,
+    pub message: String,
+}
+
+fn fail(what: impl std::fmt::Display, e: impl std::fmt::Display) -> InitError {
+    InitError {
+        code: 125,
+        message: format!("{what}: {e}"),
+    }
+}
+
+fn last_err() -> std::io::Error {
+    std::io::Error::last_os_error()
+}
+
+fn cstr(s: impl AsRef<OsStr>) -> CString {
+    CString::new(s.as_ref().as_bytes()).unwrap_or_else(|_| CString::new("?").expect("static"))
+}
+
+fn mount_raw(src: Option<&str>, target: &Path, fstype: Option<&str>, flags: libc::c_ulong, data: Option<&str>) -> std::io::Result<()> {
+    let src = src.map(cstr);
+    let fstype = fstype.map(cstr);
+    let data = data.map(cstr);
+    let target = cstr(target);
+    // SAFETY: every pointer is a valid NUL-terminated string or null.
+    let r = unsafe {
+        libc::mount(
+            src.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            target.as_ptr(),
+            fstype.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            flags,
+            data.as_ref().map_or(std::ptr::null(), |s| s.as_ptr().cast()),
+        )
+    };
+    if r != 0 {
+        return Err(last_err());
+    }
+    Ok(())
+}
+
+/// Runs the container setup and execs; returns only on failure.
+pub fn run(cfg: &Config, seccomp: Option<&[libc::sock_filter]>) -> InitError {
+    match setup(cfg, seccomp) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+enum Never {}
+
+fn setup(cfg: &Config, seccomp: Option<&[libc::sock_filter]>) -> Result<Never, InitError> {
+    let rootfs = PathBuf::from(&cfg.root.path);
+    // Nothing mounted here propagates back to the host.
+    mount_raw(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None).map_err(|e| fail("making / private", e))?;
+    match cfg.annotations.get(OVERLAY_ANNOTATION) {
+        Some(o) => {
+            let o: Overlay = serde_json::from_str(o).map_err(|e| fail("rootfs annotation", e))?;
+            mount_overlay(&o, &rootfs).map_err(|e| fail("mounting the overlay rootfs", e))?;
+        }
+        None => mount_raw(Some(&cfg.root.path), &rootfs, None, libc::MS_BIND | libc::MS_REC, None)
+            .map_err(|e| fail(format!("bind-mounting rootfs {}", rootfs.display()), e))?,
+    }
+    let root_fd = rustix::fs::open(&rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| fail("opening rootfs", e))?;
+    for m in &cfg.mounts {
+        do_mount(&root_fd, m).map_err(|e| fail(format!("mounting {}", m.destination), e))?;
+    }
+    if cfg.mounts.iter().any(|m| m.destination == "/dev" && m.kind.as_deref() == Some("tmpfs")) {
+        populate_dev(&root_fd).map_err(|e| fail("creating /dev", e))?;
+    }
+    if cfg.has_namespace("network") {
+        loopback_up().map_err(|e| fail("bringing up lo", e))?;
+    }
+    if let Some(h) = &cfg.hostname {
+        if cfg.has_namespace("uts") {
+            rustix::system::sethostname(h.as_bytes()).map_err(|e| fail("setting the hostname", e))?;
+        }
+    }
+    drop(root_fd);
+    pivot(&rootfs).map_err(|e| fail("pivot_root", e))?;
+    for p in &cfg.linux.masked_paths {
+        mask(p).map_err(|e| fail(format!("masking {p}"), e))?;
+    }
+    for p in &cfg.linux.readonly_paths {
+        readonly(p).map_err(|e| fail(format!("making {p} read-only"), e))?;
+    }
+    if cfg.root.readonly {
+        mount_raw(None, Path::new("/"), None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, None)
+            .map_err(|e| fail("making the rootfs read-only", e))?;
+    }
+    let p = &cfg.process;
+    if !p.cwd.is_empty() {
+        let _ = std::fs::create_dir_all(&p.cwd);
+    }
+    set_rlimits(cfg)?;
+    // Without no_new_privs the kernel takes a filter only from a process holding
+    // CAP_SYS_ADMIN: install it now, before the capabilities go (runc does the same).
+    // Every call left before execve is one the default profile allows.
+    if !cfg.process.no_new_privileges {
+        if let Some(filter) = seccomp {
+            crate::seccomp::install(filter).map_err(|e| fail("loading the seccomp profile", e))?;
+        }
+    }
+    let capset = p.capabilities.clone().unwrap_or_default();
+    caps::drop_bounding(caps::mask(&capset.bounding)).map_err(|e| fail("dropping capabilities", e))?;
+    let gids: Vec<libc::gid_t> = p.user.additional_gids.clone();
+    // SAFETY: setgroups with a valid slice; setgid/setuid with plain integers.
+    unsafe {
+        if libc::setgroups(gids.len(), gids.as_ptr()) != 0 {
+            return Err(fail("setgroups", last_err()));
+        }
+        if libc::setgid(p.user.gid) != 0 {
+            return Err(fail(format!("setgid {}", p.user.gid), last_err()));
+        }
+        if p.user.uid != 0 && !capset.ambient.is_empty() {
+            libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0);
+        }
+        if libc::setuid(p.user.uid) != 0 {
+            return Err(fail(format!("setuid {}", p.user.uid), last_err()));
+        }
+    }
+    // A non-root user loses its permitted set in setuid, as in Docker; root keeps the listed ones.
+    if p.user.uid == 0 || !capset.ambient.is_empty() {
+        caps::set(caps::mask(&capset.effective), caps::mask(&capset.permitted), caps::mask(&capset.inheritable))
+            .map_err(|e| fail("setting capabilities", e))?;
+        caps::set_ambient(caps::mask(&capset.ambient)).map_err(|e| fail("ambient capabilities", e))?;
+    }
+    if p.no_new_privileges {
+        // SAFETY: plain prctl.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(fail("no_new_privs", last_err()));
+        }
+    }
+    let cwd = if p.cwd.is_empty() { "/" } else { p.cwd.as_str() };
+    std::env::set_current_dir(cwd).map_err(|e| fail(format!("chdir to {cwd}"), e))?;
+    let (path, argv, envp) = prepare_exec(p)?;
+    close_inherited_fds();
+    if p.no_new_privileges {
+        if let Some(filter) = seccomp {
+            crate::seccomp::install(filter).map_err(|e| fail("loading the seccomp profile", e))?;
+        }
+    }
+    // SAFETY: NUL-terminated argv and envp arrays of valid C strings.
+    unsafe {
+        libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+    }
+    let e = last_err();
+    Err(exec_error(&p.args[0], e))
+}
+
+fn exec_error(cmd: &str, e: std::io::Error) -> InitError {
+    let code = match e.raw_os_error() {
+        Some(libc::ENOENT) => 127,
+        _ => 126,
+    };
+    InitError {
+        code,
+        message: format!("exec: {cmd:?}: {e}"),
+    }
+}
+
+type ExecArgs = (CString, Vec<*const libc::c_char>, Vec<*const libc::c_char>);
+
+/// Resolves the program through the container's PATH, as Docker does, and builds argv/envp.
+fn prepare_exec(p: &crate::config::Process) -> Result<ExecArgs, InitError> {
+    let cmd = p.args.first().ok_or_else(|| InitError {
+        code: 125,
+        message: "no command specified".into(),
+    })?;
+    let path = if cmd.contains('/') {
+        PathBuf::from(cmd)
+    } else {
+        let path_env = p
+            .env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        path_env
+            .split(':')
+            .map(|d| Path::new(d).join(cmd))
+            .find(|c| c.metadata().map(|m| m.is_file()).unwrap_or(false))
+            .ok_or_else(|| InitError {
+                code: 127,
+                message: format!("exec: {cmd:?}: executable file not found in $PATH"),
+            })?
+    };
+    // Leaked on purpose: the process image is replaced by execve.
+    let argv: Vec<*const libc::c_char> = p
+        .args
+        .iter()
+        .map(|a| cstr(a).into_raw() as *const libc::c_char)
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp: Vec<*const libc::c_char> = p
+        .env
+        .iter()
+        .map(|a| cstr(a).into_raw() as *const libc::c_char)
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    Ok((cstr(path.as_os_str()), argv, envp))
+}
+
+/// Marks every descriptor above stdio close-on-exec, so no host descriptor reaches the
+/// container (the error pipe already is).
+fn close_inherited_fds() {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only flags descriptors.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+    }
+}
+
+fn mount_overlay(o: &Overlay, target: &Path) -> std::io::Result<()> {
+    use rustix::mount::*;
+    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    // `lowerdir+` (Linux 6.8) adds one layer per call: no limit on the number of layers or on
+    // the length of their paths, unlike the single `lowerdir=a:b:c` option.
+    for l in &o.lower {
+        fsconfig_set_string(&fs, "lowerdir+", l.as_str())?;
+    }
+    fsconfig_set_string(&fs, "upperdir", o.upper.as_str())?;
+    fsconfig_set_string(&fs, "workdir", o.work.as_str())?;
+    fsconfig_set_string(&fs, "index", "off")?;
+    fsconfig_create(&fs)?;
+    let m = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
+    Ok(move_mount(&m, "", rustix::fs::CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)?)
+}
+
+/// Creates `dest` (a dir, or a file when the source is a file) inside the rootfs without
+/// leaving it, and returns an O_PATH descriptor of it to mount onto.
+fn mountpoint(root: &OwnedFd, dest: &str, is_file: bool) -> std::io::Result<OwnedFd> {
+    let rel = dest.trim_start_matches('/');
+    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    if !rel.is_empty() {
+        let mut cur = PathBuf::new();
+        let comps: Vec<_> = Path::new(rel).components().collect();
+        for (i, c) in comps.iter().enumerate() {
+            cur.push(c);
+            let last = i + 1 == comps.len();
+            if rustix::fs::openat2(root, &cur, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), resolve).is_ok() {
+                continue;
+            }
+            let parent = rustix::fs::openat2(
+                root,
+                cur.parent().unwrap_or(Path::new("")).as_os_str().to_str().filter(|s| !s.is_empty()).unwrap_or("."),
+                OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+                resolve,
+            )?;
+            let name = cur.file_name().expect("component");
+            if last && is_file {
+                rustix::fs::openat(&parent, name, OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC, Mode::from_raw_mode(0o644))?;
+            } else {
+                match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    let path = if rel.is_empty() { "." } else { rel };
+    Ok(rustix::fs::openat2(root, path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), resolve)?)
+}
+
+fn fd_path(fd: RawFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{fd}"))
+}
+
+fn mount_flags(options: &[String]) -> (libc::c_ulong, Vec<String>) {
+    let mut flags = 0;
+    let mut data = Vec::new();
+    for o in options {
+        match o.as_str() {
+            "ro" => flags |= libc::MS_RDONLY,
+            "rw" => {}
+            "nosuid" => flags |= libc::MS_NOSUID,
+            "nodev" => flags |= libc::MS_NODEV,
+            "noexec" => flags |= libc::MS_NOEXEC,
+            "bind" => flags |= libc::MS_BIND,
+            "rbind" => flags |= libc::MS_BIND | libc::MS_REC,
+            "relatime" => flags |= libc::MS_RELATIME,
+            "strictatime" => flags |= libc::MS_STRICTATIME,
+            "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" => {}
+            other => data.push(other.to_string()),
+        }
+    }
+    (flags, data)
+}
+
+fn do_mount(root: &OwnedFd, m: &Mount) -> std::io::Result<()> {
+    let (flags, data) = mount_flags(&m.options);
+    let kind = m.kind.as_deref().unwrap_or("none");
+    let is_bind = flags & libc::MS_BIND != 0 || kind == "bind";
+    let src_is_file = is_bind && m.source.as_deref().map(|s| Path::new(s).is_file()).unwrap_or(false);
+    let target = mountpoint(root, &m.destination, src_is_file)?;
+    let tpath = fd_path(target.as_raw_fd());
+    let data = data.join(",");
+    if is_bind {
+        let src = m.source.as_deref().unwrap_or("");
+        mount_raw(Some(src), &tpath, None, libc::MS_BIND | (flags & libc::MS_REC), None)?;
+        let extra = flags & (libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC);
+        if extra != 0 {
+            // Re-open: the descriptor names the directory below the new mount.
+            let t2 = mountpoint(root, &m.destination, src_is_file)?;
+            mount_raw(None, &fd_path(t2.as_raw_fd()), None, libc::MS_BIND | libc::MS_REMOUNT | extra, None)?;
+        }
+        return Ok(());
+    }
+    if kind == "cgroup" || kind == "cgroup2" {
+        // The cgroup namespace makes the container's own cgroup the root of this view.
+        return mount_raw(Some("cgroup2"), &tpath, Some("cgroup2"), flags, None).or_else(|_| {
+            mount_raw(Some("tmpfs"), &tpath, Some("tmpfs"), libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, Some("mode=755"))
+        });
+    }
+    let src = m.source.as_deref().unwrap_or(kind);
+    mount_raw(Some(src), &tpath, Some(kind), flags, if data.is_empty() { None } else { Some(&data) })
+}
+
+/// The device nodes Docker gives every container, on the /dev tmpfs.
+fn populate_dev(root: &OwnedFd) -> std::io::Result<()> {
+    let dev = rustix::fs::openat2(root, "dev", OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::IN_ROOT)?;
+    for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
+        rustix::fs::mknodat(&dev, name, rustix::fs::FileType::CharacterDevice, Mode::from_raw_mode(0o666), rustix::fs::makedev(major, minor))?;
+        rustix::fs::chmodat(&dev, name, Mode::from_raw_mode(0o666), rustix::fs::AtFlags::empty())?;
+    }
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("core", "/proc/kcore"),
+    ] {
+        match rustix::fs::symlinkat(target, &dev, link) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// A new network namespace has `lo` down; Docker's containers have it up.
+fn loopback_up() -> std::io::Result<()> {
+    // SAFETY: a throwaway socket and two ioctls on a zeroed ifreq naming "lo".
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return Err(last_err());
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            ifr.ifr_name[i] = *b as libc::c_char;
+        }
+        let mut r = libc::ioctl(s, libc::SIOCGIFFLAGS, &mut ifr);
+        if r == 0 {
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            r = libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr);
+        }
+        let e = last_err();
+        libc::close(s);
+        if r != 0 {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn pivot(rootfs: &Path) -> std::io::Result<()> {
+    std::env::set_current_dir(rootfs)?;
+    // pivot_root(".", ".") stacks the old root under the new one; unmounting "." then
+    // detaches it without needing a directory for it inside the container.
+    rustix::process::pivot_root(".", ".")?;
+    rustix::mount::unmount(".", rustix::mount::UnmountFlags::DETACH)?;
+    std::env::set_current_dir("/")
+}
+
+fn mask(p: &str) -> std::io::Result<()> {
+    let path = Path::new(p);
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+        Ok(m) if m.is_dir() => mount_raw(Some("tmpfs"), path, Some("tmpfs"), libc::MS_RDONLY, None),
+        Ok(_) => mount_raw(Some("/dev/null"), path, None, libc::MS_BIND, None),
+    }
+}
+
+fn readonly(p: &str) -> std::io::Result<()> {
+    let path = Path::new(p);
+    if !path.exists() {
+        return Ok(());
+    }
+    mount_raw(Some(p), path, None, libc::MS_BIND | libc::MS_REC, None)?;
+    mount_raw(None, path, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC, None)
+}
+
+fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+    Some(match name {
+        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        "RLIMIT_AS" => libc::RLIMIT_AS,
+        "RLIMIT_CPU" => libc::RLIMIT_CPU,
+        "RLIMIT_DATA" => libc::RLIMIT_DATA,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+        "RLIMIT_NICE" => libc::RLIMIT_NICE,
+        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        _ => return None,
+    })
+}
+
+/// Applies rlimits, clamped to the hard limit this process has: without CAP_SYS_RESOURCE a
+/// limit cannot be raised, and failing the start for it helps nobody (the monitor warns).
+fn set_rlimits(cfg: &Config) -> Result<(), InitError> {
+    for r in &cfg.process.rlimits {
+        let Some(res) = rlimit_resource(&r.kind) else { continue };
+        let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: valid pointer to an rlimit.
+        unsafe { libc::getrlimit(res, &mut cur) };
+        let hard = r.hard.min(cur.rlim_max);
+        let lim = libc::rlimit {
+            rlim_cur: r.soft.min(hard),
+            rlim_max: hard,
+        };
+        // SAFETY: valid pointer to an rlimit.
+        if unsafe { libc::setrlimit(res, &lim) } != 0 {
+            return Err(fail(format!("setrlimit {}", r.kind), last_err()));
+        }
+    }
+    Ok(())
+}
+
+/// Writes an init failure to the error pipe: `code\nmessage`.
+pub fn report(fd: &OwnedFd, e: &InitError) {
+    let mut f = std::fs::File::from(fd.try_clone().expect("dup error pipe"));
+    let _ = write!(f, "{}\n{}", e.code, e.message);
+}

@@ -1,0 +1,13 @@
+//! hako-runtime: hako's own OCI runtime: the container's `config.json` ([`spec`]), the
+//! container init ([`init`]: namespaces, rootfs, pivot_root, capabilities, seccomp), cgroups
+//! v1 and v2 ([`cgroups`]), and the per-container [`monitor`].
+
+pub mod caps;
+pub mod cgroups;
+pub mod config;
+pub mod exe;
+pub mod init;
+pub mod monitor;
+pub mod seccomp;
+pub mod spec;
+pub mod user;

@@ -1,0 +1,595 @@
+//! The per-container monitor (as conmon or containerd-shim): a small single-threaded process
+//! that starts the container, holds its stdio, writes its log in Docker's json-file format,
+//! serves attach clients on a unix socket and records the exit. It runs in its own session,
+//! so it keeps going when the daemon stops or crashes.
+//!
+//! Files in the container's directory:
+//! - `config.json`: the OCI runtime config (read).
+//! - `monitor.json`: [`MonitorSpec`] (read).
+//! - `state.json`: [`MonitorState`] (written atomically: starting, running, exited).
+//! - `attach.sock`: attach clients send one JSON line ([`AttachRequest`]) then stdin bytes,
+//!   and receive output: Docker's multiplexed frames, or raw bytes with a TTY.
+//! - `<id>-json.log`: the log.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::event::{poll, PollFd, PollFlags};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::init;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MonitorSpec {
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub stdin_once: bool,
+    /// Attach clients to wait for before the container runs, so they miss no output.
+    pub wait_attach: usize,
+    /// Rotate the log past this many bytes (0: never).
+    pub log_max_size: u64,
+    pub log_max_files: u32,
+    pub log_path: PathBuf,
+    /// cgroup to create for the container (name and limits).
+    pub cgroup: Option<crate::cgroups::Resources>,
+    pub cgroup_name: String,
+    /// Initial terminal size (rows, cols).
+    pub console_size: Option<(u16, u16)>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MonitorState {
+    /// `starting`, `running` or `exited`.
+    pub status: String,
+    pub pid: i32,
+    /// The monitor's own PID, to signal or watch it.
+    pub monitor_pid: i32,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub exit_code: Option<i32>,
+    pub oom_killed: bool,
+    /// Why the container could not start.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AttachRequest {
+    #[serde(default)]
+    pub stdin: bool,
+    #[serde(default)]
+    pub stdout: bool,
+    #[serde(default)]
+    pub stderr: bool,
+    /// Instead of attaching: resize the TTY to (rows, cols).
+    #[serde(default)]
+    pub resize: Option<(u16, u16)>,
+}
+
+pub fn now() -> String {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = t.as_secs() as i64;
+    let (y, mo, d, h, mi, s) = civil(secs);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:09}Z", t.subsec_nanos())
+}
+
+/// Unix seconds to UTC calendar time (Howard Hinnant's days-from-civil, inverted).
+fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    (y, m, d, (rem / 3600) as u32, ((rem % 3600) / 60) as u32, (rem % 60) as u32)
+}
+
+pub fn write_state(dir: &Path, st: &MonitorState) -> io::Result<()> {
+    let tmp = dir.join(".state.json.tmp");
+    fs::write(&tmp, serde_json::to_vec(st).map_err(io::Error::other)?)?;
+    fs::rename(&tmp, dir.join("state.json"))
+}
+
+pub fn read_state(dir: &Path) -> Option<MonitorState> {
+    serde_json::from_slice(&fs::read(dir.join("state.json")).ok()?).ok()
+}
+
+/// Runs the monitor for the container in `dir`; returns its process exit code.
+pub fn run(dir: &Path) -> i32 {
+    match run_inner(dir) {
+        Ok(()) => 0,
+        Err(e) => {
+            let st = MonitorState {
+                status: "exited".into(),
+                monitor_pid: std::process::id() as i32,
+                finished_at: Some(now()),
+                exit_code: Some(125),
+                error: Some(e.to_string()),
+                ..Default::default()
+            };
+            let _ = write_state(dir, &st);
+            1
+        }
+    }
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
+struct Client {
+    stream: UnixStream,
+    req: AttachRequest,
+}
+
+fn run_inner(dir: &Path) -> io::Result<()> {
+    // SAFETY: setsid has no memory effects; the monitor leaves the daemon's session.
+    unsafe {
+        libc::setsid();
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    let cfg: Config = serde_json::from_slice(&fs::read(dir.join("config.json"))?).map_err(io::Error::other)?;
+    let spec: MonitorSpec = serde_json::from_slice(&fs::read(dir.join("monitor.json"))?).map_err(io::Error::other)?;
+    let my_pid = std::process::id() as i32;
+    write_state(dir, &MonitorState { status: "starting".into(), monitor_pid: my_pid, ..Default::default() })?;
+
+    let filter = match &cfg.linux.seccomp {
+        Some(p) => {
+            let profile: crate::seccomp::Profile = serde_json::from_value(p.clone()).map_err(io::Error::other)?;
+            let caps = cfg.process.capabilities.as_ref().map(|c| c.bounding.clone()).unwrap_or_default();
+            Some(crate::seccomp::compile(&profile, &caps).map_err(io::Error::other)?)
+        }
+        None => None,
+    };
+
+    // stdio: a PTY, or pipes.
+    let (child_in, child_out, child_err, our_in, our_out, our_err, pty_master);
+    if spec.tty {
+        let master = rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY | rustix::pty::OpenptFlags::CLOEXEC)?;
+        rustix::pty::grantpt(&master)?;
+        rustix::pty::unlockpt(&master)?;
+        let name = rustix::pty::ptsname(&master, Vec::new())?;
+        let slave: OwnedFd = rustix::fs::open(name.as_c_str(), rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())?.into();
+        if let Some((rows, cols)) = spec.console_size {
+            let _ = rustix::termios::tcsetwinsize(&slave, rustix::termios::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 });
+        }
+        child_in = Some(slave.try_clone()?);
+        child_out = slave.try_clone()?;
+        child_err = slave;
+        our_in = Some(master.try_clone()?);
+        our_out = master.try_clone()?;
+        our_err = None;
+        pty_master = Some(master);
+    } else {
+        let (in_r, in_w) = if spec.open_stdin { let (r, w) = pipe()?; (Some(r), Some(w)) } else { (None, None) };
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        child_in = in_r;
+        child_out = out_w;
+        child_err = err_w;
+        our_in = in_w;
+        our_out = out_r;
+        our_err = Some(err_r);
+        pty_master = None;
+    }
+
+    // Bound by a relative name from inside the directory: a socket address holds at most
+    // 108 bytes, and roots can be deep.
+    std::env::set_current_dir(dir)?;
+    let sock_path = dir.join("attach.sock");
+    let _ = fs::remove_file(&sock_path);
+    let listener = UnixListener::bind("attach.sock")?;
+    let mut clients: Vec<Client> = Vec::new();
+    // Attach clients that came before start: wait for them (bounded) so they see everything.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while clients.len() < spec.wait_attach && Instant::now() < deadline {
+        listener.set_nonblocking(true)?;
+        match listener.accept() {
+            Ok((s, _)) => {
+                if let Some(c) = accept_client(s, pty_master.as_ref()) {
+                    clients.push(c);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(2)),
+            Err(e) => return Err(e),
+        }
+    }
+    listener.set_nonblocking(true)?;
+
+    let cgroup = match &spec.cgroup {
+        Some(res) => Some(crate::cgroups::Cgroup::create(None, &spec.cgroup_name, res).map_err(io::Error::other)?),
+        None => None,
+    };
+
+    let (sync_r, sync_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let mut flags: libc::c_long = libc::SIGCHLD as libc::c_long;
+    for (kind, f) in [("mount", libc::CLONE_NEWNS), ("pid", libc::CLONE_NEWPID), ("uts", libc::CLONE_NEWUTS), ("ipc", libc::CLONE_NEWIPC), ("network", libc::CLONE_NEWNET)] {
+        if cfg.has_namespace(kind) {
+            flags |= f as libc::c_long;
+        }
+    }
+    // SAFETY: the monitor is single-threaded, so a fork-like clone is safe; the child only
+    // runs init code and exits or execs.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) } as i32;
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // Child.
+        drop(sync_w);
+        drop(err_r);
+        let code = child_start(&cfg, filter.as_deref(), spec.tty, child_in.as_ref(), &child_out, &child_err, &sync_r, &err_w);
+        // SAFETY: leaving the child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    drop(sync_r);
+    drop(err_w);
+    drop(child_in);
+    drop(child_out);
+    drop(child_err);
+    if let Some(cg) = &cgroup {
+        cg.add_task(pid).map_err(io::Error::other)?;
+    }
+    // Release the child, then learn whether execve happened (EOF) or setup failed.
+    File::from(sync_w).write_all(b"1")?;
+    let mut msg = String::new();
+    File::from(err_r).read_to_string(&mut msg)?;
+    if !msg.is_empty() {
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let (code, text) = msg.split_once('\n').unwrap_or(("125", msg.as_str()));
+        if let Some(cg) = &cgroup {
+            let _ = cg.remove();
+        }
+        let st = MonitorState {
+            status: "exited".into(),
+            pid: 0,
+            monitor_pid: my_pid,
+            finished_at: Some(now()),
+            exit_code: Some(code.parse().unwrap_or(125)),
+            error: Some(text.to_string()),
+            ..Default::default()
+        };
+        write_state(dir, &st)?;
+        return Ok(());
+    }
+    let started = now();
+    write_state(dir, &MonitorState { status: "running".into(), pid, monitor_pid: my_pid, started_at: Some(started.clone()), ..Default::default() })?;
+
+    let pidfd = rustix::process::pidfd_open(rustix::process::Pid::from_raw(pid).expect("positive pid"), rustix::process::PidfdFlags::empty())?;
+    let mut log = LogWriter::open(&spec)?;
+    let mut stdin = our_in;
+    let mut outs: Vec<(OwnedFd, u8)> = vec![(our_out, 1)];
+    if let Some(e) = our_err {
+        outs.push((e, 2));
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut exited = false;
+    loop {
+        let mut fds: Vec<PollFd> = Vec::new();
+        fds.push(PollFd::new(&pidfd, PollFlags::IN));
+        fds.push(PollFd::new(&listener, PollFlags::IN));
+        for (fd, _) in &outs {
+            fds.push(PollFd::new(fd, PollFlags::IN));
+        }
+        for c in &clients {
+            fds.push(PollFd::new(&c.stream, PollFlags::IN));
+        }
+        let timeout = rustix::event::Timespec { tv_sec: 1, tv_nsec: 0 };
+        match poll(&mut fds, if exited { Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 }) } else { Some(&timeout) }) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let revents: Vec<PollFlags> = fds.iter().map(|f| f.revents()).collect();
+        drop(fds);
+        if revents[0].contains(PollFlags::IN) {
+            exited = true;
+        }
+        if revents[1].contains(PollFlags::IN) {
+            while let Ok((s, _)) = listener.accept() {
+                if let Some(c) = accept_client(s, pty_master.as_ref()) {
+                    if c.req.resize.is_none() {
+                        clients.push(c);
+                    }
+                }
+            }
+        }
+        // Output.
+        let mut closed_outs = Vec::new();
+        let mut any_output = false;
+        for (i, (fd, stream)) in outs.iter().enumerate() {
+            let ev = revents[2 + i];
+            if ev.is_empty() && !exited {
+                continue;
+            }
+            loop {
+                match rustix::io::read(fd, &mut buf) {
+                    Ok(0) => {
+                        closed_outs.push(i);
+                        break;
+                    }
+                    Ok(n) => {
+                        any_output = true;
+                        log.write(*stream, &buf[..n]);
+                        broadcast(&mut clients, *stream, &buf[..n], spec.tty);
+                        if !exited {
+                            break;
+                        }
+                    }
+                    // EIO: the PTY's other side is gone.
+                    Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::IO) => {
+                        if exited {
+                            closed_outs.push(i);
+                        }
+                        break;
+                    }
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(_) => {
+                        closed_outs.push(i);
+                        break;
+                    }
+                }
+                if exited {
+                    set_nonblocking(fd);
+                }
+            }
+        }
+        for i in closed_outs.into_iter().rev() {
+            outs.remove(i);
+        }
+        // Client input.
+        let base = 2 + outs.len();
+        let mut gone = Vec::new();
+        for (i, c) in clients.iter_mut().enumerate() {
+            let ev = revents.get(base + i).copied().unwrap_or(PollFlags::empty());
+            if ev.is_empty() {
+                continue;
+            }
+            match c.stream.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    gone.push(i);
+                    if c.req.stdin && spec.stdin_once && !spec.tty {
+                        stdin = None; // closing the pipe gives the container EOF
+                    }
+                }
+                Ok(n) => {
+                    if c.req.stdin {
+                        if let Some(fd) = &stdin {
+                            let _ = rustix::io::write(fd, &buf[..n]);
+                        }
+                    }
+                }
+            }
+        }
+        for i in gone.into_iter().rev() {
+            clients.remove(i);
+        }
+        if exited && (outs.is_empty() || !any_output) {
+            break;
+        }
+    }
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else if libc::WIFSIGNALED(status) { 128 + libc::WTERMSIG(status) } else { 255 };
+    log.flush_partial();
+    let oom = cgroup.as_ref().map(|c| c.oom_killed().unwrap_or(false)).unwrap_or(false);
+    if let Some(cg) = &cgroup {
+        let _ = cg.kill_all(libc::SIGKILL);
+        let _ = cg.remove();
+    }
+    for c in &mut clients {
+        let _ = c.stream.shutdown(std::net::Shutdown::Both);
+    }
+    let _ = fs::remove_file(&sock_path);
+    write_state(dir, &MonitorState {
+        status: "exited".into(),
+        pid,
+        monitor_pid: my_pid,
+        started_at: Some(started),
+        finished_at: Some(now()),
+        exit_code: Some(code),
+        oom_killed: oom,
+        error: None,
+    })?;
+    Ok(())
+}
+
+fn set_nonblocking(fd: &OwnedFd) {
+    let _ = rustix::io::ioctl_fionbio(fd, true);
+}
+
+/// Reads the client's request line. A resize request is handled at once.
+fn accept_client(mut s: UnixStream, pty: Option<&OwnedFd>) -> Option<Client> {
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while s.read(&mut b).ok()? == 1 && b[0] != b'\n' {
+        line.push(b[0]);
+        if line.len() > 4096 {
+            return None;
+        }
+    }
+    let req: AttachRequest = serde_json::from_slice(&line).ok()?;
+    if let (Some((rows, cols)), Some(m)) = (req.resize, pty) {
+        let _ = rustix::termios::tcsetwinsize(m, rustix::termios::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 });
+        return Some(Client { stream: s, req });
+    }
+    s.set_read_timeout(None).ok()?;
+    s.set_nonblocking(true).ok()?;
+    Some(Client { stream: s, req })
+}
+
+fn broadcast(clients: &mut Vec<Client>, stream: u8, data: &[u8], tty: bool) {
+    let mut frame = Vec::with_capacity(data.len() + 8);
+    if !tty {
+        frame.extend_from_slice(&[stream, 0, 0, 0]);
+        frame.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    }
+    frame.extend_from_slice(data);
+    clients.retain_mut(|c| {
+        let wanted = if stream == 1 || tty { c.req.stdout } else { c.req.stderr };
+        if !wanted {
+            return true;
+        }
+        // Blocking write with a bound: a client that stops reading is dropped, not waited on.
+        let _ = c.stream.set_nonblocking(false);
+        let _ = c.stream.set_write_timeout(Some(Duration::from_secs(5)));
+        let ok = c.stream.write_all(&frame).is_ok();
+        let _ = c.stream.set_nonblocking(true);
+        ok
+    });
+}
+
+/// Docker's json-file log: one JSON object per line of output, with rotation.
+struct LogWriter {
+    file: File,
+    path: PathBuf,
+    size: u64,
+    max_size: u64,
+    max_files: u32,
+    partial: HashMap<u8, Vec<u8>>,
+}
+
+impl LogWriter {
+    fn open(spec: &MonitorSpec) -> io::Result<LogWriter> {
+        let file = OpenOptions::new().create(true).append(true).open(&spec.log_path)?;
+        let size = file.metadata()?.len();
+        Ok(LogWriter {
+            file,
+            path: spec.log_path.clone(),
+            size,
+            max_size: spec.log_max_size,
+            max_files: spec.log_max_files.max(1),
+            partial: HashMap::new(),
+        })
+    }
+
+    fn write(&mut self, stream: u8, data: &[u8]) {
+        let mut pending = self.partial.remove(&stream).unwrap_or_default();
+        pending.extend_from_slice(data);
+        let mut start = 0;
+        while let Some(i) = pending[start..].iter().position(|&b| b == b'\n') {
+            let line = pending[start..start + i + 1].to_vec();
+            self.entry(stream, &line);
+            start += i + 1;
+        }
+        let rest = pending[start..].to_vec();
+        // Docker splits lines longer than 16 KiB.
+        if rest.len() >= 16 * 1024 {
+            self.entry(stream, &rest);
+        } else if !rest.is_empty() {
+            self.partial.insert(stream, rest);
+        }
+    }
+
+    fn flush_partial(&mut self) {
+        let parts: Vec<(u8, Vec<u8>)> = self.partial.drain().collect();
+        for (s, p) in parts {
+            self.entry(s, &p);
+        }
+    }
+
+    fn entry(&mut self, stream: u8, line: &[u8]) {
+        let rec = serde_json::json!({
+            "log": String::from_utf8_lossy(line),
+            "stream": if stream == 2 { "stderr" } else { "stdout" },
+            "time": now(),
+        });
+        let mut bytes = serde_json::to_vec(&rec).unwrap_or_default();
+        bytes.push(b'\n');
+        if self.max_size > 0 && self.size + bytes.len() as u64 > self.max_size {
+            self.rotate();
+        }
+        if self.file.write_all(&bytes).is_ok() {
+            self.size += bytes.len() as u64;
+        }
+    }
+
+    fn rotate(&mut self) {
+        let name = |i: u32| PathBuf::from(format!("{}.{i}", self.path.display()));
+        if self.max_files <= 1 {
+            let _ = self.file.set_len(0);
+            self.size = 0;
+            return;
+        }
+        let _ = fs::remove_file(name(self.max_files - 1));
+        for i in (1..self.max_files - 1).rev() {
+            let _ = fs::rename(name(i), name(i + 1));
+        }
+        let _ = fs::rename(&self.path, name(1));
+        if let Ok(f) = OpenOptions::new().create(true).append(true).open(&self.path) {
+            self.file = f;
+            self.size = 0;
+        }
+    }
+}
+
+/// In the cloned child: stdio, wait for the monitor's go, then the init proper.
+#[allow(clippy::too_many_arguments)]
+fn child_start(
+    cfg: &Config,
+    filter: Option<&[libc::sock_filter]>,
+    tty: bool,
+    stdin: Option<&OwnedFd>,
+    stdout: &OwnedFd,
+    stderr: &OwnedFd,
+    sync: &OwnedFd,
+    err: &OwnedFd,
+) -> i32 {
+    let devnull;
+    let stdin_fd = match stdin {
+        Some(f) => f.as_raw_fd(),
+        None => {
+            devnull = File::open("/dev/null");
+            match &devnull {
+                Ok(f) => f.as_raw_fd(),
+                Err(_) => -1,
+            }
+        }
+    };
+    // SAFETY: dup2 onto the standard descriptors; setsid and TIOCSCTTY for a terminal.
+    unsafe {
+        if tty {
+            libc::setsid();
+        }
+        libc::dup2(stdin_fd, 0);
+        libc::dup2(stdout.as_raw_fd(), 1);
+        libc::dup2(stderr.as_raw_fd(), 2);
+        if tty {
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
+        }
+    }
+    let mut b = [0u8; 1];
+    // SAFETY: the fd is valid for the child's lifetime.
+    let mut sync_file = unsafe { File::from_raw_fd(libc::dup(sync.as_raw_fd())) };
+    if sync_file.read(&mut b).unwrap_or(0) != 1 {
+        return 125;
+    }
+    if cfg.linux.namespaces.iter().any(|n| n.kind == "cgroup" && n.path.is_none()) {
+        // After the monitor moved us into our cgroup: it becomes this namespace's root.
+        // SAFETY: a new cgroup namespace changes no memory of this process.
+        if unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }.is_err() {
+            let e = init::InitError { code: 125, message: format!("unshare cgroup namespace: {}", io::Error::last_os_error()) };
+            init::report(err, &e);
+            return 125;
+        }
+    }
+    let e = init::run(cfg, filter);
+    init::report(err, &e);
+    let _ = err.as_fd();
+    e.code
+}

@@ -1,0 +1,175 @@
+//! Writing a container's OCI `config.json` from Docker's container settings: Docker's
+//! defaults (mounts, masked paths, capabilities, seccomp) plus what the run flags changed.
+
+use serde_json::{json, Value};
+
+use crate::caps;
+
+/// What the engine decided for one container; turned into a runtime config by [`generate`].
+#[derive(Debug, Clone, Default)]
+pub struct SpecInput {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub hostname: String,
+    pub tty: bool,
+    /// The mount point of the rootfs (the overlay is mounted here in the container's mount
+    /// namespace).
+    pub rootfs: String,
+    pub readonly_rootfs: bool,
+    pub privileged: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// `None`: Docker's default profile; `Some(Value::Null)`: unconfined; else a profile.
+    pub seccomp: Option<Value>,
+    /// `none` / `host` / anything else gets its own network namespace.
+    pub network_mode: String,
+    /// Extra mounts (volumes, binds, tmpfs, /etc files), OCI mount objects.
+    pub mounts: Vec<Value>,
+    pub no_new_privileges: bool,
+    pub annotations: serde_json::Map<String, Value>,
+    /// rlimits as (name, soft, hard), e.g. ("RLIMIT_NOFILE", 1048576, 1048576).
+    pub rlimits: Vec<(String, u64, u64)>,
+}
+
+pub const MASKED_PATHS: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+pub const READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("invalid capability {0:?}: see `man 7 capabilities` for the names")]
+    BadCapability(String),
+    #[error("the generated runtime config is invalid: {0}")]
+    Invalid(String),
+}
+
+/// The capability set after `--privileged`, `--cap-add` and `--cap-drop` (Docker's order:
+/// start from the default, add, then drop; `ALL` means every capability the host has).
+pub fn capabilities(inp: &SpecInput) -> Result<Vec<String>, SpecError> {
+    let host = caps::host_bounding();
+    if inp.privileged {
+        return Ok(host);
+    }
+    let mut set: Vec<String> = caps::DOCKER_DEFAULT.iter().map(|s| s.to_string()).collect();
+    for a in &inp.cap_add {
+        if a.eq_ignore_ascii_case("ALL") {
+            set = host.clone();
+            continue;
+        }
+        let c = caps::normalize(a).ok_or_else(|| SpecError::BadCapability(a.clone()))?;
+        if !set.contains(&c) {
+            set.push(c);
+        }
+    }
+    for d in &inp.cap_drop {
+        if d.eq_ignore_ascii_case("ALL") {
+            set.retain(|c| inp.cap_add.iter().any(|a| caps::normalize(a).as_deref() == Some(c)));
+            continue;
+        }
+        let c = caps::normalize(d).ok_or_else(|| SpecError::BadCapability(d.clone()))?;
+        set.retain(|x| *x != c);
+    }
+    // A capability the host's bounding set lacks cannot be granted.
+    set.retain(|c| host.contains(c));
+    Ok(set)
+}
+
+pub fn generate(inp: &SpecInput) -> Result<Value, SpecError> {
+    let caps = capabilities(inp)?;
+    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"}), json!({"type": "cgroup"})];
+    if inp.network_mode != "host" {
+        namespaces.push(json!({"type": "network"}));
+    }
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+    ];
+    mounts.extend(inp.mounts.iter().cloned());
+    let seccomp = if inp.privileged {
+        Value::Null
+    } else {
+        match &inp.seccomp {
+            None => serde_json::to_value(crate::seccomp::default_profile()).map_err(|e| SpecError::Invalid(e.to_string()))?,
+            Some(v) => v.clone(),
+        }
+    };
+    let (masked, readonly): (Vec<&str>, Vec<&str>) = if inp.privileged { (vec![], vec![]) } else { (MASKED_PATHS.to_vec(), READONLY_PATHS.to_vec()) };
+    let mut linux = json!({
+        "namespaces": namespaces,
+        "maskedPaths": masked,
+        "readonlyPaths": readonly,
+    });
+    if !seccomp.is_null() {
+        linux["seccomp"] = seccomp;
+    }
+    let spec = json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": inp.tty,
+            "user": {"uid": inp.uid, "gid": inp.gid, "additionalGids": inp.additional_gids},
+            "args": inp.args,
+            "env": inp.env,
+            "cwd": if inp.cwd.is_empty() { "/" } else { inp.cwd.as_str() },
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps, "inheritable": caps},
+            "rlimits": inp.rlimits.iter().map(|(t, s, h)| json!({"type": t, "soft": s, "hard": h})).collect::<Vec<_>>(),
+            "noNewPrivileges": inp.no_new_privileges,
+        },
+        "root": {"path": inp.rootfs, "readonly": inp.readonly_rootfs},
+        "hostname": inp.hostname,
+        "mounts": mounts,
+        "linux": linux,
+        "annotations": inp.annotations,
+    });
+    // Validate against the OCI runtime spec's types.
+    serde_json::from_value::<oci_spec::runtime::Spec>(spec.clone()).map_err(|e| SpecError::Invalid(e.to_string()))?;
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_rules() {
+        let base = SpecInput::default();
+        let c = capabilities(&base).unwrap();
+        assert_eq!(c.len(), 14);
+        let c = capabilities(&SpecInput { cap_add: vec!["net_admin".into()], cap_drop: vec!["CHOWN".into()], ..base.clone() }).unwrap();
+        assert!(c.contains(&"CAP_NET_ADMIN".to_string()) && !c.contains(&"CAP_CHOWN".to_string()));
+        let c = capabilities(&SpecInput { cap_drop: vec!["ALL".into()], cap_add: vec!["KILL".into()], ..base.clone() }).unwrap();
+        assert_eq!(c, vec!["CAP_KILL".to_string()]);
+        assert!(capabilities(&SpecInput { cap_add: vec!["bogus".into()], ..base.clone() }).is_err());
+        let p = capabilities(&SpecInput { privileged: true, ..base }).unwrap();
+        assert_eq!(p, caps::host_bounding());
+    }
+
+    #[test]
+    fn generates_a_valid_spec() {
+        let s = generate(&SpecInput { args: vec!["sh".into()], rootfs: "/x".into(), network_mode: "none".into(), ..Default::default() }).unwrap();
+        assert_eq!(s["linux"]["maskedPaths"][2], "/proc/kcore");
+        assert!(s["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n["type"] == "network"));
+        let cfg: crate::config::Config = serde_json::from_value(s).unwrap();
+        assert_eq!(cfg.process.args, vec!["sh"]);
+    }
+}
