@@ -117,6 +117,18 @@ impl Client {
         body: ReqBody,
         content_type: Option<&str>,
     ) -> Result<Response<Incoming>, ClientError> {
+        self.request_with_headers(method, path, body, content_type, &[]).await
+    }
+
+    /// [`Client::request`] with extra headers (`X-Registry-Auth` on pull and push).
+    pub async fn request_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: ReqBody,
+        content_type: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<Response<Incoming>, ClientError> {
         let v = self.api_version().await?.to_string();
         let mut b = Request::builder()
             .method(method)
@@ -124,6 +136,9 @@ impl Client {
             .header("Host", "hako");
         if let Some(ct) = content_type {
             b = b.header("Content-Type", ct);
+        }
+        for (k, val) in headers {
+            b = b.header(*k, *val);
         }
         let req = b
             .body(body)
@@ -144,6 +159,59 @@ impl Client {
             .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(String::from))
             .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
         Err(ClientError::Api { status, message })
+    }
+
+    /// Sends an upgrade request (attach, exec start) and returns the raw bidirectional stream
+    /// after the daemon's `101 UPGRADED`.
+    pub async fn hijack(
+        &self,
+        method: Method,
+        path: &str,
+        body: ReqBody,
+    ) -> Result<TokioIo<hyper::upgrade::Upgraded>, ClientError> {
+        let v = self.api_version().await?.to_string();
+        let stream = UnixStream::connect(&self.socket)
+            .await
+            .map_err(|_| ClientError::Connect {
+                host: self.host.clone(),
+            })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ClientError::Protocol(format!("talking to {}: {e}", self.host)))?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("/v{v}{path}"))
+            .header("Host", "hako")
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "tcp")
+            .header("Content-Type", "application/json")
+            .body(body)
+            .map_err(|e| ClientError::Protocol(format!("bad request {path}: {e}")))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| ClientError::Protocol(format!("request to {} failed: {e}", self.host)))?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let status = resp.status();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(String::from))
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
+            return Err(ClientError::Api { status, message });
+        }
+        let up = hyper::upgrade::on(resp)
+            .await
+            .map_err(|e| ClientError::Protocol(format!("upgrading the connection: {e}")))?;
+        Ok(TokioIo::new(up))
     }
 
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {

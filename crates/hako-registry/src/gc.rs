@@ -62,9 +62,7 @@ pub fn collect(storage: &dyn Storage, opts: &GcOptions) -> Result<GcReport, Regi
             report.young += 1;
             continue;
         }
-        if opts.dry_run {
-            report.swept.push((b.digest, b.size));
-        } else if storage.sweep_blob(&b.digest, cutoff)? {
+        if opts.dry_run || storage.sweep_blob(&b.digest, cutoff)? {
             report.swept.push((b.digest, b.size));
         } else {
             report.young += 1;
@@ -80,9 +78,13 @@ fn mark(storage: &dyn Storage, d: &Digest, keep: &mut HashSet<Digest>) -> Result
     if !keep.insert(d.clone()) {
         return Ok(());
     }
-    let Some(bytes) = storage.read_blob_data(d)? else { return Ok(()) };
+    let Some(bytes) = storage.read_blob_data(d)? else {
+        return Ok(());
+    };
     // Stored manifests were validated on push; one that no longer parses keeps only itself.
-    let Ok(m) = Manifest::parse(&bytes, None) else { return Ok(()) };
+    let Ok(m) = Manifest::parse(&bytes, None) else {
+        return Ok(());
+    };
     for b in &m.blobs {
         keep.insert(b.digest.clone());
     }

@@ -80,10 +80,13 @@ impl Manifest {
     /// Parses a manifest as pushed with `content_type` (the request's `Content-Type`, which
     /// may be empty: then the body's `mediaType` decides).
     pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, RegistryError> {
-        let v: Value = serde_json::from_slice(bytes).map_err(|e| invalid(format!("manifest is not valid JSON: {e}")))?;
+        let v: Value =
+            serde_json::from_slice(bytes).map_err(|e| invalid(format!("manifest is not valid JSON: {e}")))?;
         let obj = v.as_object().ok_or_else(|| invalid("manifest is not a JSON object"))?;
         if obj.get("schemaVersion").and_then(Value::as_u64) != Some(2) {
-            return Err(invalid("unsupported schemaVersion: only schema 2 manifests are accepted"));
+            return Err(invalid(
+                "unsupported schemaVersion: only schema 2 manifests are accepted",
+            ));
         }
         let body_type = obj.get("mediaType").and_then(Value::as_str);
         let ct = content_type

@@ -45,7 +45,8 @@ pub fn valid_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 #[cfg(test)]
@@ -57,7 +58,20 @@ mod tests {
         for ok in ["a", "library/busybox", "a.b/c__d/e--f", "x0/y1"] {
             assert!(valid_name(ok), "{ok}");
         }
-        for bad in ["", "A", "a/../b", "..", "a//b", "/a", "a/", "a..b", "a___b", "-a", "a/.hidden", &"a".repeat(256)] {
+        for bad in [
+            "",
+            "A",
+            "a/../b",
+            "..",
+            "a//b",
+            "/a",
+            "a/",
+            "a..b",
+            "a___b",
+            "-a",
+            "a/.hidden",
+            &"a".repeat(256),
+        ] {
             assert!(!valid_name(bad), "{bad}");
         }
         assert!(valid_tag("v1.0_rc-2"));

@@ -65,7 +65,11 @@ pub const DOCKER_DEFAULT: [&str; 14] = [
 /// `NET_ADMIN`, `cap_net_admin` and `CAP_NET_ADMIN` all name the same capability.
 pub fn normalize(name: &str) -> Option<String> {
     let up = name.to_ascii_uppercase();
-    let full = if up.starts_with("CAP_") { up } else { format!("CAP_{up}") };
+    let full = if up.starts_with("CAP_") {
+        up
+    } else {
+        format!("CAP_{up}")
+    };
     ALL.contains(&full.as_str()).then_some(full)
 }
 
@@ -98,7 +102,10 @@ pub fn host_bounding() -> Vec<String> {
 }
 
 pub fn mask(names: &[String]) -> u64 {
-    names.iter().filter_map(|n| number(n)).fold(0u64, |m, c| m | (1u64 << c))
+    names
+        .iter()
+        .filter_map(|n| number(n))
+        .fold(0u64, |m, c| m | (1u64 << c))
 }
 
 #[repr(C)]

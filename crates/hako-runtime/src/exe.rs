@@ -15,7 +15,10 @@ pub fn sealed_self_copy() -> io::Result<OwnedFd> {
     let mut dst = File::from(fd);
     io::copy(&mut src, &mut dst)?;
     let fd = OwnedFd::from(dst);
-    fcntl_add_seals(&fd, SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE)?;
+    fcntl_add_seals(
+        &fd,
+        SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE,
+    )?;
     Ok(fd)
 }
 
@@ -28,7 +31,10 @@ mod tests {
     fn the_copy_cannot_be_written() {
         let fd = sealed_self_copy().unwrap();
         let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
-        let err = std::fs::OpenOptions::new().write(true).open(&path).and_then(|mut f| f.write_all(b"x"));
+        let err = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(b"x"));
         assert!(err.is_err(), "a sealed memfd accepted a write");
         assert!(std::fs::metadata(&path).unwrap().len() > 1 << 20);
     }

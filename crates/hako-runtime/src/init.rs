@@ -48,7 +48,13 @@ fn cstr(s: impl AsRef<OsStr>) -> CString {
     CString::new(s.as_ref().as_bytes()).unwrap_or_else(|_| CString::new("?").expect("static"))
 }
 
-fn mount_raw(src: Option<&str>, target: &Path, fstype: Option<&str>, flags: libc::c_ulong, data: Option<&str>) -> std::io::Result<()> {
+fn mount_raw(
+    src: Option<&str>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> std::io::Result<()> {
     let src = src.map(cstr);
     let fstype = fstype.map(cstr);
     let data = data.map(cstr);
@@ -69,9 +75,12 @@ fn mount_raw(src: Option<&str>, target: &Path, fstype: Option<&str>, flags: libc
     Ok(())
 }
 
+/// The console socket and the initial terminal size, for a container with a terminal.
+pub type Console<'a> = Option<(&'a OwnedFd, Option<(u16, u16)>)>;
+
 /// Runs the container setup and execs; returns only on failure.
-pub fn run(cfg: &Config, seccomp: Option<&[libc::sock_filter]>) -> InitError {
-    match setup(cfg, seccomp) {
+pub fn run(cfg: &Config, seccomp: Option<&[libc::sock_filter]>, console: Console) -> InitError {
+    match setup(cfg, seccomp, console) {
         Ok(never) => match never {},
         Err(e) => e,
     }
@@ -79,10 +88,11 @@ pub fn run(cfg: &Config, seccomp: Option<&[libc::sock_filter]>) -> InitError {
 
 enum Never {}
 
-fn setup(cfg: &Config, seccomp: Option<&[libc::sock_filter]>) -> Result<Never, InitError> {
+fn setup(cfg: &Config, seccomp: Option<&[libc::sock_filter]>, console: Console) -> Result<Never, InitError> {
     let rootfs = PathBuf::from(&cfg.root.path);
     // Nothing mounted here propagates back to the host.
-    mount_raw(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None).map_err(|e| fail("making / private", e))?;
+    mount_raw(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None)
+        .map_err(|e| fail("making / private", e))?;
     match cfg.annotations.get(OVERLAY_ANNOTATION) {
         Some(o) => {
             let o: Overlay = serde_json::from_str(o).map_err(|e| fail("rootfs annotation", e))?;
@@ -91,12 +101,20 @@ fn setup(cfg: &Config, seccomp: Option<&[libc::sock_filter]>) -> Result<Never, I
         None => mount_raw(Some(&cfg.root.path), &rootfs, None, libc::MS_BIND | libc::MS_REC, None)
             .map_err(|e| fail(format!("bind-mounting rootfs {}", rootfs.display()), e))?,
     }
-    let root_fd = rustix::fs::open(&rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| fail("opening rootfs", e))?;
+    let root_fd = rustix::fs::open(
+        &rootfs,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| fail("opening rootfs", e))?;
     for m in &cfg.mounts {
         do_mount(&root_fd, m).map_err(|e| fail(format!("mounting {}", m.destination), e))?;
     }
-    if cfg.mounts.iter().any(|m| m.destination == "/dev" && m.kind.as_deref() == Some("tmpfs")) {
+    if cfg
+        .mounts
+        .iter()
+        .any(|m| m.destination == "/dev" && m.kind.as_deref() == Some("tmpfs"))
+    {
         populate_dev(&root_fd).map_err(|e| fail("creating /dev", e))?;
     }
     if cfg.has_namespace("network") {
@@ -115,9 +133,18 @@ fn setup(cfg: &Config, seccomp: Option<&[libc::sock_filter]>) -> Result<Never, I
     for p in &cfg.linux.readonly_paths {
         readonly(p).map_err(|e| fail(format!("making {p} read-only"), e))?;
     }
+    if let Some((sock, size)) = console {
+        crate::console::setup_in_container(sock, size).map_err(|e| fail("setting up the terminal", e))?;
+    }
     if cfg.root.readonly {
-        mount_raw(None, Path::new("/"), None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, None)
-            .map_err(|e| fail("making the rootfs read-only", e))?;
+        mount_raw(
+            None,
+            Path::new("/"),
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+            None,
+        )
+        .map_err(|e| fail("making the rootfs read-only", e))?;
     }
     let p = &cfg.process;
     if !p.cwd.is_empty() {
@@ -152,8 +179,12 @@ fn setup(cfg: &Config, seccomp: Option<&[libc::sock_filter]>) -> Result<Never, I
     }
     // A non-root user loses its permitted set in setuid, as in Docker; root keeps the listed ones.
     if p.user.uid == 0 || !capset.ambient.is_empty() {
-        caps::set(caps::mask(&capset.effective), caps::mask(&capset.permitted), caps::mask(&capset.inheritable))
-            .map_err(|e| fail("setting capabilities", e))?;
+        caps::set(
+            caps::mask(&capset.effective),
+            caps::mask(&capset.permitted),
+            caps::mask(&capset.inheritable),
+        )
+        .map_err(|e| fail("setting capabilities", e))?;
         caps::set_ambient(caps::mask(&capset.ambient)).map_err(|e| fail("ambient capabilities", e))?;
     }
     if p.no_new_privileges {
@@ -253,7 +284,13 @@ fn mount_overlay(o: &Overlay, target: &Path) -> std::io::Result<()> {
     fsconfig_set_string(&fs, "index", "off")?;
     fsconfig_create(&fs)?;
     let m = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
-    Ok(move_mount(&m, "", rustix::fs::CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)?)
+    Ok(move_mount(
+        &m,
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )?)
 }
 
 /// Creates `dest` (a dir, or a file when the source is a file) inside the rootfs without
@@ -272,14 +309,24 @@ fn mountpoint(root: &OwnedFd, dest: &str, is_file: bool) -> std::io::Result<Owne
             }
             let parent = rustix::fs::openat2(
                 root,
-                cur.parent().unwrap_or(Path::new("")).as_os_str().to_str().filter(|s| !s.is_empty()).unwrap_or("."),
+                cur.parent()
+                    .unwrap_or(Path::new(""))
+                    .as_os_str()
+                    .to_str()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("."),
                 OFlags::DIRECTORY | OFlags::CLOEXEC,
                 Mode::empty(),
                 resolve,
             )?;
             let name = cur.file_name().expect("component");
             if last && is_file {
-                rustix::fs::openat(&parent, name, OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC, Mode::from_raw_mode(0o644))?;
+                rustix::fs::openat(
+                    &parent,
+                    name,
+                    OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o644),
+                )?;
             } else {
                 match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o755)) {
                     Ok(()) | Err(rustix::io::Errno::EXIST) => {}
@@ -289,7 +336,13 @@ fn mountpoint(root: &OwnedFd, dest: &str, is_file: bool) -> std::io::Result<Owne
         }
     }
     let path = if rel.is_empty() { "." } else { rel };
-    Ok(rustix::fs::openat2(root, path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), resolve)?)
+    Ok(rustix::fs::openat2(
+        root,
+        path,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        resolve,
+    )?)
 }
 
 fn fd_path(fd: RawFd) -> PathBuf {
@@ -332,25 +385,62 @@ fn do_mount(root: &OwnedFd, m: &Mount) -> std::io::Result<()> {
         if extra != 0 {
             // Re-open: the descriptor names the directory below the new mount.
             let t2 = mountpoint(root, &m.destination, src_is_file)?;
-            mount_raw(None, &fd_path(t2.as_raw_fd()), None, libc::MS_BIND | libc::MS_REMOUNT | extra, None)?;
+            mount_raw(
+                None,
+                &fd_path(t2.as_raw_fd()),
+                None,
+                libc::MS_BIND | libc::MS_REMOUNT | extra,
+                None,
+            )?;
         }
         return Ok(());
     }
     if kind == "cgroup" || kind == "cgroup2" {
         // The cgroup namespace makes the container's own cgroup the root of this view.
         return mount_raw(Some("cgroup2"), &tpath, Some("cgroup2"), flags, None).or_else(|_| {
-            mount_raw(Some("tmpfs"), &tpath, Some("tmpfs"), libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, Some("mode=755"))
+            mount_raw(
+                Some("tmpfs"),
+                &tpath,
+                Some("tmpfs"),
+                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                Some("mode=755"),
+            )
         });
     }
     let src = m.source.as_deref().unwrap_or(kind);
-    mount_raw(Some(src), &tpath, Some(kind), flags, if data.is_empty() { None } else { Some(&data) })
+    mount_raw(
+        Some(src),
+        &tpath,
+        Some(kind),
+        flags,
+        if data.is_empty() { None } else { Some(&data) },
+    )
 }
 
 /// The device nodes Docker gives every container, on the /dev tmpfs.
 fn populate_dev(root: &OwnedFd) -> std::io::Result<()> {
-    let dev = rustix::fs::openat2(root, "dev", OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::IN_ROOT)?;
-    for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
-        rustix::fs::mknodat(&dev, name, rustix::fs::FileType::CharacterDevice, Mode::from_raw_mode(0o666), rustix::fs::makedev(major, minor))?;
+    let dev = rustix::fs::openat2(
+        root,
+        "dev",
+        OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT,
+    )?;
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
+        rustix::fs::mknodat(
+            &dev,
+            name,
+            rustix::fs::FileType::CharacterDevice,
+            Mode::from_raw_mode(0o666),
+            rustix::fs::makedev(major, minor),
+        )?;
         rustix::fs::chmodat(&dev, name, Mode::from_raw_mode(0o666), rustix::fs::AtFlags::empty())?;
     }
     for (link, target) in [
@@ -420,7 +510,13 @@ fn readonly(p: &str) -> std::io::Result<()> {
         return Ok(());
     }
     mount_raw(Some(p), path, None, libc::MS_BIND | libc::MS_REC, None)?;
-    mount_raw(None, path, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC, None)
+    mount_raw(
+        None,
+        path,
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC,
+        None,
+    )
 }
 
 fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
@@ -447,7 +543,10 @@ fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
 fn set_rlimits(cfg: &Config) -> Result<(), InitError> {
     for r in &cfg.process.rlimits {
         let Some(res) = rlimit_resource(&r.kind) else { continue };
-        let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut cur = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         // SAFETY: valid pointer to an rlimit.
         unsafe { libc::getrlimit(res, &mut cur) };
         let hard = r.hard.min(cur.rlim_max);

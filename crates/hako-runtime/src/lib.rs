@@ -5,6 +5,7 @@
 pub mod caps;
 pub mod cgroups;
 pub mod config;
+pub mod console;
 pub mod exe;
 pub mod init;
 pub mod monitor;

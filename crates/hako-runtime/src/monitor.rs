@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -72,7 +72,9 @@ pub struct AttachRequest {
 }
 
 pub fn now() -> String {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let secs = t.as_secs() as i64;
     let (y, mo, d, h, mi, s) = civil(secs);
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:09}Z", t.subsec_nanos())
@@ -91,7 +93,14 @@ fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    (y, m, d, (rem / 3600) as u32, ((rem % 3600) / 60) as u32, (rem % 60) as u32)
+    (
+        y,
+        m,
+        d,
+        (rem / 3600) as u32,
+        ((rem % 3600) / 60) as u32,
+        (rem % 60) as u32,
+    )
 }
 
 pub fn write_state(dir: &Path, st: &MonitorState) -> io::Result<()> {
@@ -130,6 +139,8 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 struct Client {
     stream: UnixStream,
     req: AttachRequest,
+    /// False once the client half-closed: it gets output until it goes away.
+    input_open: bool,
 }
 
 fn run_inner(dir: &Path) -> io::Result<()> {
@@ -141,47 +152,66 @@ fn run_inner(dir: &Path) -> io::Result<()> {
     let cfg: Config = serde_json::from_slice(&fs::read(dir.join("config.json"))?).map_err(io::Error::other)?;
     let spec: MonitorSpec = serde_json::from_slice(&fs::read(dir.join("monitor.json"))?).map_err(io::Error::other)?;
     let my_pid = std::process::id() as i32;
-    write_state(dir, &MonitorState { status: "starting".into(), monitor_pid: my_pid, ..Default::default() })?;
+    write_state(
+        dir,
+        &MonitorState {
+            status: "starting".into(),
+            monitor_pid: my_pid,
+            ..Default::default()
+        },
+    )?;
 
     let filter = match &cfg.linux.seccomp {
         Some(p) => {
             let profile: crate::seccomp::Profile = serde_json::from_value(p.clone()).map_err(io::Error::other)?;
-            let caps = cfg.process.capabilities.as_ref().map(|c| c.bounding.clone()).unwrap_or_default();
+            let caps = cfg
+                .process
+                .capabilities
+                .as_ref()
+                .map(|c| c.bounding.clone())
+                .unwrap_or_default();
             Some(crate::seccomp::compile(&profile, &caps).map_err(io::Error::other)?)
         }
         None => None,
     };
 
-    // stdio: a PTY, or pipes.
-    let (child_in, child_out, child_err, our_in, our_out, our_err, pty_master);
+    // stdio: pipes, or a terminal the container creates in its own devpts and hands back
+    // over the console socket.
+    let (child_in, child_out, child_err, our_in, our_out, our_err, console_ours, console_theirs);
     if spec.tty {
-        let master = rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY | rustix::pty::OpenptFlags::CLOEXEC)?;
-        rustix::pty::grantpt(&master)?;
-        rustix::pty::unlockpt(&master)?;
-        let name = rustix::pty::ptsname(&master, Vec::new())?;
-        let slave: OwnedFd = rustix::fs::open(name.as_c_str(), rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())?.into();
-        if let Some((rows, cols)) = spec.console_size {
-            let _ = rustix::termios::tcsetwinsize(&slave, rustix::termios::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 });
-        }
-        child_in = Some(slave.try_clone()?);
-        child_out = slave.try_clone()?;
-        child_err = slave;
-        our_in = Some(master.try_clone()?);
-        our_out = master.try_clone()?;
+        let (a, b) = rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )?;
+        child_in = None;
+        child_out = None;
+        child_err = None;
+        our_in = None;
+        our_out = None;
         our_err = None;
-        pty_master = Some(master);
+        console_ours = Some(a);
+        console_theirs = Some(b);
     } else {
-        let (in_r, in_w) = if spec.open_stdin { let (r, w) = pipe()?; (Some(r), Some(w)) } else { (None, None) };
+        let (in_r, in_w) = if spec.open_stdin {
+            let (r, w) = pipe()?;
+            (Some(r), Some(w))
+        } else {
+            (None, None)
+        };
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
         child_in = in_r;
-        child_out = out_w;
-        child_err = err_w;
+        child_out = Some(out_w);
+        child_err = Some(err_w);
         our_in = in_w;
-        our_out = out_r;
+        our_out = Some(out_r);
         our_err = Some(err_r);
-        pty_master = None;
+        console_ours = None;
+        console_theirs = None;
     }
+    let mut pty_master: Option<OwnedFd> = None;
 
     // Bound by a relative name from inside the directory: a socket address holds at most
     // 108 bytes, and roots can be deep.
@@ -214,7 +244,13 @@ fn run_inner(dir: &Path) -> io::Result<()> {
     let (sync_r, sync_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let mut flags: libc::c_long = libc::SIGCHLD as libc::c_long;
-    for (kind, f) in [("mount", libc::CLONE_NEWNS), ("pid", libc::CLONE_NEWPID), ("uts", libc::CLONE_NEWUTS), ("ipc", libc::CLONE_NEWIPC), ("network", libc::CLONE_NEWNET)] {
+    for (kind, f) in [
+        ("mount", libc::CLONE_NEWNS),
+        ("pid", libc::CLONE_NEWPID),
+        ("uts", libc::CLONE_NEWUTS),
+        ("ipc", libc::CLONE_NEWIPC),
+        ("network", libc::CLONE_NEWNET),
+    ] {
         if cfg.has_namespace(kind) {
             flags |= f as libc::c_long;
         }
@@ -229,7 +265,17 @@ fn run_inner(dir: &Path) -> io::Result<()> {
         // Child.
         drop(sync_w);
         drop(err_r);
-        let code = child_start(&cfg, filter.as_deref(), spec.tty, child_in.as_ref(), &child_out, &child_err, &sync_r, &err_w);
+        let console = console_theirs.as_ref().map(|s| (s, spec.console_size));
+        let code = child_start(
+            &cfg,
+            filter.as_deref(),
+            console,
+            child_in.as_ref(),
+            child_out.as_ref(),
+            child_err.as_ref(),
+            &sync_r,
+            &err_w,
+        );
         // SAFETY: leaving the child without running the parent's destructors.
         unsafe { libc::_exit(code) };
     }
@@ -241,8 +287,17 @@ fn run_inner(dir: &Path) -> io::Result<()> {
     if let Some(cg) = &cgroup {
         cg.add_task(pid).map_err(io::Error::other)?;
     }
+    drop(console_theirs);
     // Release the child, then learn whether execve happened (EOF) or setup failed.
     File::from(sync_w).write_all(b"1")?;
+    let (mut our_in, mut our_out) = (our_in, our_out);
+    if let Some(sock) = &console_ours {
+        if let Some(master) = crate::console::recv_fd(sock)? {
+            our_in = Some(master.try_clone()?);
+            our_out = Some(master.try_clone()?);
+            pty_master = Some(master);
+        }
+    }
     let mut msg = String::new();
     File::from(err_r).read_to_string(&mut msg)?;
     if !msg.is_empty() {
@@ -266,12 +321,24 @@ fn run_inner(dir: &Path) -> io::Result<()> {
         return Ok(());
     }
     let started = now();
-    write_state(dir, &MonitorState { status: "running".into(), pid, monitor_pid: my_pid, started_at: Some(started.clone()), ..Default::default() })?;
+    write_state(
+        dir,
+        &MonitorState {
+            status: "running".into(),
+            pid,
+            monitor_pid: my_pid,
+            started_at: Some(started.clone()),
+            ..Default::default()
+        },
+    )?;
 
-    let pidfd = rustix::process::pidfd_open(rustix::process::Pid::from_raw(pid).expect("positive pid"), rustix::process::PidfdFlags::empty())?;
+    let pidfd = rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(pid).expect("positive pid"),
+        rustix::process::PidfdFlags::empty(),
+    )?;
     let mut log = LogWriter::open(&spec)?;
     let mut stdin = our_in;
-    let mut outs: Vec<(OwnedFd, u8)> = vec![(our_out, 1)];
+    let mut outs: Vec<(OwnedFd, u8)> = our_out.into_iter().map(|o| (o, 1)).collect();
     if let Some(e) = our_err {
         outs.push((e, 2));
     }
@@ -284,11 +351,19 @@ fn run_inner(dir: &Path) -> io::Result<()> {
         for (fd, _) in &outs {
             fds.push(PollFd::new(fd, PollFlags::IN));
         }
-        for c in &clients {
-            fds.push(PollFd::new(&c.stream, PollFlags::IN));
+        let polled: Vec<usize> = (0..clients.len()).filter(|i| clients[*i].input_open).collect();
+        for i in &polled {
+            fds.push(PollFd::new(&clients[*i].stream, PollFlags::IN));
         }
         let timeout = rustix::event::Timespec { tv_sec: 1, tv_nsec: 0 };
-        match poll(&mut fds, if exited { Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 }) } else { Some(&timeout) }) {
+        match poll(
+            &mut fds,
+            if exited {
+                Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 })
+            } else {
+                Some(&timeout)
+            },
+        ) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
@@ -308,6 +383,7 @@ fn run_inner(dir: &Path) -> io::Result<()> {
             }
         }
         // Output.
+        let outs_before = outs.len();
         let mut closed_outs = Vec::new();
         let mut any_output = false;
         for (i, (fd, stream)) in outs.iter().enumerate() {
@@ -350,19 +426,20 @@ fn run_inner(dir: &Path) -> io::Result<()> {
         for i in closed_outs.into_iter().rev() {
             outs.remove(i);
         }
-        // Client input.
-        let base = 2 + outs.len();
-        let mut gone = Vec::new();
-        for (i, c) in clients.iter_mut().enumerate() {
-            let ev = revents.get(base + i).copied().unwrap_or(PollFlags::empty());
+        // Client input. A client's EOF ends its stdin, not its output (the docker CLI
+        // half-closes at once when it has no stdin to send).
+        let base = 2 + outs_before;
+        for (k, i) in polled.iter().enumerate() {
+            let ev = revents.get(base + k).copied().unwrap_or(PollFlags::empty());
             if ev.is_empty() {
                 continue;
             }
+            let c = &mut clients[*i];
             match c.stream.read(&mut buf) {
                 Ok(0) | Err(_) => {
-                    gone.push(i);
-                    if c.req.stdin && spec.stdin_once && !spec.tty {
-                        stdin = None; // closing the pipe gives the container EOF
+                    c.input_open = false;
+                    if c.req.stdin && spec.stdin_once {
+                        stdin = None; // closing our end gives the container EOF
                     }
                 }
                 Ok(n) => {
@@ -374,9 +451,6 @@ fn run_inner(dir: &Path) -> io::Result<()> {
                 }
             }
         }
-        for i in gone.into_iter().rev() {
-            clients.remove(i);
-        }
         if exited && (outs.is_empty() || !any_output) {
             break;
         }
@@ -384,9 +458,18 @@ fn run_inner(dir: &Path) -> io::Result<()> {
     let mut status = 0;
     // SAFETY: reaping our own child.
     unsafe { libc::waitpid(pid, &mut status, 0) };
-    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else if libc::WIFSIGNALED(status) { 128 + libc::WTERMSIG(status) } else { 255 };
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        255
+    };
     log.flush_partial();
-    let oom = cgroup.as_ref().map(|c| c.oom_killed().unwrap_or(false)).unwrap_or(false);
+    let oom = cgroup
+        .as_ref()
+        .map(|c| c.oom_killed().unwrap_or(false))
+        .unwrap_or(false);
     if let Some(cg) = &cgroup {
         let _ = cg.kill_all(libc::SIGKILL);
         let _ = cg.remove();
@@ -395,16 +478,19 @@ fn run_inner(dir: &Path) -> io::Result<()> {
         let _ = c.stream.shutdown(std::net::Shutdown::Both);
     }
     let _ = fs::remove_file(&sock_path);
-    write_state(dir, &MonitorState {
-        status: "exited".into(),
-        pid,
-        monitor_pid: my_pid,
-        started_at: Some(started),
-        finished_at: Some(now()),
-        exit_code: Some(code),
-        oom_killed: oom,
-        error: None,
-    })?;
+    write_state(
+        dir,
+        &MonitorState {
+            status: "exited".into(),
+            pid,
+            monitor_pid: my_pid,
+            started_at: Some(started),
+            finished_at: Some(now()),
+            exit_code: Some(code),
+            oom_killed: oom,
+            error: None,
+        },
+    )?;
     Ok(())
 }
 
@@ -425,12 +511,28 @@ fn accept_client(mut s: UnixStream, pty: Option<&OwnedFd>) -> Option<Client> {
     }
     let req: AttachRequest = serde_json::from_slice(&line).ok()?;
     if let (Some((rows, cols)), Some(m)) = (req.resize, pty) {
-        let _ = rustix::termios::tcsetwinsize(m, rustix::termios::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 });
-        return Some(Client { stream: s, req });
+        let _ = rustix::termios::tcsetwinsize(
+            m,
+            rustix::termios::Winsize {
+                ws_row: rows,
+                ws_col: cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            },
+        );
+        return Some(Client {
+            stream: s,
+            req,
+            input_open: false,
+        });
     }
     s.set_read_timeout(None).ok()?;
     s.set_nonblocking(true).ok()?;
-    Some(Client { stream: s, req })
+    Some(Client {
+        stream: s,
+        req,
+        input_open: true,
+    })
 }
 
 fn broadcast(clients: &mut Vec<Client>, stream: u8, data: &[u8], tty: bool) {
@@ -543,53 +645,46 @@ impl LogWriter {
 fn child_start(
     cfg: &Config,
     filter: Option<&[libc::sock_filter]>,
-    tty: bool,
+    console: init::Console,
     stdin: Option<&OwnedFd>,
-    stdout: &OwnedFd,
-    stderr: &OwnedFd,
+    stdout: Option<&OwnedFd>,
+    stderr: Option<&OwnedFd>,
     sync: &OwnedFd,
     err: &OwnedFd,
 ) -> i32 {
-    let devnull;
-    let stdin_fd = match stdin {
-        Some(f) => f.as_raw_fd(),
-        None => {
-            devnull = File::open("/dev/null");
-            match &devnull {
-                Ok(f) => f.as_raw_fd(),
-                Err(_) => -1,
-            }
-        }
-    };
-    // SAFETY: dup2 onto the standard descriptors; setsid and TIOCSCTTY for a terminal.
+    // Until the terminal exists (with one) or for stdin without -i: /dev/null.
+    let devnull = File::open("/dev/null");
+    let null_fd = devnull.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
+    let pick = |f: Option<&OwnedFd>| f.map(|f| f.as_raw_fd()).unwrap_or(null_fd);
+    // SAFETY: dup2 onto the standard descriptors.
     unsafe {
-        if tty {
-            libc::setsid();
-        }
-        libc::dup2(stdin_fd, 0);
-        libc::dup2(stdout.as_raw_fd(), 1);
-        libc::dup2(stderr.as_raw_fd(), 2);
-        if tty {
-            libc::ioctl(0, libc::TIOCSCTTY, 0);
-        }
+        libc::dup2(pick(stdin), 0);
+        libc::dup2(pick(stdout), 1);
+        libc::dup2(pick(stderr), 2);
     }
+    drop(devnull);
     let mut b = [0u8; 1];
-    // SAFETY: the fd is valid for the child's lifetime.
-    let mut sync_file = unsafe { File::from_raw_fd(libc::dup(sync.as_raw_fd())) };
-    if sync_file.read(&mut b).unwrap_or(0) != 1 {
+    if rustix::io::read(sync, &mut b).unwrap_or(0) != 1 {
         return 125;
     }
-    if cfg.linux.namespaces.iter().any(|n| n.kind == "cgroup" && n.path.is_none()) {
+    if cfg
+        .linux
+        .namespaces
+        .iter()
+        .any(|n| n.kind == "cgroup" && n.path.is_none())
+    {
         // After the monitor moved us into our cgroup: it becomes this namespace's root.
         // SAFETY: a new cgroup namespace changes no memory of this process.
         if unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }.is_err() {
-            let e = init::InitError { code: 125, message: format!("unshare cgroup namespace: {}", io::Error::last_os_error()) };
+            let e = init::InitError {
+                code: 125,
+                message: format!("unshare cgroup namespace: {}", io::Error::last_os_error()),
+            };
             init::report(err, &e);
             return 125;
         }
     }
-    let e = init::run(cfg, filter);
+    let e = init::run(cfg, filter, console);
     init::report(err, &e);
-    let _ = err.as_fd();
     e.code
 }

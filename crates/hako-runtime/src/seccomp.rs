@@ -219,7 +219,9 @@ impl KernelVersion {
         let mut parts = s.split('.');
         let major = parts.next()?.parse().ok()?;
         let minor_part = parts.next()?;
-        let digits = minor_part.find(|c: char| !c.is_ascii_digit()).unwrap_or(minor_part.len());
+        let digits = minor_part
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(minor_part.len());
         let minor = minor_part[..digits].parse().ok()?;
         Some(KernelVersion { major, minor })
     }
@@ -258,14 +260,20 @@ where
 impl Profile {
     /// Parses a profile's JSON text. `origin` names it in errors (a path, or "(inline)").
     pub fn from_json(text: &str, origin: &str) -> Result<Profile, SeccompError> {
-        serde_json::from_str(text).map_err(|source| SeccompError::Parse { origin: origin.to_string(), source })
+        serde_json::from_str(text).map_err(|source| SeccompError::Parse {
+            origin: origin.to_string(),
+            source,
+        })
     }
 }
 
 /// Reads a Docker-format profile from a file.
 pub fn load_profile(path: &Path) -> Result<Profile, SeccompError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| SeccompError::Read { path: shown.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| SeccompError::Read {
+        path: shown.clone(),
+        source,
+    })?;
     Profile::from_json(&text, &shown)
 }
 
@@ -294,58 +302,354 @@ pub fn from_security_opt(value: &str) -> Result<Option<Profile>, SeccompError> {
 
 /// Allowed for every container. Includes names of other architectures (skipped on x86_64).
 const DEFAULT_ALLOW: &[&str] = &[
-    "accept", "accept4", "access", "adjtimex", "alarm", "bind", "brk", "capget", "capset", "chdir",
-    "chmod", "chown", "chown32", "clock_adjtime", "clock_adjtime64", "clock_getres",
-    "clock_getres_time64", "clock_gettime", "clock_gettime64", "clock_nanosleep",
-    "clock_nanosleep_time64", "close", "close_range", "connect", "copy_file_range", "creat", "dup",
-    "dup2", "dup3", "epoll_create", "epoll_create1", "epoll_ctl", "epoll_ctl_old", "epoll_pwait",
-    "epoll_pwait2", "epoll_wait", "epoll_wait_old", "eventfd", "eventfd2", "execve", "execveat",
-    "exit", "exit_group", "faccessat", "faccessat2", "fadvise64", "fadvise64_64", "fallocate",
-    "fanotify_mark", "fchdir", "fchmod", "fchmodat", "fchown", "fchown32", "fchownat", "fcntl",
-    "fcntl64", "fdatasync", "fgetxattr", "flistxattr", "flock", "fork", "fremovexattr",
-    "fsetxattr", "fstat", "fstat64", "fstatat64", "fstatfs", "fstatfs64", "fsync", "ftruncate",
-    "ftruncate64", "futex", "futex_time64", "futex_waitv", "futimesat", "getcpu", "getcwd",
-    "getdents", "getdents64", "getegid", "getegid32", "geteuid", "geteuid32", "getgid", "getgid32",
-    "getgroups", "getgroups32", "getitimer", "getpeername", "getpgid", "getpgrp", "getpid",
-    "getppid", "getpriority", "getrandom", "getresgid", "getresgid32", "getresuid", "getresuid32",
-    "getrlimit", "get_robust_list", "getrusage", "getsid", "getsockname", "getsockopt",
-    "get_thread_area", "gettid", "gettimeofday", "getuid", "getuid32", "getxattr",
-    "inotify_add_watch", "inotify_init", "inotify_init1", "inotify_rm_watch", "io_cancel", "ioctl",
-    "io_destroy", "io_getevents", "io_pgetevents", "io_pgetevents_time64", "ioprio_get",
-    "ioprio_set", "io_setup", "io_submit", "io_uring_enter", "io_uring_register", "io_uring_setup",
-    "ipc", "kill", "landlock_add_rule", "landlock_create_ruleset", "landlock_restrict_self",
-    "lchown", "lchown32", "lgetxattr", "link", "linkat", "listen", "listxattr", "llistxattr",
-    "_llseek", "lremovexattr", "lseek", "lsetxattr", "lstat", "lstat64", "madvise", "membarrier",
-    "memfd_create", "memfd_secret", "mincore", "mkdir", "mkdirat", "mknod", "mknodat", "mlock",
-    "mlock2", "mlockall", "mmap", "mmap2", "mprotect", "mq_getsetattr", "mq_notify", "mq_open",
-    "mq_timedreceive", "mq_timedreceive_time64", "mq_timedsend", "mq_timedsend_time64",
-    "mq_unlink", "mremap", "msgctl", "msgget", "msgrcv", "msgsnd", "msync", "munlock",
-    "munlockall", "munmap", "name_to_handle_at", "nanosleep", "newfstatat", "_newselect", "open",
-    "openat", "openat2", "pause", "pidfd_open", "pidfd_send_signal", "pipe", "pipe2", "pkey_alloc",
-    "pkey_free", "pkey_mprotect", "poll", "ppoll", "ppoll_time64", "prctl", "pread64", "preadv",
-    "preadv2", "prlimit64", "process_mrelease", "pselect6", "pselect6_time64", "pwrite64",
-    "pwritev", "pwritev2", "read", "readahead", "readlink", "readlinkat", "readv", "recv",
-    "recvfrom", "recvmmsg", "recvmmsg_time64", "recvmsg", "remap_file_pages", "removexattr",
-    "rename", "renameat", "renameat2", "restart_syscall", "rmdir", "rseq", "rt_sigaction",
-    "rt_sigpending", "rt_sigprocmask", "rt_sigqueueinfo", "rt_sigreturn", "rt_sigsuspend",
-    "rt_sigtimedwait", "rt_sigtimedwait_time64", "rt_tgsigqueueinfo", "sched_getaffinity",
-    "sched_getattr", "sched_getparam", "sched_get_priority_max", "sched_get_priority_min",
-    "sched_getscheduler", "sched_rr_get_interval", "sched_rr_get_interval_time64",
-    "sched_setaffinity", "sched_setattr", "sched_setparam", "sched_setscheduler", "sched_yield",
-    "seccomp", "select", "semctl", "semget", "semop", "semtimedop", "semtimedop_time64", "send",
-    "sendfile", "sendfile64", "sendmmsg", "sendmsg", "sendto", "setfsgid", "setfsgid32",
-    "setfsuid", "setfsuid32", "setgid", "setgid32", "setgroups", "setgroups32", "setitimer",
-    "setpgid", "setpriority", "setregid", "setregid32", "setresgid", "setresgid32", "setresuid",
-    "setresuid32", "setreuid", "setreuid32", "setrlimit", "set_robust_list", "setsid",
-    "setsockopt", "set_thread_area", "set_tid_address", "setuid", "setuid32", "setxattr", "shmat",
-    "shmctl", "shmdt", "shmget", "shutdown", "sigaltstack", "signalfd", "signalfd4",
-    "sigprocmask", "sigreturn", "socketcall", "socketpair", "splice", "stat", "stat64", "statfs",
-    "statfs64", "statx", "symlink", "symlinkat", "sync", "sync_file_range", "syncfs", "sysinfo",
-    "tee", "tgkill", "time", "timer_create", "timer_delete", "timer_getoverrun", "timer_gettime",
-    "timer_gettime64", "timer_settime", "timer_settime64", "timerfd_create", "timerfd_gettime",
-    "timerfd_gettime64", "timerfd_settime", "timerfd_settime64", "times", "tkill", "truncate",
-    "truncate64", "ugetrlimit", "umask", "uname", "unlink", "unlinkat", "utime", "utimensat",
-    "utimensat_time64", "utimes", "vfork", "vmsplice", "wait4", "waitid", "waitpid", "write",
+    "accept",
+    "accept4",
+    "access",
+    "adjtimex",
+    "alarm",
+    "bind",
+    "brk",
+    "capget",
+    "capset",
+    "chdir",
+    "chmod",
+    "chown",
+    "chown32",
+    "clock_adjtime",
+    "clock_adjtime64",
+    "clock_getres",
+    "clock_getres_time64",
+    "clock_gettime",
+    "clock_gettime64",
+    "clock_nanosleep",
+    "clock_nanosleep_time64",
+    "close",
+    "close_range",
+    "connect",
+    "copy_file_range",
+    "creat",
+    "dup",
+    "dup2",
+    "dup3",
+    "epoll_create",
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_ctl_old",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "epoll_wait",
+    "epoll_wait_old",
+    "eventfd",
+    "eventfd2",
+    "execve",
+    "execveat",
+    "exit",
+    "exit_group",
+    "faccessat",
+    "faccessat2",
+    "fadvise64",
+    "fadvise64_64",
+    "fallocate",
+    "fanotify_mark",
+    "fchdir",
+    "fchmod",
+    "fchmodat",
+    "fchown",
+    "fchown32",
+    "fchownat",
+    "fcntl",
+    "fcntl64",
+    "fdatasync",
+    "fgetxattr",
+    "flistxattr",
+    "flock",
+    "fork",
+    "fremovexattr",
+    "fsetxattr",
+    "fstat",
+    "fstat64",
+    "fstatat64",
+    "fstatfs",
+    "fstatfs64",
+    "fsync",
+    "ftruncate",
+    "ftruncate64",
+    "futex",
+    "futex_time64",
+    "futex_waitv",
+    "futimesat",
+    "getcpu",
+    "getcwd",
+    "getdents",
+    "getdents64",
+    "getegid",
+    "getegid32",
+    "geteuid",
+    "geteuid32",
+    "getgid",
+    "getgid32",
+    "getgroups",
+    "getgroups32",
+    "getitimer",
+    "getpeername",
+    "getpgid",
+    "getpgrp",
+    "getpid",
+    "getppid",
+    "getpriority",
+    "getrandom",
+    "getresgid",
+    "getresgid32",
+    "getresuid",
+    "getresuid32",
+    "getrlimit",
+    "get_robust_list",
+    "getrusage",
+    "getsid",
+    "getsockname",
+    "getsockopt",
+    "get_thread_area",
+    "gettid",
+    "gettimeofday",
+    "getuid",
+    "getuid32",
+    "getxattr",
+    "inotify_add_watch",
+    "inotify_init",
+    "inotify_init1",
+    "inotify_rm_watch",
+    "io_cancel",
+    "ioctl",
+    "io_destroy",
+    "io_getevents",
+    "io_pgetevents",
+    "io_pgetevents_time64",
+    "ioprio_get",
+    "ioprio_set",
+    "io_setup",
+    "io_submit",
+    "io_uring_enter",
+    "io_uring_register",
+    "io_uring_setup",
+    "ipc",
+    "kill",
+    "landlock_add_rule",
+    "landlock_create_ruleset",
+    "landlock_restrict_self",
+    "lchown",
+    "lchown32",
+    "lgetxattr",
+    "link",
+    "linkat",
+    "listen",
+    "listxattr",
+    "llistxattr",
+    "_llseek",
+    "lremovexattr",
+    "lseek",
+    "lsetxattr",
+    "lstat",
+    "lstat64",
+    "madvise",
+    "membarrier",
+    "memfd_create",
+    "memfd_secret",
+    "mincore",
+    "mkdir",
+    "mkdirat",
+    "mknod",
+    "mknodat",
+    "mlock",
+    "mlock2",
+    "mlockall",
+    "mmap",
+    "mmap2",
+    "mprotect",
+    "mq_getsetattr",
+    "mq_notify",
+    "mq_open",
+    "mq_timedreceive",
+    "mq_timedreceive_time64",
+    "mq_timedsend",
+    "mq_timedsend_time64",
+    "mq_unlink",
+    "mremap",
+    "msgctl",
+    "msgget",
+    "msgrcv",
+    "msgsnd",
+    "msync",
+    "munlock",
+    "munlockall",
+    "munmap",
+    "name_to_handle_at",
+    "nanosleep",
+    "newfstatat",
+    "_newselect",
+    "open",
+    "openat",
+    "openat2",
+    "pause",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "pipe",
+    "pipe2",
+    "pkey_alloc",
+    "pkey_free",
+    "pkey_mprotect",
+    "poll",
+    "ppoll",
+    "ppoll_time64",
+    "prctl",
+    "pread64",
+    "preadv",
+    "preadv2",
+    "prlimit64",
+    "process_mrelease",
+    "pselect6",
+    "pselect6_time64",
+    "pwrite64",
+    "pwritev",
+    "pwritev2",
+    "read",
+    "readahead",
+    "readlink",
+    "readlinkat",
+    "readv",
+    "recv",
+    "recvfrom",
+    "recvmmsg",
+    "recvmmsg_time64",
+    "recvmsg",
+    "remap_file_pages",
+    "removexattr",
+    "rename",
+    "renameat",
+    "renameat2",
+    "restart_syscall",
+    "rmdir",
+    "rseq",
+    "rt_sigaction",
+    "rt_sigpending",
+    "rt_sigprocmask",
+    "rt_sigqueueinfo",
+    "rt_sigreturn",
+    "rt_sigsuspend",
+    "rt_sigtimedwait",
+    "rt_sigtimedwait_time64",
+    "rt_tgsigqueueinfo",
+    "sched_getaffinity",
+    "sched_getattr",
+    "sched_getparam",
+    "sched_get_priority_max",
+    "sched_get_priority_min",
+    "sched_getscheduler",
+    "sched_rr_get_interval",
+    "sched_rr_get_interval_time64",
+    "sched_setaffinity",
+    "sched_setattr",
+    "sched_setparam",
+    "sched_setscheduler",
+    "sched_yield",
+    "seccomp",
+    "select",
+    "semctl",
+    "semget",
+    "semop",
+    "semtimedop",
+    "semtimedop_time64",
+    "send",
+    "sendfile",
+    "sendfile64",
+    "sendmmsg",
+    "sendmsg",
+    "sendto",
+    "setfsgid",
+    "setfsgid32",
+    "setfsuid",
+    "setfsuid32",
+    "setgid",
+    "setgid32",
+    "setgroups",
+    "setgroups32",
+    "setitimer",
+    "setpgid",
+    "setpriority",
+    "setregid",
+    "setregid32",
+    "setresgid",
+    "setresgid32",
+    "setresuid",
+    "setresuid32",
+    "setreuid",
+    "setreuid32",
+    "setrlimit",
+    "set_robust_list",
+    "setsid",
+    "setsockopt",
+    "set_thread_area",
+    "set_tid_address",
+    "setuid",
+    "setuid32",
+    "setxattr",
+    "shmat",
+    "shmctl",
+    "shmdt",
+    "shmget",
+    "shutdown",
+    "sigaltstack",
+    "signalfd",
+    "signalfd4",
+    "sigprocmask",
+    "sigreturn",
+    "socketcall",
+    "socketpair",
+    "splice",
+    "stat",
+    "stat64",
+    "statfs",
+    "statfs64",
+    "statx",
+    "symlink",
+    "symlinkat",
+    "sync",
+    "sync_file_range",
+    "syncfs",
+    "sysinfo",
+    "tee",
+    "tgkill",
+    "time",
+    "timer_create",
+    "timer_delete",
+    "timer_getoverrun",
+    "timer_gettime",
+    "timer_gettime64",
+    "timer_settime",
+    "timer_settime64",
+    "timerfd_create",
+    "timerfd_gettime",
+    "timerfd_gettime64",
+    "timerfd_settime",
+    "timerfd_settime64",
+    "times",
+    "tkill",
+    "truncate",
+    "truncate64",
+    "ugetrlimit",
+    "umask",
+    "uname",
+    "unlink",
+    "unlinkat",
+    "utime",
+    "utimensat",
+    "utimensat_time64",
+    "utimes",
+    "vfork",
+    "vmsplice",
+    "wait4",
+    "waitid",
+    "waitpid",
+    "write",
     "writev",
 ];
 
@@ -355,7 +659,11 @@ const DEFAULT_ALLOW: &[&str] = &[
 pub const CLONE_NAMESPACE_FLAGS: u64 = 0x7E02_0000;
 
 fn rule(names: &[&str], action: Action) -> Syscall {
-    Syscall { names: names.iter().map(|s| s.to_string()).collect(), action, ..Default::default() }
+    Syscall {
+        names: names.iter().map(|s| s.to_string()).collect(),
+        action,
+        ..Default::default()
+    }
 }
 
 fn allow(names: &[&str]) -> Syscall {
@@ -363,23 +671,43 @@ fn allow(names: &[&str]) -> Syscall {
 }
 
 fn filter_caps(caps: &[&str]) -> Option<Filter> {
-    Some(Filter { caps: caps.iter().map(|s| s.to_string()).collect(), ..Default::default() })
+    Some(Filter {
+        caps: caps.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    })
 }
 
 fn filter_arches(arches: &[&str]) -> Option<Filter> {
-    Some(Filter { arches: arches.iter().map(|s| s.to_string()).collect(), ..Default::default() })
+    Some(Filter {
+        arches: arches.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    })
 }
 
 fn arg(index: u32, value: u64, op: Op) -> Arg {
-    Arg { index, value, value_two: 0, op }
+    Arg {
+        index,
+        value,
+        value_two: 0,
+        op,
+    }
 }
 
 /// Docker's default profile: deny by default with EPERM, allow the list above, plus the
 /// argument-filtered and capability-conditional rules.
 pub fn default_profile() -> Profile {
-    let caps_allow = |names: &[&str], cap: &str| Syscall { includes: filter_caps(&[cap]), ..allow(names) };
-    let arch_allow = |names: &[&str], arches: &[&str]| Syscall { includes: filter_arches(arches), ..allow(names) };
-    let personality = |value: u64| Syscall { args: vec![arg(0, value, Op::Equal)], ..allow(&["personality"]) };
+    let caps_allow = |names: &[&str], cap: &str| Syscall {
+        includes: filter_caps(&[cap]),
+        ..allow(names)
+    };
+    let arch_allow = |names: &[&str], arches: &[&str]| Syscall {
+        includes: filter_arches(arches),
+        ..allow(names)
+    };
+    let personality = |value: u64| Syscall {
+        args: vec![arg(0, value, Op::Equal)],
+        ..allow(&["personality"])
+    };
     let arch_map = |arch: &str, subs: &[&str]| ArchMap {
         architecture: arch.to_string(),
         sub_architectures: subs.iter().map(|s| s.to_string()).collect(),
@@ -390,11 +718,17 @@ pub fn default_profile() -> Profile {
         // ptrace lost its ability to bypass seccomp in 4.8, so from then on it is safe to allow
         // inside the container's own pid namespace.
         Syscall {
-            includes: Some(Filter { min_kernel: Some(KernelVersion { major: 4, minor: 8 }), ..Default::default() }),
+            includes: Some(Filter {
+                min_kernel: Some(KernelVersion { major: 4, minor: 8 }),
+                ..Default::default()
+            }),
             ..allow(&["process_vm_readv", "process_vm_writev", "ptrace"])
         },
         // Every socket family but AF_VSOCK (40), which reaches the host's hypervisor sockets.
-        Syscall { args: vec![arg(0, 40, Op::NotEqual)], ..allow(&["socket"]) },
+        Syscall {
+            args: vec![arg(0, 40, Op::NotEqual)],
+            ..allow(&["socket"])
+        },
         // Query (0xffffffff), PER_LINUX (0), PER_LINUX32 (8), UNAME26 (0x20000), and
         // UNAME26|PER_LINUX32; not ADDR_NO_RANDOMIZE and friends, which weaken ASLR.
         personality(0x0),
@@ -404,20 +738,49 @@ pub fn default_profile() -> Profile {
         personality(0xffff_ffff),
         arch_allow(&["sync_file_range2", "swapcontext"], &["ppc64le"]),
         arch_allow(
-            &["arm_fadvise64_64", "arm_sync_file_range", "sync_file_range2", "breakpoint", "cacheflush", "set_tls"],
+            &[
+                "arm_fadvise64_64",
+                "arm_sync_file_range",
+                "sync_file_range2",
+                "breakpoint",
+                "cacheflush",
+                "set_tls",
+            ],
             &["arm", "arm64"],
         ),
         arch_allow(&["arch_prctl"], &["amd64", "x32"]),
         arch_allow(&["modify_ldt"], &["amd64", "x32", "x86"]),
-        arch_allow(&["s390_pci_mmio_read", "s390_pci_mmio_write", "s390_runtime_instr"], &["s390", "s390x"]),
+        arch_allow(
+            &["s390_pci_mmio_read", "s390_pci_mmio_write", "s390_runtime_instr"],
+            &["s390", "s390x"],
+        ),
         arch_allow(&["riscv_flush_icache"], &["riscv64"]),
         caps_allow(&["open_by_handle_at"], "CAP_DAC_READ_SEARCH"),
         caps_allow(
             &[
-                "bpf", "clone", "clone3", "fanotify_init", "fsconfig", "fsmount", "fsopen", "fspick",
-                "lookup_dcookie", "mount", "mount_setattr", "move_mount", "open_tree", "perf_event_open",
-                "quotactl", "quotactl_fd", "setdomainname", "sethostname", "setns", "syslog", "umount",
-                "umount2", "unshare",
+                "bpf",
+                "clone",
+                "clone3",
+                "fanotify_init",
+                "fsconfig",
+                "fsmount",
+                "fsopen",
+                "fspick",
+                "lookup_dcookie",
+                "mount",
+                "mount_setattr",
+                "move_mount",
+                "open_tree",
+                "perf_event_open",
+                "quotactl",
+                "quotactl_fd",
+                "setdomainname",
+                "sethostname",
+                "setns",
+                "syslog",
+                "umount",
+                "umount2",
+                "unshare",
             ],
             "CAP_SYS_ADMIN",
         ),
@@ -439,19 +802,36 @@ pub fn default_profile() -> Profile {
         },
         // clone3 passes its flags in memory, where seccomp cannot look; ENOSYS makes libc fall
         // back to clone, whose flags we can check.
-        Syscall { errno_ret: Some(libc::ENOSYS as u32), excludes: filter_caps(&["CAP_SYS_ADMIN"]), ..rule(&["clone3"], Action::Errno) },
+        Syscall {
+            errno_ret: Some(libc::ENOSYS as u32),
+            excludes: filter_caps(&["CAP_SYS_ADMIN"]),
+            ..rule(&["clone3"], Action::Errno)
+        },
         caps_allow(&["reboot"], "CAP_SYS_BOOT"),
         caps_allow(&["chroot"], "CAP_SYS_CHROOT"),
         caps_allow(&["delete_module", "init_module", "finit_module"], "CAP_SYS_MODULE"),
         caps_allow(&["acct"], "CAP_SYS_PACCT"),
         caps_allow(
-            &["kcmp", "pidfd_getfd", "process_madvise", "process_vm_readv", "process_vm_writev", "ptrace"],
+            &[
+                "kcmp",
+                "pidfd_getfd",
+                "process_madvise",
+                "process_vm_readv",
+                "process_vm_writev",
+                "ptrace",
+            ],
             "CAP_SYS_PTRACE",
         ),
         caps_allow(&["iopl", "ioperm"], "CAP_SYS_RAWIO"),
-        caps_allow(&["settimeofday", "stime", "clock_settime", "clock_settime64"], "CAP_SYS_TIME"),
+        caps_allow(
+            &["settimeofday", "stime", "clock_settime", "clock_settime64"],
+            "CAP_SYS_TIME",
+        ),
         caps_allow(&["vhangup"], "CAP_SYS_TTY_CONFIG"),
-        caps_allow(&["get_mempolicy", "mbind", "set_mempolicy", "set_mempolicy_home_node"], "CAP_SYS_NICE"),
+        caps_allow(
+            &["get_mempolicy", "mbind", "set_mempolicy", "set_mempolicy_home_node"],
+            "CAP_SYS_NICE",
+        ),
         caps_allow(&["syslog"], "CAP_SYSLOG"),
         caps_allow(&["bpf"], "CAP_BPF"),
         caps_allow(&["perf_event_open"], "CAP_PERFMON"),
@@ -549,7 +929,11 @@ pub fn compile_for_kernel(
                 Some(i) => &mut plans[i],
                 None => {
                     *slot = Some(plans.len());
-                    plans.push(Plan { nr, conditional: Vec::new(), unconditional: None });
+                    plans.push(Plan {
+                        nr,
+                        conditional: Vec::new(),
+                        unconditional: None,
+                    });
                     plans.last_mut().expect("just pushed")
                 }
             };
@@ -589,7 +973,10 @@ pub fn compile_for_kernel(
             prog.push(ret(libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32));
         }
     }
-    let bodies = plans.iter().map(|p| Ok((p.nr, p.body(default_ret)?))).collect::<Result<Vec<_>, SeccompError>>()?;
+    let bodies = plans
+        .iter()
+        .map(|p| Ok((p.nr, p.body(default_ret)?)))
+        .collect::<Result<Vec<_>, SeccompError>>()?;
     prog.extend(tree(&bodies, default_ret));
 
     if prog.len() > BPF_MAXINSNS {
@@ -629,7 +1016,11 @@ fn validate(p: &Profile) -> Result<(), SeccompError> {
         return bad("SCMP_ACT_NOTIFY cannot be used as the default action".into());
     }
     for s in &p.syscalls {
-        let what = if s.names.is_empty() { s.name.clone() } else { s.names.join(",") };
+        let what = if s.names.is_empty() {
+            s.name.clone()
+        } else {
+            s.names.join(",")
+        };
         if !s.name.is_empty() && !s.names.is_empty() {
             return bad(format!("rule for {what}: use either 'name' or 'names'"));
         }
@@ -637,7 +1028,10 @@ fn validate(p: &Profile) -> Result<(), SeccompError> {
             return bad(format!("rule for {what}: SCMP_ACT_NOTIFY is not supported by hako"));
         }
         if let Some(a) = s.args.iter().find(|a| a.index >= 6) {
-            return bad(format!("rule for {what}: argument index {} out of range (0-5)", a.index));
+            return bad(format!(
+                "rule for {what}: argument index {} out of range (0-5)",
+                a.index
+            ));
         }
         if let Some(e) = s.errno_ret.filter(|&e| e > 0xffff) {
             return bad(format!("rule for {what}: errnoRet {e} out of range"));
@@ -854,10 +1248,18 @@ pub fn install_with_flags(filter: &[libc::sock_filter], flags: u32) -> Result<()
     if filter.is_empty() || filter.len() > BPF_MAXINSNS {
         return Err(SeccompError::Install(libc::EINVAL));
     }
-    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
     // SAFETY: prog points at `filter`, which outlives the call; the kernel copies it.
     let rc = unsafe {
-        libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags as libc::c_ulong, &prog as *const libc::sock_fprog)
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags as libc::c_ulong,
+            &prog as *const libc::sock_fprog,
+        )
     };
     if rc == 0 {
         return Ok(());
@@ -866,7 +1268,13 @@ pub fn install_with_flags(filter: &[libc::sock_filter], flags: u32) -> Result<()
     if err == libc::ENOSYS && flags == 0 {
         // Kernels before 3.17 only have the prctl entry point.
         // SAFETY: as above.
-        let rc = unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const libc::sock_fprog) };
+        let rc = unsafe {
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog,
+            )
+        };
         if rc == 0 {
             return Ok(());
         }
@@ -886,7 +1294,10 @@ fn errno() -> i32 {
 // ---------------------------------------------------------------------------------------------
 
 fn syscall_nr(name: &str) -> Option<u32> {
-    SYSCALLS.binary_search_by(|(n, _)| (*n).cmp(name)).ok().map(|i| SYSCALLS[i].1 as u32)
+    SYSCALLS
+        .binary_search_by(|(n, _)| (*n).cmp(name))
+        .ok()
+        .map(|i| SYSCALLS[i].1 as u32)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -1285,8 +1696,19 @@ mod tests {
 
     /// Docker's default bounding set.
     const DOCKER_CAPS: &[&str] = &[
-        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID",
-        "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SYS_CHROOT", "CAP_MKNOD", "CAP_AUDIT_WRITE",
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FOWNER",
+        "CAP_FSETID",
+        "CAP_KILL",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_NET_RAW",
+        "CAP_SYS_CHROOT",
+        "CAP_MKNOD",
+        "CAP_AUDIT_WRITE",
         "CAP_SETFCAP",
     ];
 
@@ -1309,7 +1731,10 @@ mod tests {
         assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
         if pid == 0 {
             unsafe {
-                let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                let no_core = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
                 libc::setrlimit(libc::RLIMIT_CORE, &no_core);
                 if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                     libc::_exit(120);
@@ -1333,7 +1758,11 @@ mod tests {
             if r == pid {
                 break;
             }
-            assert!(r == -1 && errno() == libc::EINTR, "waitpid: {}", std::io::Error::last_os_error());
+            assert!(
+                r == -1 && errno() == libc::EINTR,
+                "waitpid: {}",
+                std::io::Error::last_os_error()
+            );
         }
         if libc::WIFEXITED(status) {
             Exit::Code(libc::WEXITSTATUS(status))
@@ -1348,7 +1777,11 @@ mod tests {
         v[..a.len()].copy_from_slice(a);
         // SAFETY: the syscalls used in these tests take integers or valid pointers.
         let rc = unsafe { libc::syscall(nr, v[0], v[1], v[2], v[3], v[4], v[5]) };
-        if rc == -1 { Err(errno()) } else { Ok(rc) }
+        if rc == -1 {
+            Err(errno())
+        } else {
+            Ok(rc)
+        }
     }
 
     /// In a child: reap a grandchild created by a raw clone, or exit if we are it.
@@ -1387,7 +1820,11 @@ mod tests {
             if sys(libc::SYS_keyctl, &[0, -3i64 as u64, 0]) != EPERM {
                 return 3;
             }
-            if reap_clone(sys(libc::SYS_clone, &[libc::CLONE_NEWUSER as u64 | sigchld, 0, 0, 0, 0])) != Err(libc::EPERM) {
+            if reap_clone(sys(
+                libc::SYS_clone,
+                &[libc::CLONE_NEWUSER as u64 | sigchld, 0, 0, 0, 0],
+            )) != Err(libc::EPERM)
+            {
                 return 4;
             }
             if sys(libc::SYS_personality, &[0xffff_ffff]).is_err() {
@@ -1468,7 +1905,11 @@ mod tests {
             }
             0
         });
-        assert_eq!(exit, Exit::Code(0), "check number {exit:?} failed (see the child's body)");
+        assert_eq!(
+            exit,
+            Exit::Code(0),
+            "check number {exit:?} failed (see the child's body)"
+        );
     }
 
     #[test]
@@ -1649,7 +2090,11 @@ mod tests {
             .collect();
         // Many neighbours so the tree has big subtrees on both sides.
         syscalls.push(allow(DEFAULT_ALLOW));
-        let profile = Profile { default_action: Action::Errno, syscalls, ..default_profile() };
+        let profile = Profile {
+            default_action: Action::Errno,
+            syscalls,
+            ..default_profile()
+        };
         let filter = compile(&profile, &[]).unwrap();
         assert!(filter.iter().any(|i| i.code == JA), "expected a far jump");
         let exit = in_child(Some(&filter), || {
@@ -1680,7 +2125,11 @@ mod tests {
                 std::arch::asm!("int 0x80", inlateout("rax") 20i64 => r,
                     out("r8") _, out("r9") _, out("r10") _, out("r11") _, options(nostack));
             }
-            if r > 0 { 0 } else { 1 }
+            if r > 0 {
+                0
+            } else {
+                1
+            }
         }
         // Without a filter, the kernel may not have ia32 emulation at all (SIGSEGV): skip.
         if in_child(None, int80_getpid) != Exit::Code(0) {
@@ -1696,8 +2145,18 @@ mod tests {
         let profile = default_profile();
         let default_caps = caps(&[]);
         let all_caps: Vec<String> = caps(&[
-            "CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_MODULE", "CAP_SYS_BOOT", "CAP_SYS_TIME", "CAP_SYS_NICE",
-            "CAP_SYSLOG", "CAP_SYS_RAWIO", "CAP_SYS_PACCT", "CAP_BPF", "CAP_PERFMON", "CAP_DAC_READ_SEARCH",
+            "CAP_SYS_ADMIN",
+            "CAP_SYS_PTRACE",
+            "CAP_SYS_MODULE",
+            "CAP_SYS_BOOT",
+            "CAP_SYS_TIME",
+            "CAP_SYS_NICE",
+            "CAP_SYSLOG",
+            "CAP_SYS_RAWIO",
+            "CAP_SYS_PACCT",
+            "CAP_BPF",
+            "CAP_PERFMON",
+            "CAP_DAC_READ_SEARCH",
             "CAP_SYS_TTY_CONFIG",
         ]);
         let filter = compile(&profile, &default_caps).unwrap();
@@ -1739,15 +2198,21 @@ mod tests {
         });
         assert_eq!(exit, Exit::Code(0));
         let mut ns = 0u64;
-        assert_eq!(unsafe { libc::read(rd, &mut ns as *mut u64 as *mut libc::c_void, 8) }, 8);
+        assert_eq!(
+            unsafe { libc::read(rd, &mut ns as *mut u64 as *mut libc::c_void, 8) },
+            8
+        );
         unsafe {
             libc::close(rd);
             libc::close(wr);
         }
         let install_time = Duration::from_nanos(ns);
 
-        let named: std::collections::BTreeSet<&str> =
-            profile.syscalls.iter().flat_map(|s| s.names.iter().map(String::as_str)).collect();
+        let named: std::collections::BTreeSet<&str> = profile
+            .syscalls
+            .iter()
+            .flat_map(|s| s.names.iter().map(String::as_str))
+            .collect();
         let on_x86_64 = named.iter().filter(|n| syscall_nr(n).is_some()).count();
         eprintln!(
             "default profile: {} rules, {} distinct names ({} allowed unconditionally, {} resolvable on x86_64); \
@@ -1764,7 +2229,10 @@ mod tests {
             median,
             install_time,
         );
-        assert!(median + install_time < Duration::from_millis(5), "compile {median:?} + install {install_time:?}");
+        assert!(
+            median + install_time < Duration::from_millis(5),
+            "compile {median:?} + install {install_time:?}"
+        );
     }
 
     #[test]
@@ -1773,7 +2241,10 @@ mod tests {
         let has = |caps: &[String], kernel, name: &str| {
             let has_cap = |want: &str| caps.iter().any(|c| c == want);
             p.syscalls.iter().any(|s| {
-                s.names.iter().any(|n| n == name) && s.args.is_empty() && s.action == Action::Allow && rule_applies(s, &has_cap, kernel)
+                s.names.iter().any(|n| n == name)
+                    && s.args.is_empty()
+                    && s.action == Action::Allow
+                    && rule_applies(s, &has_cap, kernel)
             })
         };
         let new = KernelVersion { major: 6, minor: 1 };
@@ -1787,7 +2258,17 @@ mod tests {
         assert!(has(&d, new, "arch_prctl"));
         assert!(has(&d, new, "chroot"));
         assert!(!has(&d, new, "riscv_flush_icache"));
-        for denied in ["keyctl", "add_key", "request_key", "unshare", "mount", "kexec_load", "bpf", "reboot", "setns"] {
+        for denied in [
+            "keyctl",
+            "add_key",
+            "request_key",
+            "unshare",
+            "mount",
+            "kexec_load",
+            "bpf",
+            "reboot",
+            "setns",
+        ] {
             assert!(!has(&d, new, denied), "{denied} must not be allowed by default");
         }
         // An old kernel gets a different (and still valid) program.
@@ -1807,10 +2288,17 @@ mod tests {
         assert_eq!(from_security_opt("unconfined").unwrap(), None);
         assert_eq!(from_security_opt("builtin").unwrap(), Some(default_profile()));
 
-        let e = load_profile(Path::new("/nonexistent/profile.json")).unwrap_err().to_string();
+        let e = load_profile(Path::new("/nonexistent/profile.json"))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("seccomp profile /nonexistent/profile.json: "), "{e}");
-        let e = Profile::from_json(r#"{"defaultAction": "SCMP_ACT_NOPE"}"#, "p.json").unwrap_err().to_string();
-        assert!(e.starts_with("seccomp profile p.json: decoding failed: unknown variant `SCMP_ACT_NOPE`"), "{e}");
+        let e = Profile::from_json(r#"{"defaultAction": "SCMP_ACT_NOPE"}"#, "p.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("seccomp profile p.json: decoding failed: unknown variant `SCMP_ACT_NOPE`"),
+            "{e}"
+        );
         let e = Profile::from_json(r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "four"}}]}"#, "p.json")
             .unwrap_err()
             .to_string();
@@ -1831,14 +2319,20 @@ mod tests {
             "p.json",
         )
         .unwrap();
-        assert!(compile(&bad_index, &[]).unwrap_err().to_string().contains("argument index 6"));
+        assert!(compile(&bad_index, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("argument index 6"));
 
         let notify = Profile::from_json(
             r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]}"#,
             "p.json",
         )
         .unwrap();
-        assert!(compile(&notify, &[]).unwrap_err().to_string().contains("SCMP_ACT_NOTIFY"));
+        assert!(compile(&notify, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("SCMP_ACT_NOTIFY"));
 
         // The old single-name form still works.
         let single = Profile::from_json(
@@ -1846,13 +2340,19 @@ mod tests {
             "p.json",
         )
         .unwrap();
-        assert!(compile(&single, &[]).unwrap().iter().any(|i| i.code == JEQ && i.k == libc::SYS_read as u32));
+        assert!(compile(&single, &[])
+            .unwrap()
+            .iter()
+            .any(|i| i.code == JEQ && i.k == libc::SYS_read as u32));
 
         // Too long a program is refused before the kernel sees it.
         let huge = Profile {
             default_action: Action::Allow,
             syscalls: (0..1500)
-                .map(|i| Syscall { args: vec![arg(0, i, Op::Equal)], ..rule(&["getpid"], Action::Errno) })
+                .map(|i| Syscall {
+                    args: vec![arg(0, i, Op::Equal)],
+                    ..rule(&["getpid"], Action::Errno)
+                })
                 .collect(),
             ..default_profile()
         };
@@ -1861,14 +2361,20 @@ mod tests {
 
     #[test]
     fn syscall_table_is_sorted_and_right() {
-        assert!(SYSCALLS.windows(2).all(|w| w[0].0 < w[1].0), "SYSCALLS must be sorted by name");
+        assert!(
+            SYSCALLS.windows(2).all(|w| w[0].0 < w[1].0),
+            "SYSCALLS must be sorted by name"
+        );
         assert_eq!(syscall_nr("read"), Some(0));
         assert_eq!(syscall_nr("io_pgetevents"), Some(333));
         assert_eq!(syscall_nr("clone3"), Some(435));
         assert_eq!(syscall_nr("cachestat"), Some(451));
         assert_eq!(syscall_nr("mseal"), Some(462));
         assert_eq!(syscall_nr("_llseek"), None);
-        assert_eq!(KernelVersion::parse("6.18.44-fc-v669"), Some(KernelVersion { major: 6, minor: 18 }));
+        assert_eq!(
+            KernelVersion::parse("6.18.44-fc-v669"),
+            Some(KernelVersion { major: 6, minor: 18 })
+        );
         assert_eq!(KernelVersion::parse("5.4"), Some(KernelVersion { major: 5, minor: 4 }));
         assert_eq!(KernelVersion::parse("5"), None);
     }

@@ -92,7 +92,13 @@ pub fn capabilities(inp: &SpecInput) -> Result<Vec<String>, SpecError> {
 
 pub fn generate(inp: &SpecInput) -> Result<Value, SpecError> {
     let caps = capabilities(inp)?;
-    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"}), json!({"type": "cgroup"})];
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+        json!({"type": "cgroup"}),
+    ];
     if inp.network_mode != "host" {
         namespaces.push(json!({"type": "network"}));
     }
@@ -110,11 +116,16 @@ pub fn generate(inp: &SpecInput) -> Result<Value, SpecError> {
         Value::Null
     } else {
         match &inp.seccomp {
-            None => serde_json::to_value(crate::seccomp::default_profile()).map_err(|e| SpecError::Invalid(e.to_string()))?,
+            None => serde_json::to_value(crate::seccomp::default_profile())
+                .map_err(|e| SpecError::Invalid(e.to_string()))?,
             Some(v) => v.clone(),
         }
     };
-    let (masked, readonly): (Vec<&str>, Vec<&str>) = if inp.privileged { (vec![], vec![]) } else { (MASKED_PATHS.to_vec(), READONLY_PATHS.to_vec()) };
+    let (masked, readonly): (Vec<&str>, Vec<&str>) = if inp.privileged {
+        (vec![], vec![])
+    } else {
+        (MASKED_PATHS.to_vec(), READONLY_PATHS.to_vec())
+    };
     let mut linux = json!({
         "namespaces": namespaces,
         "maskedPaths": masked,
@@ -155,20 +166,48 @@ mod tests {
         let base = SpecInput::default();
         let c = capabilities(&base).unwrap();
         assert_eq!(c.len(), 14);
-        let c = capabilities(&SpecInput { cap_add: vec!["net_admin".into()], cap_drop: vec!["CHOWN".into()], ..base.clone() }).unwrap();
+        let c = capabilities(&SpecInput {
+            cap_add: vec!["net_admin".into()],
+            cap_drop: vec!["CHOWN".into()],
+            ..base.clone()
+        })
+        .unwrap();
         assert!(c.contains(&"CAP_NET_ADMIN".to_string()) && !c.contains(&"CAP_CHOWN".to_string()));
-        let c = capabilities(&SpecInput { cap_drop: vec!["ALL".into()], cap_add: vec!["KILL".into()], ..base.clone() }).unwrap();
+        let c = capabilities(&SpecInput {
+            cap_drop: vec!["ALL".into()],
+            cap_add: vec!["KILL".into()],
+            ..base.clone()
+        })
+        .unwrap();
         assert_eq!(c, vec!["CAP_KILL".to_string()]);
-        assert!(capabilities(&SpecInput { cap_add: vec!["bogus".into()], ..base.clone() }).is_err());
-        let p = capabilities(&SpecInput { privileged: true, ..base }).unwrap();
+        assert!(capabilities(&SpecInput {
+            cap_add: vec!["bogus".into()],
+            ..base.clone()
+        })
+        .is_err());
+        let p = capabilities(&SpecInput {
+            privileged: true,
+            ..base
+        })
+        .unwrap();
         assert_eq!(p, caps::host_bounding());
     }
 
     #[test]
     fn generates_a_valid_spec() {
-        let s = generate(&SpecInput { args: vec!["sh".into()], rootfs: "/x".into(), network_mode: "none".into(), ..Default::default() }).unwrap();
+        let s = generate(&SpecInput {
+            args: vec!["sh".into()],
+            rootfs: "/x".into(),
+            network_mode: "none".into(),
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(s["linux"]["maskedPaths"][2], "/proc/kcore");
-        assert!(s["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n["type"] == "network"));
+        assert!(s["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["type"] == "network"));
         let cfg: crate::config::Config = serde_json::from_value(s).unwrap();
         assert_eq!(cfg.process.args, vec!["sh"]);
     }

@@ -24,21 +24,29 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUser, Us
         None => (spec, None),
     };
     let user_part = if user_part.is_empty() { "0" } else { user_part };
-    let entry = passwd.lines().filter_map(parse_passwd).find(|p| p.0 == user_part || p.1.to_string() == user_part);
+    let entry = passwd
+        .lines()
+        .filter_map(parse_passwd)
+        .find(|p| p.0 == user_part || p.1.to_string() == user_part);
     let (name, uid, mut gid, home) = match (entry, user_part.parse::<u32>()) {
         (Some((n, u, g, h)), _) => (Some(n.to_string()), u, g, h.to_string()),
         (None, Ok(uid)) => (None, uid, 0, "/".to_string()),
         (None, Err(_)) => return Err(UserError::NoUser(user_part.to_string())),
     };
     if let Some(g) = group_part {
-        gid = match group.lines().filter_map(parse_group).find(|e| e.0 == g || e.1.to_string() == g) {
+        gid = match group
+            .lines()
+            .filter_map(parse_group)
+            .find(|e| e.0 == g || e.1.to_string() == g)
+        {
             Some((_, id, _)) => id,
             None => g.parse().map_err(|_| UserError::NoGroup(g.to_string()))?,
         };
     }
     // Supplementary groups: every group that lists the user by name (only with a named
     // user and no explicit group, as Docker does).
-    let mut additional = Vec::new();
+    // The primary group comes first, as in runc (so `id` lists it among the groups).
+    let mut additional = vec![gid];
     if let (Some(n), None) = (&name, group_part) {
         for (_, id, members) in group.lines().filter_map(parse_group) {
             if members.iter().any(|m| m == n) && id != gid && !additional.contains(&id) {
@@ -75,13 +83,17 @@ fn parse_group(l: &str) -> Option<(&str, u32, Vec<String>)> {
 mod tests {
     use super::*;
 
-    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\napp:x:1000:1000::/srv:/bin/sh\n";
+    const PASSWD: &str =
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\napp:x:1000:1000::/srv:/bin/sh\n";
     const GROUP: &str = "root:x:0:\nwheel:x:10:app\naudio:x:29:app,other\napp:x:1000:\nnogroup:x:65534:\n";
 
     #[test]
     fn resolves_like_docker() {
         let r = resolve("app", PASSWD, GROUP).unwrap();
-        assert_eq!((r.uid, r.gid, r.additional_gids.clone(), r.home.as_str()), (1000, 1000, vec![10, 29], "/srv"));
+        assert_eq!(
+            (r.uid, r.gid, r.additional_gids.clone(), r.home.as_str()),
+            (1000, 1000, vec![1000, 10, 29], "/srv")
+        );
         let r = resolve("nobody:wheel", PASSWD, GROUP).unwrap();
         assert_eq!((r.uid, r.gid), (65534, 10));
         let r = resolve("4242:4343", PASSWD, GROUP).unwrap();
@@ -89,6 +101,9 @@ mod tests {
         let r = resolve("", PASSWD, GROUP).unwrap();
         assert_eq!((r.uid, r.gid), (0, 0));
         assert!(matches!(resolve("ghost", PASSWD, GROUP), Err(UserError::NoUser(_))));
-        assert!(matches!(resolve("app:ghosts", PASSWD, GROUP), Err(UserError::NoGroup(_))));
+        assert!(matches!(
+            resolve("app:ghosts", PASSWD, GROUP),
+            Err(UserError::NoGroup(_))
+        ));
     }
 }

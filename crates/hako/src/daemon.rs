@@ -24,6 +24,9 @@ pub struct DaemonArgs {
     /// Socket to listen on (unix:///path)
     #[arg(short = 'H', long = "host", env = "HAKO_HOST", default_value = crate::cli::DEFAULT_HOST)]
     host: String,
+    /// Registry (HOST[:PORT] or CIDR) to reach over plain HTTP or unverified TLS
+    #[arg(long = "insecure-registry")]
+    insecure_registry: Vec<String>,
 }
 
 /// Holds the root's lock for the daemon's lifetime (released by the kernel on exit).
@@ -72,6 +75,7 @@ pub async fn run(a: DaemonArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let sock = socket_path(&a.host)?;
+    hako_registry::client::set_insecure_registries(a.insecure_registry.clone());
     let root = std::path::absolute(&a.root).unwrap_or(a.root.clone());
     let _lock = lock_root(&root)?;
     let r2 = root.clone();
@@ -109,16 +113,27 @@ pub async fn run(a: DaemonArgs) -> anyhow::Result<()> {
     tracing::info!(root = %root.display(), socket = %sock.display(), pid = std::process::id(), "hako daemon listening");
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         tokio::select! {
             _ = term.recv() => {},
             _ = int.recv() => {},
         }
         tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
     };
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    // Requests in flight get a grace period; long-lived ones (follow, attach, wait) are
+    // then cut, as dockerd does. Containers keep running under their monitors.
+    let serve = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown);
+    let grace = async move {
+        let mut rx = stop_rx;
+        let _ = rx.wait_for(|s| *s).await;
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    };
+    let served = tokio::select! {
+        r = serve => r,
+        _ = grace => Ok(()),
+    };
     let _ = fs::remove_file(&sock);
     served.context("serving the API")?;
     Ok(())

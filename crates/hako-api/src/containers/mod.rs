@@ -63,7 +63,11 @@ impl Containers {
             monitor_exe,
             map: Mutex::new(HashMap::new()),
         });
-        let records: Vec<(String, ContainerRecord)> = c.images.meta().list(meta::CONTAINERS).map_err(|e| ApiError::internal(e.to_string()))?;
+        let records: Vec<(String, ContainerRecord)> = c
+            .images
+            .meta()
+            .list(meta::CONTAINERS)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
         for (_, rec) in records {
             let running = rec.state.running;
             let id = rec.id.clone();
@@ -103,7 +107,11 @@ impl Containers {
         if let Some(e) = map.get(name) {
             return Ok(e.clone());
         }
-        let slashed = if name.starts_with('/') { name.to_string() } else { format!("/{name}") };
+        let slashed = if name.starts_with('/') {
+            name.to_string()
+        } else {
+            format!("/{name}")
+        };
         if let Some(e) = map.values().find(|e| e.rec.lock().unwrap().name == slashed) {
             return Ok(e.clone());
         }
@@ -112,7 +120,11 @@ impl Containers {
             match hits.len() {
                 1 => return Ok(hits[0].1.clone()),
                 0 => {}
-                _ => return Err(ApiError::bad_request(format!("multiple IDs found with provided prefix: {name}"))),
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "multiple IDs found with provided prefix: {name}"
+                    )))
+                }
             }
         }
         Err(ApiError::not_found(format!("No such container: {name}")))
@@ -136,10 +148,14 @@ impl Containers {
     pub fn create(self: &Arc<Self>, body: &Value, name: Option<&str>) -> Result<(String, Vec<String>), ApiError> {
         let image_name = body.get("Image").and_then(Value::as_str).unwrap_or("");
         if image_name.is_empty() {
-            return Err(ApiError::bad_request("config cannot be empty in order to create a container: no image given"));
+            return Err(ApiError::bad_request(
+                "config cannot be empty in order to create a container: no image given",
+            ));
         }
         let img = self.images.resolve(image_name).map_err(|e| match e {
-            hako_image::ImageError::NotFound(_) => ApiError::not_found(format!("No such image: {}", normalize_name(image_name))),
+            hako_image::ImageError::NotFound(_) => {
+                ApiError::not_found(format!("No such image: {}", normalize_name(image_name)))
+            }
             other => other.into(),
         })?;
         let image_cfg = self.images.config(&img)?;
@@ -152,10 +168,19 @@ impl Containers {
         let id = random_id();
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => {
-                let valid = n.trim_start_matches('/').chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-                    && n.trim_start_matches('/').chars().next().map(|c| c.is_ascii_alphanumeric()).unwrap_or(false);
+                let valid = n
+                    .trim_start_matches('/')
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+                    && n.trim_start_matches('/')
+                        .chars()
+                        .next()
+                        .map(|c| c.is_ascii_alphanumeric())
+                        .unwrap_or(false);
                 if !valid {
-                    return Err(ApiError::bad_request(format!("Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+                    return Err(ApiError::bad_request(format!(
+                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    )));
                 }
                 format!("/{}", n.trim_start_matches('/'))
             }
@@ -224,7 +249,11 @@ impl Containers {
         // they have.
         if wait_attach > 0 {
             for _ in 0..10_000 {
-                if dir.join("attach.sock").exists() || monitor::read_state(&dir).map(|s| s.status != "starting").unwrap_or(false) {
+                if dir.join("attach.sock").exists()
+                    || monitor::read_state(&dir)
+                        .map(|s| s.status != "starting")
+                        .unwrap_or(false)
+                {
                     break;
                 }
                 tokio::time::sleep(Duration::from_micros(500)).await;
@@ -253,7 +282,10 @@ impl Containers {
             other => {
                 let st = other.unwrap_or_default();
                 let _ = child_reap(child);
-                let msg = st.error.clone().unwrap_or_else(|| "the container monitor failed to start the container".into());
+                let msg = st
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "the container monitor failed to start the container".into());
                 let code = st.exit_code.unwrap_or(125);
                 let mut r = e.rec.lock().unwrap(); // unwrap: see insert
                 r.state.status = "created".into();
@@ -262,7 +294,24 @@ impl Containers {
                 let snapshot = r.clone();
                 drop(r);
                 self.save(&snapshot)?;
-                let status = if code == 127 || code == 126 { http::StatusCode::BAD_REQUEST } else { http::StatusCode::INTERNAL_SERVER_ERROR };
+                if rec
+                    .host_config
+                    .get("AutoRemove")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+                {
+                    // `run --rm` waits for the removal after a failed start, as with Docker.
+                    let this = self.clone();
+                    let id = rec.id.clone();
+                    tokio::spawn(async move {
+                        let _ = this.remove(&id, true, true).await;
+                    });
+                }
+                let status = if code == 127 || code == 126 {
+                    http::StatusCode::BAD_REQUEST
+                } else {
+                    http::StatusCode::INTERNAL_SERVER_ERROR
+                };
                 Err(ApiError::new(status, format!("failed to create task for container: failed to create shim task: OCI runtime create failed: {msg}: unknown")))
             }
         }
@@ -299,7 +348,11 @@ impl Containers {
             r.state.oom_killed = st.oom_killed;
             r.state.finished_at = st.finished_at.clone().unwrap_or_else(hako_image::service::now_rfc3339);
             r.state.error = st.error.clone().unwrap_or_default();
-            let ar = r.host_config.get("AutoRemove").and_then(Value::as_bool).unwrap_or(false);
+            let ar = r
+                .host_config
+                .get("AutoRemove")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             (r.clone(), ar)
         };
         let _ = self.save(&snapshot);
@@ -333,13 +386,19 @@ impl Containers {
         let e = self.get(name)?;
         let r = e.rec.lock().unwrap().clone(); // unwrap: see insert
         if !r.state.running {
-            return Err(conflict(format!("Cannot kill container: {}: container {} is not running", name, r.id)));
+            return Err(conflict(format!(
+                "Cannot kill container: {}: container {} is not running",
+                name, r.id
+            )));
         }
         let st = monitor::read_state(&self.container_dir(&r.id)).unwrap_or_default();
         // The init is the monitor's child and stays a zombie until the monitor reaps it, so
         // while the monitor lives and says running, this PID is still the container's.
         if st.status != "running" || !monitor_alive(st.monitor_pid, &self.container_dir(&r.id)) {
-            return Err(conflict(format!("Cannot kill container: {name}: container {} is not running", r.id)));
+            return Err(conflict(format!(
+                "Cannot kill container: {name}: container {} is not running",
+                r.id
+            )));
         }
         // SAFETY: kill with a checked PID and signal number.
         if unsafe { libc::kill(st.pid, signal) } != 0 {
@@ -350,7 +409,12 @@ impl Containers {
     }
 
     /// `stop`: the stop signal, then SIGKILL after `timeout`. False if it was not running.
-    pub async fn stop(self: &Arc<Self>, name: &str, timeout: Option<i64>, signal: Option<i32>) -> Result<bool, ApiError> {
+    pub async fn stop(
+        self: &Arc<Self>,
+        name: &str,
+        timeout: Option<i64>,
+        signal: Option<i32>,
+    ) -> Result<bool, ApiError> {
         let e = self.get(name)?;
         let (running, cfg) = {
             let r = e.rec.lock().unwrap(); // unwrap: see insert
@@ -362,7 +426,9 @@ impl Containers {
         let sig = signal
             .or_else(|| cfg.get("StopSignal").and_then(Value::as_str).and_then(parse_signal))
             .unwrap_or(libc::SIGTERM);
-        let t = timeout.or_else(|| cfg.get("StopTimeout").and_then(Value::as_i64)).unwrap_or(10);
+        let t = timeout
+            .or_else(|| cfg.get("StopTimeout").and_then(Value::as_i64))
+            .unwrap_or(10);
         let mut rx = e.events.subscribe();
         let _ = self.kill(name, sig);
         let stopped = tokio::time::timeout(Duration::from_secs(t.max(0) as u64), rx.wait_for(|ev| !ev.running))
@@ -415,7 +481,11 @@ impl Containers {
 /// the container's directory: a socket address holds at most 108 bytes, and roots can be
 /// deep.
 pub async fn connect_monitor(dir: &Path) -> std::io::Result<tokio::net::UnixStream> {
-    let d = rustix::fs::open(dir, rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())?;
+    let d = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
     let path = format!("/proc/self/fd/{}/attach.sock", std::os::fd::AsRawFd::as_raw_fd(&d));
     tokio::net::UnixStream::connect(path).await
 }
@@ -447,11 +517,15 @@ pub fn monitor_alive(pid: i32, dir: &Path) -> bool {
     if pid <= 0 {
         return false;
     }
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
     let needle = dir.as_os_str().as_encoded_bytes();
     cmdline.windows(needle.len()).any(|w| w == needle) && {
         // A zombie monitor has exited.
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| !s.contains(") Z ")).unwrap_or(false)
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
     }
 }
 
@@ -472,11 +546,36 @@ fn getrandom(b: &mut [u8]) -> std::io::Result<()> {
 
 /// Docker-style `adjective_name` names.
 fn generate_name() -> String {
-    const LEFT: [&str; 16] = ["admiring", "brave", "calm", "dazzling", "eager", "focused", "gallant", "happy", "jolly", "keen", "lucid", "modest", "nifty", "quirky", "serene", "vibrant"];
-    const RIGHT: [&str; 16] = ["archimedes", "bohr", "curie", "darwin", "euler", "fermi", "gauss", "hopper", "kepler", "lovelace", "noether", "pascal", "ritchie", "tesla", "turing", "wozniak"];
+    const LEFT: [&str; 16] = [
+        "admiring", "brave", "calm", "dazzling", "eager", "focused", "gallant", "happy", "jolly", "keen", "lucid",
+        "modest", "nifty", "quirky", "serene", "vibrant",
+    ];
+    const RIGHT: [&str; 16] = [
+        "archimedes",
+        "bohr",
+        "curie",
+        "darwin",
+        "euler",
+        "fermi",
+        "gauss",
+        "hopper",
+        "kepler",
+        "lovelace",
+        "noether",
+        "pascal",
+        "ritchie",
+        "tesla",
+        "turing",
+        "wozniak",
+    ];
     let mut b = [0u8; 4];
     let _ = getrandom(&mut b);
-    format!("{}_{}{}", LEFT[b[0] as usize % 16], RIGHT[b[1] as usize % 16], u16::from_le_bytes([b[2], b[3]]) % 100)
+    format!(
+        "{}_{}{}",
+        LEFT[b[0] as usize % 16],
+        RIGHT[b[1] as usize % 16],
+        u16::from_le_bytes([b[2], b[3]]) % 100
+    )
 }
 
 fn normalize_name(n: &str) -> String {
@@ -511,4 +610,3 @@ pub fn parse_signal(s: &str) -> Option<i32> {
         _ => return None,
     })
 }
-

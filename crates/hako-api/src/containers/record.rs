@@ -46,7 +46,11 @@ pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 /// Docker's `Env` merge: the container's entries override the image's by name.
 pub fn merge_env(image: &[String], container: &[String]) -> Vec<String> {
-    let key = |e: &String| e.split_once('=').map(|(k, _)| k.to_string()).unwrap_or_else(|| e.clone());
+    let key = |e: &String| {
+        e.split_once('=')
+            .map(|(k, _)| k.to_string())
+            .unwrap_or_else(|| e.clone())
+    };
     let mut out: Vec<String> = image.to_vec();
     for e in container {
         let k = key(e);
@@ -77,10 +81,20 @@ pub fn merge_config(body: &Value, image_cfg: &Value, image_name: &str) -> (Value
     // An entrypoint given on the command line drops the image's CMD, as Docker does.
     let (entrypoint, cmd) = match body_entry {
         Some(e) => (Some(e), body_cmd),
-        None => (strings(img.get("Entrypoint")).filter(|v| !v.is_empty()), body_cmd.or_else(|| strings(img.get("Cmd")))),
+        None => (
+            strings(img.get("Entrypoint")).filter(|v| !v.is_empty()),
+            body_cmd.or_else(|| strings(img.get("Cmd"))),
+        ),
     };
-    let env = merge_env(&strings(img.get("Env")).unwrap_or_default(), &strings(c.get("Env")).unwrap_or_default());
-    let mut labels = img.get("Labels").and_then(Value::as_object).cloned().unwrap_or_default();
+    let env = merge_env(
+        &strings(img.get("Env")).unwrap_or_default(),
+        &strings(c.get("Env")).unwrap_or_default(),
+    );
+    let mut labels = img
+        .get("Labels")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     if let Some(l) = c.get("Labels").and_then(Value::as_object) {
         labels.extend(l.clone());
     }
@@ -93,11 +107,19 @@ pub fn merge_config(body: &Value, image_cfg: &Value, image_name: &str) -> (Value
     let working_dir = pick("WorkingDir", &c);
     let user = pick("User", &c);
     let stop_signal = pick("StopSignal", &c);
-    let mut exposed = img.get("ExposedPorts").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut exposed = img
+        .get("ExposedPorts")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     if let Some(e) = c.get("ExposedPorts").and_then(Value::as_object) {
         exposed.extend(e.clone());
     }
-    let mut volumes = img.get("Volumes").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut volumes = img
+        .get("Volumes")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     if let Some(v) = c.get("Volumes").and_then(Value::as_object) {
         volumes.extend(v.clone());
     }
@@ -111,9 +133,30 @@ pub fn merge_config(body: &Value, image_cfg: &Value, image_name: &str) -> (Value
     if !stop_signal.as_str().unwrap_or("").is_empty() {
         c.insert("StopSignal".into(), stop_signal);
     }
-    c.insert("ExposedPorts".into(), if exposed.is_empty() { Value::Null } else { json!(exposed) });
-    c.insert("Volumes".into(), if volumes.is_empty() { Value::Null } else { json!(volumes) });
-    for k in ["Tty", "OpenStdin", "StdinOnce", "AttachStdin", "AttachStdout", "AttachStderr"] {
+    c.insert(
+        "ExposedPorts".into(),
+        if exposed.is_empty() {
+            Value::Null
+        } else {
+            json!(exposed)
+        },
+    );
+    c.insert(
+        "Volumes".into(),
+        if volumes.is_empty() {
+            Value::Null
+        } else {
+            json!(volumes)
+        },
+    );
+    for k in [
+        "Tty",
+        "OpenStdin",
+        "StdinOnce",
+        "AttachStdin",
+        "AttachStdout",
+        "AttachStderr",
+    ] {
         c.entry(k).or_insert(json!(false));
     }
     let mut command = entrypoint.unwrap_or_default();

@@ -31,7 +31,9 @@ pub fn validate_host_config(hc: &Value) -> Result<(), ApiError> {
     let res = resources(hc);
     res.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
     if let Some(m) = res.memory.filter(|m| *m > 0 && *m < 6 * 1024 * 1024) {
-        return Err(ApiError::bad_request(format!("Minimum memory limit allowed is 6MB (got {m} bytes)")));
+        return Err(ApiError::bad_request(format!(
+            "Minimum memory limit allowed is 6MB (got {m} bytes)"
+        )));
     }
     for b in hc.get("Binds").and_then(Value::as_array).into_iter().flatten() {
         let s = b.as_str().unwrap_or("");
@@ -53,7 +55,9 @@ fn parse_bind(s: &str) -> Result<(String, String, bool), ApiError> {
         return Err(bad());
     }
     if !src.starts_with('/') {
-        return Err(ApiError::bad_request(format!("named volume {src:?}: named volumes are not supported yet; use a host path")));
+        return Err(ApiError::bad_request(format!(
+            "named volume {src:?}: named volumes are not supported yet; use a host path"
+        )));
     }
     let ro = mode.split(',').any(|m| m == "ro");
     Ok((src.to_string(), dst.to_string(), ro))
@@ -61,7 +65,12 @@ fn parse_bind(s: &str) -> Result<(String, String, bool), ApiError> {
 
 pub fn resources(hc: &Value) -> Resources {
     let i = |k: &str| hc.get(k).and_then(Value::as_i64).filter(|v| *v != 0);
-    let s = |k: &str| hc.get(k).and_then(Value::as_str).filter(|v| !v.is_empty()).map(String::from);
+    let s = |k: &str| {
+        hc.get(k)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+            .map(String::from)
+    };
     Resources {
         memory: i("Memory"),
         memory_swap: i("MemorySwap"),
@@ -80,12 +89,22 @@ pub fn prepare_dir(dir: &Path, rec: &ContainerRecord) -> Result<(), ApiError> {
     for d in ["rootfs/upper", "rootfs/work", "rootfs/merged"] {
         fs::create_dir_all(dir.join(d)).map_err(io_err("creating the container directory"))?;
     }
-    let hostname = rec.config.get("Hostname").and_then(Value::as_str).unwrap_or("localhost");
+    let hostname = rec
+        .config
+        .get("Hostname")
+        .and_then(Value::as_str)
+        .unwrap_or("localhost");
     fs::write(dir.join("hostname"), format!("{hostname}\n")).map_err(io_err("writing hostname"))?;
     let mut hosts = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
     );
-    for h in rec.host_config.get("ExtraHosts").and_then(Value::as_array).into_iter().flatten() {
+    for h in rec
+        .host_config
+        .get("ExtraHosts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some((name, ip)) = h.as_str().and_then(|s| s.split_once(':')) {
             hosts.push_str(&format!("{ip}\t{name}\n"));
         }
@@ -142,17 +161,27 @@ fn read_rootfs_file(upper: &Path, lowers: &[PathBuf], rel: &str) -> String {
 /// Writes config.json and monitor.json and starts the monitor.
 pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: usize) -> Result<Child, ApiError> {
     let img = c.images.resolve(&rec.image)?;
-    let lowers: Vec<PathBuf> = img.layers.iter().rev().map(|l| c.images.snapshot_path(&l.chain_id)).collect();
+    let lowers: Vec<PathBuf> = img
+        .layers
+        .iter()
+        .rev()
+        .map(|l| c.images.snapshot_path(&l.chain_id))
+        .collect();
     let upper = dir.join("rootfs/upper");
     let cfg = &rec.config;
     let hc = &rec.host_config;
     let user_spec = cfg.get("User").and_then(Value::as_str).unwrap_or("");
     let passwd = read_rootfs_file(&upper, &lowers, "etc/passwd");
     let group = read_rootfs_file(&upper, &lowers, "etc/group");
-    let user = hako_runtime::user::resolve(user_spec, &passwd, &group).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let user =
+        hako_runtime::user::resolve(user_spec, &passwd, &group).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let tty = cfg.get("Tty").and_then(Value::as_bool).unwrap_or(false);
     let hostname = cfg.get("Hostname").and_then(Value::as_str).unwrap_or("").to_string();
-    let mut env: Vec<String> = cfg.get("Env").and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default();
+    let mut env: Vec<String> = cfg
+        .get("Env")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .unwrap_or_default();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(0, DEFAULT_PATH.into());
     }
@@ -164,7 +193,11 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
         env.push(format!("HOME={}", if user.home.is_empty() { "/" } else { &user.home }));
     }
     let mut mounts = Vec::new();
-    for (file, dest) in [("resolv.conf", "/etc/resolv.conf"), ("hostname", "/etc/hostname"), ("hosts", "/etc/hosts")] {
+    for (file, dest) in [
+        ("resolv.conf", "/etc/resolv.conf"),
+        ("hostname", "/etc/hostname"),
+        ("hosts", "/etc/hosts"),
+    ] {
         mounts.push(json!({"destination": dest, "type": "bind", "source": dir.join(file).display().to_string(), "options": ["rbind", "rprivate"]}));
     }
     for b in hc.get("Binds").and_then(Value::as_array).into_iter().flatten() {
@@ -201,10 +234,21 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
     }
     for (dest, opts) in hc.get("Tmpfs").and_then(Value::as_object).into_iter().flatten() {
         let mut o: Vec<String> = vec!["nosuid".into(), "nodev".into(), "noexec".into()];
-        o.extend(opts.as_str().unwrap_or("").split(',').filter(|s| !s.is_empty()).map(String::from));
+        o.extend(
+            opts.as_str()
+                .unwrap_or("")
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from),
+        );
         mounts.push(json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": o}));
     }
-    let strings = |k: &str| -> Vec<String> { hc.get(k).and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default() };
+    let strings = |k: &str| -> Vec<String> {
+        hc.get(k)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .unwrap_or_default()
+    };
     let privileged = hc.get("Privileged").and_then(Value::as_bool).unwrap_or(false);
     let mut seccomp = None;
     let mut nnp = !privileged;
@@ -214,9 +258,16 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
             "seccomp" if v == "unconfined" => seccomp = Some(Value::Null),
             "seccomp" => {
                 // The docker CLI sends the profile's content; a path is read here.
-                let text = if v.trim_start().starts_with('{') { v.to_string() } else { fs::read_to_string(v).map_err(|e| ApiError::bad_request(format!("opening seccomp profile ({v}) failed: {e}")))? };
-                let p: Value = serde_json::from_str(&text).map_err(|e| ApiError::bad_request(format!("decoding seccomp profile failed: {e}")))?;
-                serde_json::from_value::<hako_runtime::seccomp::Profile>(p.clone()).map_err(|e| ApiError::bad_request(format!("decoding seccomp profile failed: {e}")))?;
+                let text = if v.trim_start().starts_with('{') {
+                    v.to_string()
+                } else {
+                    fs::read_to_string(v)
+                        .map_err(|e| ApiError::bad_request(format!("opening seccomp profile ({v}) failed: {e}")))?
+                };
+                let p: Value = serde_json::from_str(&text)
+                    .map_err(|e| ApiError::bad_request(format!("decoding seccomp profile failed: {e}")))?;
+                serde_json::from_value::<hako_runtime::seccomp::Profile>(p.clone())
+                    .map_err(|e| ApiError::bad_request(format!("decoding seccomp profile failed: {e}")))?;
                 seccomp = Some(p);
             }
             "no-new-privileges" => nnp = v.is_empty() || v == "true",
@@ -230,13 +281,21 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
         work: dir.join("rootfs/work").display().to_string(),
     };
     let mut annotations = serde_json::Map::new();
-    annotations.insert(OVERLAY_ANNOTATION.into(), json!(serde_json::to_string(&overlay).map_err(|e| ApiError::internal(e.to_string()))?));
+    annotations.insert(
+        OVERLAY_ANNOTATION.into(),
+        json!(serde_json::to_string(&overlay).map_err(|e| ApiError::internal(e.to_string()))?),
+    );
     let mut args = vec![rec.path.clone()];
     args.extend(rec.args.iter().cloned());
     let input = SpecInput {
         args,
         env,
-        cwd: cfg.get("WorkingDir").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or("/").to_string(),
+        cwd: cfg
+            .get("WorkingDir")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("/")
+            .to_string(),
         uid: user.uid,
         gid: user.gid,
         additional_gids: user.additional_gids.clone(),
@@ -248,30 +307,48 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
         cap_add: strings("CapAdd"),
         cap_drop: strings("CapDrop"),
         seccomp,
-        network_mode: hc.get("NetworkMode").and_then(Value::as_str).unwrap_or("none").to_string(),
+        network_mode: hc
+            .get("NetworkMode")
+            .and_then(Value::as_str)
+            .unwrap_or("none")
+            .to_string(),
         mounts,
         no_new_privileges: nnp,
         annotations,
         rlimits: vec![],
     };
     let spec = generate(&input).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&spec).expect("json")).map_err(io_err("writing config.json"))?;
+    fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&spec).expect("json"))
+        .map_err(io_err("writing config.json"))?;
     let log_cfg = hc.pointer("/LogConfig/Config").cloned().unwrap_or(json!({}));
-    let console = hc.get("ConsoleSize").and_then(Value::as_array).and_then(|a| Some((a.first()?.as_u64()? as u16, a.get(1)?.as_u64()? as u16))).filter(|(h, w)| *h > 0 && *w > 0);
+    let console = hc
+        .get("ConsoleSize")
+        .and_then(Value::as_array)
+        .and_then(|a| Some((a.first()?.as_u64()? as u16, a.get(1)?.as_u64()? as u16)))
+        .filter(|(h, w)| *h > 0 && *w > 0);
     let res = resources(hc);
     let mspec = MonitorSpec {
         tty,
         open_stdin: cfg.get("OpenStdin").and_then(Value::as_bool).unwrap_or(false),
         stdin_once: cfg.get("StdinOnce").and_then(Value::as_bool).unwrap_or(false),
         wait_attach,
-        log_max_size: log_cfg.get("max-size").and_then(Value::as_str).and_then(parse_size).unwrap_or(0),
-        log_max_files: log_cfg.get("max-file").and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or(1),
+        log_max_size: log_cfg
+            .get("max-size")
+            .and_then(Value::as_str)
+            .and_then(parse_size)
+            .unwrap_or(0),
+        log_max_files: log_cfg
+            .get("max-file")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1),
         log_path: PathBuf::from(&rec.log_path),
         cgroup: Some(res),
         cgroup_name: format!("hako-{}", rec.id),
         console_size: console,
     };
-    fs::write(dir.join("monitor.json"), serde_json::to_vec(&mspec).expect("json")).map_err(io_err("writing monitor.json"))?;
+    fs::write(dir.join("monitor.json"), serde_json::to_vec(&mspec).expect("json"))
+        .map_err(io_err("writing monitor.json"))?;
     let _ = fs::remove_file(dir.join("state.json"));
     Command::new(&c.monitor_exe)
         .arg("monitor")

@@ -14,8 +14,8 @@ use hako_runtime::monitor::AttachRequest;
 
 use super::images::{parse_filters, query_pairs};
 use super::{flag, State};
-use crate::containers::record::ContainerRecord;
 use crate::containers::parse_signal;
+use crate::containers::record::ContainerRecord;
 use crate::error::ApiError;
 
 fn first<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a String> {
@@ -24,7 +24,8 @@ fn first<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a String> {
 
 pub async fn create(AxState(d): AxState<State>, RawQuery(q): RawQuery, body: Bytes) -> Result<Response, ApiError> {
     let pairs = query_pairs(&q);
-    let body: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid container config: {e}")))?;
+    let body: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid container config: {e}")))?;
     let name = first(&pairs, "name").cloned();
     let c = d.containers.clone();
     let (id, warnings) = super::blocking(move || c.create(&body, name.as_deref())).await?;
@@ -32,20 +33,36 @@ pub async fn create(AxState(d): AxState<State>, RawQuery(q): RawQuery, body: Byt
 }
 
 pub async fn start(AxState(d): AxState<State>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    Ok(if d.containers.start(&id).await? { StatusCode::NO_CONTENT } else { StatusCode::NOT_MODIFIED })
+    Ok(if d.containers.start(&id).await? {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_MODIFIED
+    })
 }
 
-pub async fn stop(AxState(d): AxState<State>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<StatusCode, ApiError> {
+pub async fn stop(
+    AxState(d): AxState<State>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<StatusCode, ApiError> {
     let pairs = query_pairs(&q);
     let t = first(&pairs, "t").and_then(|t| t.parse().ok());
     let sig = match first(&pairs, "signal") {
         Some(s) => Some(parse_signal(s).ok_or_else(|| ApiError::bad_request(format!("Invalid signal: {s}")))?),
         None => None,
     };
-    Ok(if d.containers.stop(&id, t, sig).await? { StatusCode::NO_CONTENT } else { StatusCode::NOT_MODIFIED })
+    Ok(if d.containers.stop(&id, t, sig).await? {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_MODIFIED
+    })
 }
 
-pub async fn restart(AxState(d): AxState<State>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<StatusCode, ApiError> {
+pub async fn restart(
+    AxState(d): AxState<State>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<StatusCode, ApiError> {
     let pairs = query_pairs(&q);
     let t = first(&pairs, "t").and_then(|t| t.parse().ok());
     d.containers.stop(&id, t, None).await?;
@@ -53,7 +70,11 @@ pub async fn restart(AxState(d): AxState<State>, Path(id): Path<String>, RawQuer
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn kill(AxState(d): AxState<State>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<StatusCode, ApiError> {
+pub async fn kill(
+    AxState(d): AxState<State>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<StatusCode, ApiError> {
     let pairs = query_pairs(&q);
     let sig = match first(&pairs, "signal").filter(|s| !s.is_empty()) {
         Some(s) => parse_signal(s).ok_or_else(|| ApiError::bad_request(format!("Invalid signal: {s}")))?,
@@ -63,16 +84,28 @@ pub async fn kill(AxState(d): AxState<State>, Path(id): Path<String>, RawQuery(q
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn remove(AxState(d): AxState<State>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<StatusCode, ApiError> {
+pub async fn remove(
+    AxState(d): AxState<State>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<StatusCode, ApiError> {
     let pairs = query_pairs(&q);
-    d.containers.remove(&id, flag(first(&pairs, "force")), flag(first(&pairs, "v"))).await?;
+    d.containers
+        .remove(&id, flag(first(&pairs, "force")), flag(first(&pairs, "v")))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// The chunked answer is sent at once; its body once the condition holds.
-pub async fn wait(AxState(d): AxState<State>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+pub async fn wait(
+    AxState(d): AxState<State>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
     let pairs = query_pairs(&q);
-    let condition = first(&pairs, "condition").cloned().unwrap_or_else(|| "not-running".into());
+    let condition = first(&pairs, "condition")
+        .cloned()
+        .unwrap_or_else(|| "not-running".into());
     if !matches!(condition.as_str(), "not-running" | "next-exit" | "removed") {
         return Err(ApiError::bad_request(format!("invalid condition: {condition:?}")));
     }
@@ -89,12 +122,17 @@ pub async fn wait(AxState(d): AxState<State>, Path(id): Path<String>, RawQuery(q
         Ok::<_, std::io::Error>(Bytes::from(format!("{}\n", json!({"StatusCode": code, "Error": null}))))
     };
     let mut r = Response::new(Body::from_stream(futures_util::stream::once(fut)));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(r)
 }
 
 fn upgrade_response(tty: bool) -> Response {
-    let ct = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    let ct = if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
@@ -115,7 +153,12 @@ async fn monitor_stream(d: &State, id: &str, req: &AttachRequest) -> std::io::Re
 
 /// `POST /containers/{id}/attach`: hijacks the connection and splices it to the monitor.
 /// Before start, the attach registers itself so the monitor waits for it.
-pub async fn attach(AxState(d): AxState<State>, Path(id): Path<String>, RawQuery(q): RawQuery, mut req: Request) -> Result<Response, ApiError> {
+pub async fn attach(
+    AxState(d): AxState<State>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    mut req: Request,
+) -> Result<Response, ApiError> {
     let pairs = query_pairs(&q);
     let e = d.containers.get(&id)?;
     let rec = e.rec.lock().unwrap().clone(); // unwrap: poisoned only after a panic
@@ -154,14 +197,21 @@ pub async fn attach(AxState(d): AxState<State>, Path(id): Path<String>, RawQuery
     Ok(upgrade_response(tty))
 }
 
-pub async fn resize(AxState(d): AxState<State>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<StatusCode, ApiError> {
+pub async fn resize(
+    AxState(d): AxState<State>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<StatusCode, ApiError> {
     let pairs = query_pairs(&q);
     let h: u16 = first(&pairs, "h").and_then(|v| v.parse().ok()).unwrap_or(0);
     let w: u16 = first(&pairs, "w").and_then(|v| v.parse().ok()).unwrap_or(0);
     let e = d.containers.get(&id)?;
     let rid = e.rec.lock().unwrap().id.clone(); // unwrap: see above
     if h > 0 && w > 0 {
-        let req = AttachRequest { resize: Some((h, w)), ..Default::default() };
+        let req = AttachRequest {
+            resize: Some((h, w)),
+            ..Default::default()
+        };
         if let Ok(mut s) = monitor_stream(&d, &rid, &req).await {
             let _ = s.shutdown().await;
             let mut sink = Vec::new();
@@ -172,10 +222,18 @@ pub async fn resize(AxState(d): AxState<State>, Path(id): Path<String>, RawQuery
 }
 
 fn status_text(r: &ContainerRecord) -> String {
-    let since = |t: &str| chrono::DateTime::parse_from_rfc3339(t).map(|t| chrono::Utc::now().timestamp() - t.timestamp()).unwrap_or(0);
+    let since = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .map(|t| chrono::Utc::now().timestamp() - t.timestamp())
+            .unwrap_or(0)
+    };
     match r.state.status.as_str() {
         "running" => format!("Up {}", human_duration(since(&r.state.started_at))),
-        "exited" => format!("Exited ({}) {} ago", r.state.exit_code, human_duration(since(&r.state.finished_at))),
+        "exited" => format!(
+            "Exited ({}) {} ago",
+            r.state.exit_code,
+            human_duration(since(&r.state.finished_at))
+        ),
         "created" => "Created".into(),
         other => other.to_string(),
     }
@@ -225,7 +283,12 @@ pub async fn list(AxState(d): AxState<State>, RawQuery(q): RawQuery) -> Result<J
     let all = flag(first(&pairs, "all"));
     let limit: i64 = first(&pairs, "limit").and_then(|l| l.parse().ok()).unwrap_or(-1);
     let filters = parse_filters(first(&pairs, "filters"))?;
-    let mut recs: Vec<ContainerRecord> = d.containers.all().iter().map(|e| e.rec.lock().unwrap().clone()).collect(); // unwrap: see above
+    let mut recs: Vec<ContainerRecord> = d
+        .containers
+        .all()
+        .iter()
+        .map(|e| e.rec.lock().unwrap().clone())
+        .collect(); // unwrap: see above
     recs.sort_by(|a, b| b.created.cmp(&a.created));
     let keep = |r: &ContainerRecord| -> bool {
         for (k, vals) in &filters {
@@ -234,7 +297,9 @@ pub async fn list(AxState(d): AxState<State>, RawQuery(q): RawQuery) -> Result<J
                 "name" => r.name.trim_start_matches('/').contains(v.as_str()),
                 "id" => r.id.starts_with(v.as_str()),
                 "exited" => r.state.status == "exited" && r.state.exit_code.to_string() == *v,
-                "ancestor" => r.config.get("Image").and_then(Value::as_str) == Some(v.as_str()) || r.image.contains(v.as_str()),
+                "ancestor" => {
+                    r.config.get("Image").and_then(Value::as_str) == Some(v.as_str()) || r.image.contains(v.as_str())
+                }
                 "label" => {
                     let labels = r.config.get("Labels");
                     match v.split_once('=') {
@@ -251,7 +316,11 @@ pub async fn list(AxState(d): AxState<State>, RawQuery(q): RawQuery) -> Result<J
         true
     };
     let explicit_status = filters.contains_key("status") || filters.contains_key("exited");
-    let mut out: Vec<Value> = recs.iter().filter(|r| (all || explicit_status || limit > 0 || r.state.running) && keep(r)).map(summary).collect();
+    let mut out: Vec<Value> = recs
+        .iter()
+        .filter(|r| (all || explicit_status || limit > 0 || r.state.running) && keep(r))
+        .map(summary)
+        .collect();
     if limit > 0 {
         out.truncate(limit as usize);
     }
@@ -271,7 +340,8 @@ pub async fn inspect(AxState(d): AxState<State>, Path(id): Path<String>) -> Resu
     v["ExecIDs"] = Value::Null;
     v["GraphDriver"] = json!({"Name": "overlay", "Data": {"UpperDir": dir.join("rootfs/upper"), "WorkDir": dir.join("rootfs/work"), "MergedDir": dir.join("rootfs/merged")}});
     v["Mounts"] = json!([]);
-    v["NetworkSettings"] = json!({"Ports": {}, "Networks": {}, "SandboxKey": "", "IPAddress": "", "Gateway": "", "MacAddress": ""});
+    v["NetworkSettings"] =
+        json!({"Ports": {}, "Networks": {}, "SandboxKey": "", "IPAddress": "", "Gateway": "", "MacAddress": ""});
     Ok(Json(v))
 }
 
@@ -297,10 +367,18 @@ fn parse_when(s: &str) -> Option<f64> {
     if s.is_empty() || s == "0" {
         return None;
     }
-    s.parse::<f64>().ok().or_else(|| chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp() as f64 + t.timestamp_subsec_nanos() as f64 / 1e9))
+    s.parse::<f64>().ok().or_else(|| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.timestamp() as f64 + t.timestamp_subsec_nanos() as f64 / 1e9)
+    })
 }
 
-pub async fn logs(AxState(d): AxState<State>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+pub async fn logs(
+    AxState(d): AxState<State>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
     let pairs = query_pairs(&q);
     let e = d.containers.get(&id)?;
     let r = e.rec.lock().unwrap().clone(); // unwrap: see above
@@ -309,7 +387,9 @@ pub async fn logs(AxState(d): AxState<State>, Path(id): Path<String>, RawQuery(q
     let want_out = flag(first(&pairs, "stdout"));
     let want_err = flag(first(&pairs, "stderr"));
     if !want_out && !want_err {
-        return Err(ApiError::bad_request("Bad parameters: you must choose at least one stream"));
+        return Err(ApiError::bad_request(
+            "Bad parameters: you must choose at least one stream",
+        ));
     }
     let timestamps = flag(first(&pairs, "timestamps"));
     let since = first(&pairs, "since").and_then(|s| parse_when(s));
@@ -334,11 +414,18 @@ pub async fn logs(AxState(d): AxState<State>, Path(id): Path<String>, RawQuery(q
                     return None;
                 }
             }
-            let text = if timestamps { format!("{} {}", l.time, l.log) } else { l.log.clone() };
+            let text = if timestamps {
+                format!("{} {}", l.time, l.log)
+            } else {
+                l.log.clone()
+            };
             Some(frame(&l.stream, text.as_bytes(), tty))
         };
         // Rotated files first, oldest first.
-        let mut files: Vec<std::path::PathBuf> = (1..100).map(|i| std::path::PathBuf::from(format!("{}.{i}", path.display()))).take_while(|p| p.exists()).collect();
+        let mut files: Vec<std::path::PathBuf> = (1..100)
+            .map(|i| std::path::PathBuf::from(format!("{}.{i}", path.display())))
+            .take_while(|p| p.exists())
+            .collect();
         files.reverse();
         files.push(path.clone());
         let mut lines: Vec<LogLine> = Vec::new();
@@ -348,7 +435,11 @@ pub async fn logs(AxState(d): AxState<State>, Path(id): Path<String>, RawQuery(q
             if *f == path {
                 offset = data.len() as u64;
             }
-            lines.extend(data.split(|b| *b == b'\n').filter(|l| !l.is_empty()).filter_map(|l| serde_json::from_slice(l).ok()));
+            lines.extend(
+                data.split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .filter_map(|l| serde_json::from_slice(l).ok()),
+            );
         }
         if let Some(n) = tail {
             let skip = lines.len().saturating_sub(n);
@@ -404,7 +495,11 @@ pub async fn logs(AxState(d): AxState<State>, Path(id): Path<String>, RawQuery(q
     let mut resp = Response::new(Body::from_stream(crate::bridge::receiver_stream(rx)));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" }),
+        HeaderValue::from_static(if tty {
+            "application/vnd.docker.raw-stream"
+        } else {
+            "application/vnd.docker.multiplexed-stream"
+        }),
     );
     Ok(resp)
 }

@@ -194,12 +194,16 @@ fn json_lines(lines: &[Value]) -> Response {
 
 /// `POST /images/create`: `fromSrc` imports; `fromImage` pulls (the registry client is not
 /// built yet, so it says so).
-pub async fn create(AxState(d): AxState<State>, RawQuery(q): RawQuery, body: Body) -> Result<Response, ApiError> {
+pub async fn create(
+    AxState(d): AxState<State>,
+    RawQuery(q): RawQuery,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let pairs = query_pairs(&q);
     if let Some(img) = first(&pairs, "fromImage") {
-        return Err(ApiError::not_found(format!(
-            "pull access denied for {img}: hako has no registry client yet; make the image locally with `hako import` or `hako load`"
-        )));
+        let tag = first(&pairs, "tag").cloned().unwrap_or_default();
+        return super::registry::pull(d, img, &tag, &headers).await;
     }
     let src = first(&pairs, "fromSrc")
         .cloned()
@@ -384,6 +388,7 @@ pub async fn post_dispatch(
     AxState(d): AxState<State>,
     Path(rest): Path<String>,
     RawQuery(q): RawQuery,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let (name, action) = split_action(&rest);
     let name = name.to_string();
@@ -398,9 +403,10 @@ pub async fn post_dispatch(
             blocking(move || Ok(d.images.tag(&name, &target)?)).await?;
             Ok(StatusCode::CREATED.into_response())
         }
-        "push" => Err(ApiError::internal(format!(
-            "pushing {name} is not possible yet: hako has no registry client; use `hako save` to move the image"
-        ))),
+        "push" => {
+            let tag = first(&pairs, "tag").cloned().unwrap_or_default();
+            super::registry::push(d, &name, &tag, &headers).await
+        }
         _ => Err(ApiError::not_found(format!("page not found: POST /images/{rest}"))),
     }
 }

@@ -2,6 +2,7 @@
 
 mod containers;
 mod images;
+mod registry;
 mod system;
 
 use std::path::PathBuf;
@@ -39,6 +40,7 @@ pub fn router(state: State) -> Router {
         .route("/system/df", get(system::df))
         .route("/images/json", get(images::list))
         .route("/images/create", post(images::create))
+        .route("/auth", post(registry::auth))
         .route("/images/load", post(images::load))
         .route("/images/get", get(images::save_many))
         .route("/images/prune", post(images::prune))

@@ -17,9 +17,19 @@ pub struct Htpasswd {
 
 const REMEMBER: Duration = Duration::from_secs(60);
 
+/// An htpasswd line (`user:$2y$...`) for `password`; `cost` 4..=31 (10 is the default).
+pub fn entry(user: &str, password: &str, cost: u32) -> Result<String, String> {
+    if user.is_empty() || user.contains(':') {
+        return Err(format!("invalid user name {user:?}: non-empty, without ':'"));
+    }
+    let h = bcrypt::hash_with_result(password, cost).map_err(|e| format!("bcrypt: {e}"))?;
+    Ok(format!("{user}:{}", h.format_for_version(bcrypt::Version::TwoY)))
+}
+
 impl Htpasswd {
     pub fn load(path: &Path) -> Result<Htpasswd, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("reading htpasswd file {}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("reading htpasswd file {}: {e}", path.display()))?;
         Htpasswd::parse(&text).map_err(|e| format!("htpasswd file {}: {e}", path.display()))
     }
 
@@ -30,7 +40,9 @@ impl Htpasswd {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (u, h) = line.split_once(':').ok_or_else(|| format!("line {}: expected user:hash", i + 1))?;
+            let (u, h) = line
+                .split_once(':')
+                .ok_or_else(|| format!("line {}: expected user:hash", i + 1))?;
             if !(h.starts_with("$2y$") || h.starts_with("$2b$") || h.starts_with("$2a$")) {
                 return Err(format!(
                     "line {}: user {u:?} has a non-bcrypt hash; create entries with `htpasswd -B`",
@@ -78,7 +90,8 @@ mod tests {
     #[test]
     fn verifies_bcrypt() {
         let h = bcrypt::hash("s3cret", 4).unwrap();
-        let f = Htpasswd::parse(&format!("# users\nalice:{h}\n")).unwrap();
+        let f = Htpasswd::parse(&format!("# users\nalice:{h}\n{}\n", entry("bob", "pw2", 4).unwrap())).unwrap();
+        assert!(f.verify("bob", "pw2"));
         assert!(f.verify("alice", "s3cret"));
         assert!(f.verify("alice", "s3cret"));
         assert!(!f.verify("alice", "wrong"));

@@ -59,7 +59,9 @@ pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(str::trim)
+    v.strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .map(str::trim)
 }
 
 fn glob_repo(pattern: &str, name: &str) -> bool {
@@ -111,8 +113,8 @@ impl Auth {
                 Some(u) => r.account == "*" || r.account == u,
                 None => r.account.is_empty(),
             };
-            let repo_ok = kind == "repository" && glob_repo(&r.repository, name)
-                || kind == "registry" && r.repository == "*";
+            let repo_ok =
+                kind == "repository" && glob_repo(&r.repository, name) || kind == "registry" && r.repository == "*";
             account_ok && repo_ok && r.actions.iter().any(|a| a == action || a == "*")
         })
     }
@@ -137,13 +139,20 @@ impl Auth {
     }
 
     fn realm(&self, base_url: &str) -> String {
-        self.cfg.realm.clone().unwrap_or_else(|| format!("{base_url}/auth/token"))
+        self.cfg
+            .realm
+            .clone()
+            .unwrap_or_else(|| format!("{base_url}/auth/token"))
     }
 
     fn challenge(&self, base_url: &str, required: &[Access], error: Option<&str>) -> String {
         match self.cfg.mode {
             AuthMode::Token => {
-                let mut c = format!("Bearer realm=\"{}\",service=\"{}\"", self.realm(base_url), self.cfg.service);
+                let mut c = format!(
+                    "Bearer realm=\"{}\",service=\"{}\"",
+                    self.realm(base_url),
+                    self.cfg.service
+                );
                 if !required.is_empty() {
                     let scopes: Vec<String> = required.iter().map(Access::to_scope).collect();
                     c.push_str(&format!(",scope=\"{}\"", scopes.join(" ")));
@@ -247,7 +256,10 @@ impl Auth {
         ip: IpAddr,
     ) -> Result<Value, RegistryError> {
         let Some(signer) = &self.signer else {
-            return Err(RegistryError::new(Code::Unsupported, "this registry does not use tokens").status(StatusCode::NOT_FOUND));
+            return Err(
+                RegistryError::new(Code::Unsupported, "this registry does not use tokens")
+                    .status(StatusCode::NOT_FOUND),
+            );
         };
         let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         if let Some(s) = get("service") {
@@ -294,7 +306,9 @@ impl Auth {
                 let kind = a.kind.clone();
                 a.actions.retain(|act| {
                     if act == "*" {
-                        ["pull", "push", "delete"].iter().all(|x| self.allowed(&who, &kind, &name, x))
+                        ["pull", "push", "delete"]
+                            .iter()
+                            .all(|x| self.allowed(&who, &kind, &name, x))
                     } else {
                         self.allowed(&who, &kind, &name, act)
                     }

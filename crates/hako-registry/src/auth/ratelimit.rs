@@ -34,7 +34,11 @@ impl FailedLogins {
         }
         if q.len() as u32 >= self.max {
             let oldest = *q.front().expect("non-empty"); // invariant: len >= max >= 1
-            Some(self.window.saturating_sub(now.duration_since(oldest)).max(Duration::from_secs(1)))
+            Some(
+                self.window
+                    .saturating_sub(now.duration_since(oldest))
+                    .max(Duration::from_secs(1)),
+            )
         } else {
             None
         }
@@ -42,7 +46,7 @@ impl FailedLogins {
 
     pub fn failed(&self, ip: IpAddr) {
         let mut seen = self.seen.lock().expect("poisoned only by a panic"); // invariant
-        // Bound the table: an address flood must not grow memory without end.
+                                                                            // Bound the table: an address flood must not grow memory without end.
         if seen.len() > 100_000 {
             let now = Instant::now();
             seen.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) <= self.window));

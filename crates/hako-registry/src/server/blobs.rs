@@ -72,7 +72,11 @@ fn parse_range(h: &HeaderMap, size: u64) -> Option<Result<(u64, u64), ()>> {
         }
     } else {
         let start: u64 = a.parse().ok()?;
-        let end: u64 = if b.is_empty() { size.saturating_sub(1) } else { b.parse().ok()? };
+        let end: u64 = if b.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            b.parse().ok()?
+        };
         if start >= size || end < start {
             Err(())
         } else {
@@ -82,7 +86,13 @@ fn parse_range(h: &HeaderMap, size: u64) -> Option<Result<(u64, u64), ()>> {
     Some(r)
 }
 
-pub async fn get(state: State, name: String, d: Digest, head: bool, headers: &HeaderMap) -> Result<Response, RegistryError> {
+pub async fn get(
+    state: State,
+    name: String,
+    d: Digest,
+    head: bool,
+    headers: &HeaderMap,
+) -> Result<Response, RegistryError> {
     let st = state.clone();
     let (n2, d2) = (name.clone(), d.clone());
     let size = blocking(move || st.storage.stat_blob(&n2, &d2))
@@ -124,7 +134,10 @@ pub async fn get(state: State, name: String, d: Digest, head: bool, headers: &He
 
 pub async fn delete(state: State, name: String, d: Digest) -> Result<Response, RegistryError> {
     if !state.config.delete_enabled {
-        return Err(RegistryError::new(Code::Unsupported, "deletion is disabled on this registry"));
+        return Err(RegistryError::new(
+            Code::Unsupported,
+            "deletion is disabled on this registry",
+        ));
     }
     let st = state.clone();
     let (n2, d2) = (name.clone(), d.clone());
@@ -140,7 +153,11 @@ pub async fn delete(state: State, name: String, d: Digest) -> Result<Response, R
 }
 
 fn upload_headers(name: &str, id: &str, size: u64) -> Vec<(&'static str, String)> {
-    let range = if size == 0 { "0-0".to_string() } else { format!("0-{}", size - 1) };
+    let range = if size == 0 {
+        "0-0".to_string()
+    } else {
+        format!("0-{}", size - 1)
+    };
     vec![
         ("location", format!("/v2/{name}/blobs/uploads/{id}")),
         ("range", range),
@@ -188,7 +205,9 @@ fn parse_digest(s: &str) -> Result<Digest, RegistryError> {
 
 /// `Content-Range: <start>-<end>` (distribution also accepts a `bytes=` prefix).
 fn content_range(h: &HeaderMap) -> Result<Option<(u64, u64)>, RegistryError> {
-    let Some(v) = h.get(header::CONTENT_RANGE) else { return Ok(None) };
+    let Some(v) = h.get(header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
     let bad = || {
         RegistryError::new(
             Code::RangeInvalid,
@@ -196,7 +215,10 @@ fn content_range(h: &HeaderMap) -> Result<Option<(u64, u64)>, RegistryError> {
         )
     };
     let s = v.to_str().map_err(|_| bad())?.trim();
-    let s = s.strip_prefix("bytes=").or_else(|| s.strip_prefix("bytes ")).unwrap_or(s);
+    let s = s
+        .strip_prefix("bytes=")
+        .or_else(|| s.strip_prefix("bytes "))
+        .unwrap_or(s);
     let s = s.split('/').next().unwrap_or(s);
     let (a, b) = s.split_once('-').ok_or_else(bad)?;
     let (a, b): (u64, u64) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
@@ -215,7 +237,10 @@ fn chunk_bounds(h: &HeaderMap) -> Result<(Option<u64>, Option<u64>), RegistryErr
             if cl.is_some_and(|c| c != len) {
                 return Err(RegistryError::new(
                     Code::RangeInvalid,
-                    format!("Content-Range covers {len} bytes but Content-Length says {}", cl.unwrap_or(0)),
+                    format!(
+                        "Content-Range covers {len} bytes but Content-Length says {}",
+                        cl.unwrap_or(0)
+                    ),
                 ));
             }
             Ok((Some(a), Some(len)))
@@ -238,7 +263,12 @@ async fn append(state: &State, name: &str, id: &str, req: Request) -> Result<u64
 
 /// `POST /v2/<name>/blobs/uploads/`: a new session, a monolithic upload with `digest=`, or
 /// a cross-repository mount with `mount=&from=`.
-pub async fn start(state: State, name: String, query: Vec<(String, String)>, req: Request) -> Result<Response, RegistryError> {
+pub async fn start(
+    state: State,
+    name: String,
+    query: Vec<(String, String)>,
+    req: Request,
+) -> Result<Response, RegistryError> {
     if let (Some(m), Some(from)) = (param(&query, "mount"), param(&query, "from")) {
         let d = parse_digest(m)?;
         if crate::name::valid_name(from) {
@@ -255,7 +285,11 @@ pub async fn start(state: State, name: String, query: Vec<(String, String)>, req
     let n2 = name.clone();
     let id = blocking(move || st.storage.start_upload(&n2)).await?;
     let Some(d) = digest else {
-        return Ok(respond(StatusCode::ACCEPTED, &upload_headers(&name, &id, 0), Body::empty()));
+        return Ok(respond(
+            StatusCode::ACCEPTED,
+            &upload_headers(&name, &id, 0),
+            Body::empty(),
+        ));
     };
     let r = async {
         append(&state, &name, &id, req).await?;
@@ -276,7 +310,11 @@ pub async fn start(state: State, name: String, query: Vec<(String, String)>, req
 
 pub async fn patch(state: State, name: String, id: String, req: Request) -> Result<Response, RegistryError> {
     let size = append(&state, &name, &id, req).await?;
-    Ok(respond(StatusCode::ACCEPTED, &upload_headers(&name, &id, size), Body::empty()))
+    Ok(respond(
+        StatusCode::ACCEPTED,
+        &upload_headers(&name, &id, size),
+        Body::empty(),
+    ))
 }
 
 pub async fn finish(
@@ -286,10 +324,12 @@ pub async fn finish(
     query: Vec<(String, String)>,
     req: Request,
 ) -> Result<Response, RegistryError> {
-    let d = param(&query, "digest")
-        .map(parse_digest)
-        .transpose()?
-        .ok_or_else(|| RegistryError::new(Code::DigestInvalid, "the digest query parameter is required to finish an upload"))?;
+    let d = param(&query, "digest").map(parse_digest).transpose()?.ok_or_else(|| {
+        RegistryError::new(
+            Code::DigestInvalid,
+            "the digest query parameter is required to finish an upload",
+        )
+    })?;
     if has_body(req.headers())? {
         append(&state, &name, &id, req).await?;
     }
@@ -309,14 +349,22 @@ pub async fn status(state: State, name: String, id: String) -> Result<Response, 
     let size = blocking(move || st.storage.upload_size(&n2, &i2))
         .await?
         .ok_or_else(|| upload_unknown(&id))?;
-    Ok(respond(StatusCode::NO_CONTENT, &upload_headers(&name, &id, size), Body::empty()))
+    Ok(respond(
+        StatusCode::NO_CONTENT,
+        &upload_headers(&name, &id, size),
+        Body::empty(),
+    ))
 }
 
 pub async fn cancel(state: State, name: String, id: String) -> Result<Response, RegistryError> {
     let st = state.clone();
     let (n2, i2) = (name.clone(), id.clone());
     if blocking(move || st.storage.cancel_upload(&n2, &i2)).await? {
-        Ok(respond(StatusCode::NO_CONTENT, &[("content-length", "0".into())], Body::empty()))
+        Ok(respond(
+            StatusCode::NO_CONTENT,
+            &[("content-length", "0".into())],
+            Body::empty(),
+        ))
     } else {
         Err(upload_unknown(&id))
     }

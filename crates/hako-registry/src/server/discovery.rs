@@ -20,7 +20,10 @@ fn page(all: Vec<String>, query: &[(String, String)]) -> Result<(Vec<String>, Op
         })?),
     };
     let last = param(query, "last").unwrap_or("");
-    let mut items: Vec<String> = all.into_iter().filter(|t| last.is_empty() || t.as_str() > last).collect();
+    let mut items: Vec<String> = all
+        .into_iter()
+        .filter(|t| last.is_empty() || t.as_str() > last)
+        .collect();
     let more = n.is_some_and(|n| items.len() > n);
     if let Some(n) = n {
         items.truncate(n);
@@ -39,15 +42,25 @@ fn json_response(v: Value, link: Option<String>, content_type: &str) -> Response
 pub async fn tags(state: State, name: String, query: Vec<(String, String)>) -> Result<Response, RegistryError> {
     let st = state.clone();
     let n2 = name.clone();
-    let all = blocking(move || st.storage.tags(&n2))
-        .await?
-        .ok_or_else(|| RegistryError::new(Code::NameUnknown, format!("repository {name} is not known to this registry")))?;
+    let all = blocking(move || st.storage.tags(&n2)).await?.ok_or_else(|| {
+        RegistryError::new(
+            Code::NameUnknown,
+            format!("repository {name} is not known to this registry"),
+        )
+    })?;
     let (tags, n, more) = page(all, &query)?;
     let link = match (more, n, tags.last()) {
-        (true, Some(n), Some(last)) => Some(format!("</v2/{name}/tags/list?n={n}&last={}>; rel=\"next\"", urlencoding::encode(last))),
+        (true, Some(n), Some(last)) => Some(format!(
+            "</v2/{name}/tags/list?n={n}&last={}>; rel=\"next\"",
+            urlencoding::encode(last)
+        )),
         _ => None,
     };
-    Ok(json_response(json!({"name": name, "tags": tags}), link, "application/json"))
+    Ok(json_response(
+        json!({"name": name, "tags": tags}),
+        link,
+        "application/json",
+    ))
 }
 
 pub async fn catalog(state: State, query: Vec<(String, String)>) -> Result<Response, RegistryError> {
@@ -55,7 +68,10 @@ pub async fn catalog(state: State, query: Vec<(String, String)>) -> Result<Respo
     let all = blocking(move || st.storage.repositories()).await?;
     let (repos, n, more) = page(all, &query)?;
     let link = match (more, n, repos.last()) {
-        (true, Some(n), Some(last)) => Some(format!("</v2/_catalog?n={n}&last={}>; rel=\"next\"", urlencoding::encode(last))),
+        (true, Some(n), Some(last)) => Some(format!(
+            "</v2/_catalog?n={n}&last={}>; rel=\"next\"",
+            urlencoding::encode(last)
+        )),
         _ => None,
     };
     Ok(json_response(json!({"repositories": repos}), link, "application/json"))
@@ -70,15 +86,19 @@ pub async fn referrers(
     let st = state.clone();
     let n2 = name.clone();
     let mut list = blocking(move || st.storage.referrers(&n2, &subject)).await?;
-    let filter = param(&query, "artifactType").filter(|s| !s.is_empty()).map(String::from);
+    let filter = param(&query, "artifactType")
+        .filter(|s| !s.is_empty())
+        .map(String::from);
     if let Some(f) = &filter {
         list.retain(|d| d.get("artifactType").and_then(Value::as_str) == Some(f.as_str()));
     }
     let body = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": list});
     let mut r = json_response(body, None, OCI_INDEX);
     if filter.is_some() {
-        r.headers_mut()
-            .insert("OCI-Filters-Applied", axum::http::HeaderValue::from_static("artifactType"));
+        r.headers_mut().insert(
+            "OCI-Filters-Applied",
+            axum::http::HeaderValue::from_static("artifactType"),
+        );
     }
     Ok(r)
 }

@@ -17,7 +17,10 @@ fn unknown(name: &str, r: &Reference) -> RegistryError {
         Reference::Tag(t) => format!("tag {t}"),
         Reference::Digest(d) => d.to_string(),
     };
-    RegistryError::new(Code::ManifestUnknown, format!("manifest {what} is not in repository {name}"))
+    RegistryError::new(
+        Code::ManifestUnknown,
+        format!("manifest {what} is not in repository {name}"),
+    )
 }
 
 pub async fn get(state: State, name: String, r: Reference, head: bool) -> Result<Response, RegistryError> {
@@ -39,8 +42,11 @@ pub async fn get(state: State, name: String, r: Reference, head: bool) -> Result
 pub async fn put(state: State, name: String, r: Reference, req: Request) -> Result<Response, RegistryError> {
     let max = state.config.max_manifest_bytes;
     let too_big = || {
-        RegistryError::new(Code::SizeInvalid, format!("manifest is larger than this registry's limit of {max} bytes"))
-            .status(StatusCode::PAYLOAD_TOO_LARGE)
+        RegistryError::new(
+            Code::SizeInvalid,
+            format!("manifest is larger than this registry's limit of {max} bytes"),
+        )
+        .status(StatusCode::PAYLOAD_TOO_LARGE)
     };
     let declared = req
         .headers()
@@ -66,7 +72,10 @@ pub async fn put(state: State, name: String, r: Reference, req: Request) -> Resu
         }
     };
     if declared.is_some_and(|n| n != bytes.len() as u64) {
-        return Err(RegistryError::new(Code::SizeInvalid, "the manifest is shorter than its Content-Length"));
+        return Err(RegistryError::new(
+            Code::SizeInvalid,
+            "the manifest is shorter than its Content-Length",
+        ));
     }
     let digest = match &r {
         Reference::Digest(d) => {
@@ -103,7 +112,10 @@ pub async fn put(state: State, name: String, r: Reference, req: Request) -> Resu
 
 pub async fn delete(state: State, name: String, r: Reference) -> Result<Response, RegistryError> {
     if !state.config.delete_enabled {
-        return Err(RegistryError::new(Code::Unsupported, "deletion is disabled on this registry"));
+        return Err(RegistryError::new(
+            Code::Unsupported,
+            "deletion is disabled on this registry",
+        ));
     }
     let st = state.clone();
     let (n2, r2) = (name.clone(), r.clone());
@@ -113,7 +125,11 @@ pub async fn delete(state: State, name: String, r: Reference) -> Result<Response
     })
     .await?;
     if found {
-        Ok(respond(StatusCode::ACCEPTED, &[("content-length", "0".into())], Body::empty()))
+        Ok(respond(
+            StatusCode::ACCEPTED,
+            &[("content-length", "0".into())],
+            Body::empty(),
+        ))
     } else {
         Err(unknown(&name, &r))
     }

@@ -126,8 +126,14 @@ mod tests {
             parse(&format!("/v2/a/blobs/{d}")).unwrap().unwrap(),
             Route::Blob("a".into(), d.clone())
         );
-        assert_eq!(parse("/v2/a/blobs/uploads/").unwrap().unwrap(), Route::Uploads("a".into()));
-        assert_eq!(parse("/v2/a/blobs/uploads").unwrap().unwrap(), Route::Uploads("a".into()));
+        assert_eq!(
+            parse("/v2/a/blobs/uploads/").unwrap().unwrap(),
+            Route::Uploads("a".into())
+        );
+        assert_eq!(
+            parse("/v2/a/blobs/uploads").unwrap().unwrap(),
+            Route::Uploads("a".into())
+        );
         assert_eq!(
             parse("/v2/a/blobs/uploads/abc").unwrap().unwrap(),
             Route::Upload("a".into(), "abc".into())
@@ -136,10 +142,18 @@ mod tests {
             parse(&format!("/v2/x/referrers/{d}")).unwrap().unwrap(),
             Route::Referrers("x".into(), d)
         );
-        for bad in ["/v2/../etc/tags/list", "/v2/a/../../b/manifests/x", "/v2/A/tags/list", "/v2//x/tags/list"] {
+        for bad in [
+            "/v2/../etc/tags/list",
+            "/v2/a/../../b/manifests/x",
+            "/v2/A/tags/list",
+            "/v2//x/tags/list",
+        ] {
             assert_eq!(parse(bad).unwrap().unwrap_err().code, Code::NameInvalid, "{bad}");
         }
-        assert_eq!(parse("/v2/a/blobs/sha256:zz").unwrap().unwrap_err().code, Code::DigestInvalid);
+        assert_eq!(
+            parse("/v2/a/blobs/sha256:zz").unwrap().unwrap_err().code,
+            Code::DigestInvalid
+        );
         assert!(parse("/v2/a/unknown/x").is_none());
         assert!(parse("/v3/").is_none());
     }

@@ -84,8 +84,14 @@ impl Server {
         let auth = Auth::new(&config).map_err(ServeError::Auth)?;
         let listener = TcpListener::bind(config.addr)
             .await
-            .map_err(|source| ServeError::Bind { addr: config.addr, source })?;
-        let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.addr, source })?;
+            .map_err(|source| ServeError::Bind {
+                addr: config.addr,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: config.addr,
+            source,
+        })?;
         let state = Arc::new(Registry {
             storage,
             auth,

@@ -79,13 +79,20 @@ impl FsStorage {
     fn repo_dir(&self, repo: &str) -> Result<PathBuf> {
         // Names were validated by the router; checked again because a bad one would escape.
         if !valid_name(repo) {
-            return Err(RegistryError::new(Code::NameInvalid, format!("invalid repository name {repo:?}")));
+            return Err(RegistryError::new(
+                Code::NameInvalid,
+                format!("invalid repository name {repo:?}"),
+            ));
         }
         Ok(self.root.join("repositories").join(repo))
     }
 
     fn layer_link(&self, repo: &str, d: &Digest) -> Result<PathBuf> {
-        Ok(self.repo_dir(repo)?.join("_layers").join(d.algorithm().name()).join(d.hex()))
+        Ok(self
+            .repo_dir(repo)?
+            .join("_layers")
+            .join(d.algorithm().name())
+            .join(d.hex()))
     }
 
     fn revision_link(&self, repo: &str, d: &Digest) -> Result<PathBuf> {
@@ -98,7 +105,10 @@ impl FsStorage {
 
     fn tag_path(&self, repo: &str, tag: &str) -> Result<PathBuf> {
         if !crate::name::valid_tag(tag) {
-            return Err(RegistryError::new(Code::ManifestInvalid, format!("invalid tag {tag:?}")));
+            return Err(RegistryError::new(
+                Code::ManifestInvalid,
+                format!("invalid tag {tag:?}"),
+            ));
         }
         Ok(self.repo_dir(repo)?.join("_manifests/tags").join(tag))
     }
@@ -181,8 +191,14 @@ impl FsStorage {
         match fs::metadata(&p) {
             Ok(m) => {
                 let now = rustix::fs::Timestamps {
-                    last_access: rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT },
-                    last_modification: rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_NOW },
+                    last_access: rustix::fs::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: rustix::fs::UTIME_OMIT,
+                    },
+                    last_modification: rustix::fs::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: rustix::fs::UTIME_NOW,
+                    },
                 };
                 // The blob may vanish between stat and utimensat only through GC, which the
                 // caller's shared lock excludes.
@@ -212,7 +228,10 @@ impl FsStorage {
     }
 
     fn forget_session(&self, id: &str) {
-        self.sessions.lock().expect("session table poisoned only by a panic").remove(id); // invariant
+        self.sessions
+            .lock()
+            .expect("session table poisoned only by a panic")
+            .remove(id); // invariant
     }
 
     /// Publishes a verified file as a blob; an existing blob with the same digest wins.
@@ -300,7 +319,12 @@ impl FsStorage {
 }
 
 /// Copies `src` to `dst` while hashing; fails on a read error. Returns the bytes copied.
-fn copy_hashing(src: &mut dyn Read, dst: &mut File, mut hasher: Option<&mut Hasher>, limit: Option<u64>) -> io::Result<u64> {
+fn copy_hashing(
+    src: &mut dyn Read,
+    dst: &mut File,
+    mut hasher: Option<&mut Hasher>,
+    limit: Option<u64>,
+) -> io::Result<u64> {
     let mut buf = vec![0u8; COPY_BUF];
     let mut n = 0u64;
     loop {
@@ -312,7 +336,10 @@ fn copy_hashing(src: &mut dyn Read, dst: &mut File, mut hasher: Option<&mut Hash
             // With a declared length, more data than declared is an error.
             let mut one = [0u8; 1];
             if src.read(&mut one)? != 0 {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "more data than Content-Length/Content-Range"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "more data than Content-Length/Content-Range",
+                ));
             }
             break;
         }
@@ -388,7 +415,10 @@ impl Storage for FsStorage {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         // `info` last: a session without it is incomplete and invisible, and purged.
-        self.write_atomic(&dir.join("info"), json!({"repo": repo, "started": started}).to_string().as_bytes())?;
+        self.write_atomic(
+            &dir.join("info"),
+            json!({"repo": repo, "started": started}).to_string().as_bytes(),
+        )?;
         self.session(&id).lock().expect("poisoned only by a panic").hasher = Some((Algorithm::Sha256.hasher(), 0)); // invariant
         Ok(id)
     }
@@ -412,7 +442,7 @@ impl Storage for FsStorage {
         let dir = self.upload_dir(repo, id)?.ok_or_else(unknown)?;
         let session = self.session(id);
         let mut s = session.lock().expect("poisoned only by a panic"); // invariant
-        // The session may have ended while we waited for its lock.
+                                                                       // The session may have ended while we waited for its lock.
         let mut f = OpenOptions::new().write(true).open(dir.join("data")).map_err(|e| {
             if not_found(&e) {
                 unknown()
@@ -423,7 +453,11 @@ impl Storage for FsStorage {
         let size = f.seek(SeekFrom::End(0))?;
         if let Some(o) = offset {
             if o != size {
-                let range = if size == 0 { "0-0".to_string() } else { format!("0-{}", size - 1) };
+                let range = if size == 0 {
+                    "0-0".to_string()
+                } else {
+                    format!("0-{}", size - 1)
+                };
                 return Err(RegistryError::new(
                     Code::RangeInvalid,
                     format!("chunk starts at byte {o} but the upload has {size} bytes: send the chunk that starts at {size}"),
@@ -446,7 +480,10 @@ impl Storage for FsStorage {
             Err(e) => {
                 return Err(fail(
                     &f,
-                    RegistryError::new(Code::BlobUploadInvalid, format!("the chunk was not received completely: {e}")),
+                    RegistryError::new(
+                        Code::BlobUploadInvalid,
+                        format!("the chunk was not received completely: {e}"),
+                    ),
                 ))
             }
         };
@@ -572,9 +609,11 @@ impl Storage for FsStorage {
             }
             self.write_atomic(&self.revision_link(repo, digest)?, m.media_type.as_bytes())?;
             if let Some(s) = &m.subject {
-                let entry = self
-                    .referrers_dir(repo, &s.digest)?
-                    .join(format!("{}-{}", digest.algorithm().name(), digest.hex()));
+                let entry = self.referrers_dir(repo, &s.digest)?.join(format!(
+                    "{}-{}",
+                    digest.algorithm().name(),
+                    digest.hex()
+                ));
                 let desc = manifest::referrer_descriptor(m, digest, bytes.len() as u64);
                 self.write_atomic(&entry, desc.to_string().as_bytes())?;
             }
@@ -632,9 +671,11 @@ impl Storage for FsStorage {
         if let Ok(bytes) = fs::read(self.blob_path(digest)) {
             if let Ok(m) = Manifest::parse(&bytes, Some(&media_type)) {
                 if let Some(s) = m.subject {
-                    let entry = self
-                        .referrers_dir(repo, &s.digest)?
-                        .join(format!("{}-{}", digest.algorithm().name(), digest.hex()));
+                    let entry = self.referrers_dir(repo, &s.digest)?.join(format!(
+                        "{}-{}",
+                        digest.algorithm().name(),
+                        digest.hex()
+                    ));
                     let _ = fs::remove_file(entry);
                 }
             }

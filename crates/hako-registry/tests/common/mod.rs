@@ -48,9 +48,11 @@ impl Reg {
 
     pub async fn start_with(f: impl FnOnce(&mut Config)) -> Reg {
         let dir = tempfile::Builder::new().prefix("hako-reg-test-").tempdir().unwrap();
-        let mut config = Config::default();
-        config.addr = "127.0.0.1:0".parse().unwrap();
-        config.root = dir.path().join("root");
+        let mut config = Config {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            root: dir.path().join("root"),
+            ..Default::default()
+        };
         f(&mut config);
         let server = Server::start(config.clone()).await.expect("start registry");
         Reg {
@@ -89,10 +91,19 @@ impl Reg {
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        let resp = self.client.request(b.body(Full::new(body.into())).unwrap()).await.expect("request");
+        let resp = self
+            .client
+            .request(b.body(Full::new(body.into())).unwrap())
+            .await
+            .expect("request");
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
         Resp { status, headers, body }
     }
 
@@ -160,7 +171,11 @@ impl Reg {
     pub fn blob_files(&self) -> usize {
         ["sha256", "sha512"]
             .iter()
-            .map(|a| std::fs::read_dir(self.root().join("blobs").join(a)).map(|r| r.count()).unwrap_or(0))
+            .map(|a| {
+                std::fs::read_dir(self.root().join("blobs").join(a))
+                    .map(|r| r.count())
+                    .unwrap_or(0)
+            })
             .sum()
     }
 }

@@ -255,15 +255,36 @@ pub struct Stats {
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
     #[error("cgroup {controller}: writing {value} to {}: {}", path.display(), os_msg(err))]
-    Write { controller: String, path: PathBuf, value: String, err: io::Error },
+    Write {
+        controller: String,
+        path: PathBuf,
+        value: String,
+        err: io::Error,
+    },
     #[error("cgroup {controller}: reading {}: {}", path.display(), os_msg(err))]
-    Read { controller: String, path: PathBuf, err: io::Error },
+    Read {
+        controller: String,
+        path: PathBuf,
+        err: io::Error,
+    },
     #[error("cgroup {controller}: creating {}: {}", path.display(), os_msg(err))]
-    Create { controller: String, path: PathBuf, err: io::Error },
+    Create {
+        controller: String,
+        path: PathBuf,
+        err: io::Error,
+    },
     #[error("cgroup {controller}: removing {}: {}", path.display(), os_msg(err))]
-    Remove { controller: String, path: PathBuf, err: io::Error },
+    Remove {
+        controller: String,
+        path: PathBuf,
+        err: io::Error,
+    },
     #[error("cgroup {controller}: {}: unexpected content {content:?}", path.display())]
-    Parse { controller: String, path: PathBuf, content: String },
+    Parse {
+        controller: String,
+        path: PathBuf,
+        content: String,
+    },
     #[error(
         "cgroup {controller}: {} already exists (another container's, or left over by a crash: \
          open it with Cgroup::open and remove it first)",
@@ -275,7 +296,12 @@ pub enum CgroupError {
     #[error("cgroup {controller}: {msg}")]
     Unsupported { controller: String, msg: String },
     #[error("cgroup {controller}: {} did not reach {state} within {timeout:?}", path.display())]
-    Timeout { controller: String, path: PathBuf, state: String, timeout: Duration },
+    Timeout {
+        controller: String,
+        path: PathBuf,
+        state: String,
+        timeout: Duration,
+    },
     #[error("cgroup: sending signal {signal} to pid {pid}: {}", os_msg(err))]
     Signal { pid: i32, signal: i32, err: io::Error },
     #[error("cgroup resources: {0}")]
@@ -355,11 +381,7 @@ impl Tree {
     /// Where a container cgroup named `name` under `parent` goes in this tree: the existing
     /// directory the new chain hangs from, and the components to create below it (the last
     /// one is the container's own).
-    pub fn placement(
-        &self,
-        parent: Option<&Path>,
-        name: &str,
-    ) -> Result<(PathBuf, Vec<OsString>), CgroupError> {
+    pub fn placement(&self, parent: Option<&Path>, name: &str) -> Result<(PathBuf, Vec<OsString>), CgroupError> {
         let parent = parent.unwrap_or(Path::new(DEFAULT_PARENT));
         let (base, rel) = if parent.is_absolute() {
             (self.dir_of(Path::new("/"))?, parent)
@@ -403,7 +425,9 @@ pub(crate) struct Host {
 /// v1 hierarchies a container joins: the resource controllers, plus `name=systemd` as runc
 /// does (for systemd inside containers). Other named hierarchies are someone else's.
 fn joins_v1(controllers: &[String]) -> bool {
-    controllers.iter().any(|c| !c.starts_with("name=") || c == "name=systemd")
+    controllers
+        .iter()
+        .any(|c| !c.starts_with("name=") || c == "name=systemd")
 }
 
 struct Mount {
@@ -434,7 +458,9 @@ fn unescape(s: &str) -> String {
 fn parse_mountinfo(text: &str) -> Vec<Mount> {
     let mut mounts = Vec::new();
     for line in text.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
         let pre: Vec<&str> = pre.split(' ').collect();
         let post: Vec<&str> = post.split(' ').collect();
         if pre.len() < 5 || post.len() < 3 {
@@ -456,9 +482,8 @@ fn parse_mountinfo(text: &str) -> Vec<Mount> {
 
 impl Host {
     fn load() -> Result<Host, CgroupError> {
-        let read = |p: &str| {
-            fs::read_to_string(p).map_err(|e| CgroupError::Host(format!("reading {p}: {}", os_msg(&e))))
-        };
+        let read =
+            |p: &str| fs::read_to_string(p).map_err(|e| CgroupError::Host(format!("reading {p}: {}", os_msg(&e))));
         let mountinfo = read("/proc/self/mountinfo")?;
         let own = read("/proc/self/cgroup")?;
         Host::from_parts(detect(), &mountinfo, &own)
@@ -513,7 +538,12 @@ impl Host {
                     && controllers.iter().all(|c| m.super_opts.iter().any(|o| o == c))
             });
             if let Some(m) = m {
-                v1.push(Tree { controllers, mount: m.point.clone(), mount_root: m.root.clone(), own });
+                v1.push(Tree {
+                    controllers,
+                    mount: m.point.clone(),
+                    mount_root: m.root.clone(),
+                    own,
+                });
             }
         }
         match layout {
@@ -568,7 +598,11 @@ pub(crate) fn read_opt(controller: &str, path: &Path) -> Result<Option<String>, 
     match fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(CgroupError::Read { controller: controller.to_string(), path: path.to_path_buf(), err }),
+        Err(err) => Err(CgroupError::Read {
+            controller: controller.to_string(),
+            path: path.to_path_buf(),
+            err,
+        }),
     }
 }
 
@@ -604,7 +638,9 @@ pub(crate) fn keyed(text: &str, key: &str) -> Option<u64> {
 /// Every pid in `dir`'s `cgroup.procs` and in those of its descendants.
 pub(crate) fn procs_recursive(controller: &str, dir: &Path, out: &mut Vec<i32>) -> Result<(), CgroupError> {
     let procs = dir.join("cgroup.procs");
-    let Some(text) = read_opt(controller, &procs)? else { return Ok(()) };
+    let Some(text) = read_opt(controller, &procs)? else {
+        return Ok(());
+    };
     for l in text.lines() {
         let pid = l.trim().parse::<i32>().map_err(|_| CgroupError::Parse {
             controller: controller.to_string(),
@@ -623,7 +659,13 @@ fn subdirs(controller: &str, dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(CgroupError::Read { controller: controller.to_string(), path: dir.to_path_buf(), err }),
+        Err(err) => {
+            return Err(CgroupError::Read {
+                controller: controller.to_string(),
+                path: dir.to_path_buf(),
+                err,
+            })
+        }
     };
     let mut out = Vec::new();
     for e in rd.flatten() {
@@ -641,12 +683,19 @@ pub(crate) fn mkdir(controller: &str, dir: &Path, must_be_new: bool) -> Result<b
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             if must_be_new {
-                Err(CgroupError::Exists { controller: controller.to_string(), path: dir.to_path_buf() })
+                Err(CgroupError::Exists {
+                    controller: controller.to_string(),
+                    path: dir.to_path_buf(),
+                })
             } else {
                 Ok(false)
             }
         }
-        Err(err) => Err(CgroupError::Create { controller: controller.to_string(), path: dir.to_path_buf(), err }),
+        Err(err) => Err(CgroupError::Create {
+            controller: controller.to_string(),
+            path: dir.to_path_buf(),
+            err,
+        }),
     }
 }
 
@@ -670,7 +719,11 @@ pub(crate) fn remove_tree(controller: &str, dir: &Path) -> Result<(), CgroupErro
                 delay = (delay * 2).min(Duration::from_millis(100));
             }
             Err(err) => {
-                return Err(CgroupError::Remove { controller: controller.to_string(), path: dir.to_path_buf(), err })
+                return Err(CgroupError::Remove {
+                    controller: controller.to_string(),
+                    path: dir.to_path_buf(),
+                    err,
+                })
             }
         }
     }
@@ -733,7 +786,9 @@ pub trait CgroupManager: Send + Sync + fmt::Debug {
 /// against `fork`.
 pub(crate) fn kill_frozen(m: &dyn CgroupManager, signal: i32) -> Result<(), CgroupError> {
     let frozen = signal == libc::SIGKILL && m.freeze().is_ok();
-    let res = m.pids().and_then(|pids| pids.into_iter().try_for_each(|p| signal_pid(p, signal)));
+    let res = m
+        .pids()
+        .and_then(|pids| pids.into_iter().try_for_each(|p| signal_pid(p, signal)));
     if frozen {
         m.thaw()?;
     }
@@ -773,7 +828,10 @@ impl Cgroup {
         let host = host()?;
         let inner: Box<dyn CgroupManager> = match host.layout {
             Layout::Unified => {
-                let tree = host.v2.as_ref().ok_or_else(|| CgroupError::Host("no cgroup2 tree".into()))?;
+                let tree = host
+                    .v2
+                    .as_ref()
+                    .ok_or_else(|| CgroupError::Host("no cgroup2 tree".into()))?;
                 Box::new(v2::V2Manager::create(tree, parent, name, &res.needed_controllers())?)
             }
             Layout::Legacy | Layout::Hybrid => Box::new(v1::V1Manager::create(host, parent, name)?),
@@ -785,7 +843,11 @@ impl Cgroup {
             return Err(e);
         }
         tracing::debug!(name, layout = ?host.layout, "created cgroup");
-        Ok(Cgroup { name: name.to_string(), layout: host.layout, inner })
+        Ok(Cgroup {
+            name: name.to_string(),
+            layout: host.layout,
+            inner,
+        })
     }
 
     /// Re-opens cgroup `name` under the default parent (after a daemon restart).
@@ -805,14 +867,21 @@ impl Cgroup {
         };
         let inner: Box<dyn CgroupManager> = match host.layout {
             Layout::Unified => {
-                let tree = host.v2.as_ref().ok_or_else(|| CgroupError::Host("no cgroup2 tree".into()))?;
+                let tree = host
+                    .v2
+                    .as_ref()
+                    .ok_or_else(|| CgroupError::Host("no cgroup2 tree".into()))?;
                 Box::new(v2::V2Manager::open(tree, parent, name)?.ok_or_else(not_found)?)
             }
             Layout::Legacy | Layout::Hybrid => {
                 Box::new(v1::V1Manager::open(host, parent, name)?.ok_or_else(not_found)?)
             }
         };
-        Ok(Cgroup { name: name.to_string(), layout: host.layout, inner })
+        Ok(Cgroup {
+            name: name.to_string(),
+            layout: host.layout,
+            inner,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -886,7 +955,6 @@ impl Cgroup {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -937,9 +1005,15 @@ mod tests {
             Path::new("/sys/fs/cgroup/memory/docker/c1")
         );
         let cpu = h.v1.iter().find(|t| t.has("cpu")).unwrap();
-        assert_eq!(cpu.leaf_dir(None, "c1").unwrap(), Path::new("/sys/fs/cgroup/cpu/hako/c1"));
+        assert_eq!(
+            cpu.leaf_dir(None, "c1").unwrap(),
+            Path::new("/sys/fs/cgroup/cpu/hako/c1")
+        );
         let v2 = h.v2.as_ref().unwrap();
-        assert_eq!(v2.leaf_dir(Some(Path::new("t/x")), "c1").unwrap(), Path::new("/sys/fs/cgroup/unified/t/x/c1"));
+        assert_eq!(
+            v2.leaf_dir(Some(Path::new("t/x")), "c1").unwrap(),
+            Path::new("/sys/fs/cgroup/unified/t/x/c1")
+        );
         assert!(mem.leaf_dir(Some(Path::new("../up")), "c1").is_err());
     }
 
@@ -954,9 +1028,15 @@ mod tests {
         assert!(h.v2.is_none());
         assert_eq!(h.v1.len(), 2);
         assert_eq!(h.v1[0].label(), "cpu,cpuacct");
-        assert_eq!(h.v1[0].leaf_dir(None, "c").unwrap(), Path::new("/sys/fs/cgroup/cpu,cpuacct/user.slice/hako/c"));
+        assert_eq!(
+            h.v1[0].leaf_dir(None, "c").unwrap(),
+            Path::new("/sys/fs/cgroup/cpu,cpuacct/user.slice/hako/c")
+        );
         // A mount that shows a sub-tree of the hierarchy, with an escaped space.
-        assert_eq!(h.v1[1].leaf_dir(None, "c").unwrap(), Path::new("/sys/fs/cgroup/mem ory/sub/hako/c"));
+        assert_eq!(
+            h.v1[1].leaf_dir(None, "c").unwrap(),
+            Path::new("/sys/fs/cgroup/mem ory/sub/hako/c")
+        );
         assert!(h.v1[1].leaf_dir(Some(Path::new("/elsewhere")), "c").is_err());
 
         let mi2 = "25 22 0:23 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
@@ -982,11 +1062,22 @@ mod tests {
         assert_eq!(v2_swap_value(32 * MIB, 0).unwrap(), None);
         assert!(v2_swap_value(-1, 32 * MIB).is_err());
         assert!(v2_swap_value(64 * MIB, 32 * MIB).is_err());
-        let r = Resources { nano_cpus: Some(500_000_000), ..Default::default() };
+        let r = Resources {
+            nano_cpus: Some(500_000_000),
+            ..Default::default()
+        };
         assert_eq!(r.cpu_quota_period(), (Some(50_000), Some(100_000)));
-        let r = Resources { nano_cpus: Some(1_500_000_000), cpu_quota: Some(1000), ..Default::default() };
+        let r = Resources {
+            nano_cpus: Some(1_500_000_000),
+            cpu_quota: Some(1000),
+            ..Default::default()
+        };
         assert!(r.validate().is_err());
-        let r = Resources { memory: Some(64 * MIB), memory_swap: Some(32 * MIB), ..Default::default() };
+        let r = Resources {
+            memory: Some(64 * MIB),
+            memory_swap: Some(32 * MIB),
+            ..Default::default()
+        };
         assert!(r.validate().is_err());
         assert_eq!(pids_max_value(0), "max");
         assert_eq!(pids_max_value(-1), "max");
@@ -1029,7 +1120,11 @@ mod tests {
 
     impl Scope {
         fn new() -> Scope {
-            let parent = PathBuf::from(format!("hako-test-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst)));
+            let parent = PathBuf::from(format!(
+                "hako-test-{}-{}",
+                std::process::id(),
+                SEQ.fetch_add(1, Ordering::SeqCst)
+            ));
             let host = host().expect("reading the host's cgroups");
             let parent_dirs = host
                 .v1
@@ -1037,7 +1132,12 @@ mod tests {
                 .chain(host.v2.iter())
                 .map(|t| t.dir_of(&t.own).expect("own cgroup dir").join(&parent))
                 .collect();
-            Scope { parent, parent_dirs, names: Vec::new(), children: Vec::new() }
+            Scope {
+                parent,
+                parent_dirs,
+                names: Vec::new(),
+                children: Vec::new(),
+            }
         }
 
         fn create(&mut self, name: &str, res: &Resources) -> Result<Cgroup, CgroupError> {
@@ -1053,7 +1153,10 @@ mod tests {
         }
 
         fn child(&mut self, pid: i32) -> &mut Child {
-            self.children.iter_mut().find(|c| c.id() as i32 == pid).expect("a child of this scope")
+            self.children
+                .iter_mut()
+                .find(|c| c.id() as i32 == pid)
+                .expect("a child of this scope")
         }
 
         fn wait(&mut self, pid: i32) -> ExitStatus {
@@ -1084,11 +1187,16 @@ mod tests {
     }
 
     fn read(p: &Path) -> String {
-        fs::read_to_string(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display())).trim().to_string()
+        fs::read_to_string(p)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+            .trim()
+            .to_string()
     }
 
     fn ctl(cg: &Cgroup, controller: &str, file: &str) -> String {
-        let dir = cg.controller_path(controller).unwrap_or_else(|| panic!("no {controller} dir"));
+        let dir = cg
+            .controller_path(controller)
+            .unwrap_or_else(|| panic!("no {controller} dir"));
         read(&dir.join(file))
     }
 
@@ -1110,7 +1218,13 @@ mod tests {
             Layout::Hybrid => assert!(!h.v1.is_empty() && h.v2.is_some()),
             Layout::Legacy => assert!(!h.v1.is_empty() && h.v2.is_none()),
         }
-        eprintln!("layout: {layout}; trees: {:?}", h.v1.iter().chain(h.v2.iter()).map(|t| (t.label(), &t.mount, &t.own)).collect::<Vec<_>>());
+        eprintln!(
+            "layout: {layout}; trees: {:?}",
+            h.v1.iter()
+                .chain(h.v2.iter())
+                .map(|t| (t.label(), &t.mount, &t.own))
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -1126,14 +1240,24 @@ mod tests {
         };
         let cg = scope.create("limits", &res).unwrap();
         let paths = cg.paths();
-        assert!(paths.iter().all(|p| p.is_dir() && p.ends_with(scope.parent.join("limits"))), "{paths:?}");
+        assert!(
+            paths
+                .iter()
+                .all(|p| p.is_dir() && p.ends_with(scope.parent.join("limits"))),
+            "{paths:?}"
+        );
         if cg.layout() == Layout::Unified {
             assert_eq!(ctl(&cg, "memory", "memory.max"), (32 * MIB).to_string());
             assert_eq!(ctl(&cg, "pids", "pids.max"), "20");
             assert_eq!(ctl(&cg, "cpu", "cpu.max"), "50000 100000");
             assert_eq!(ctl(&cg, "cpu", "cpu.weight"), "20");
             assert_eq!(ctl(&cg, "cpuset", "cpuset.cpus"), "0");
-            cg.apply(&Resources { memory: Some(64 * MIB), memory_swap: Some(128 * MIB), ..Default::default() }).unwrap();
+            cg.apply(&Resources {
+                memory: Some(64 * MIB),
+                memory_swap: Some(128 * MIB),
+                ..Default::default()
+            })
+            .unwrap();
             assert_eq!(ctl(&cg, "memory", "memory.max"), (64 * MIB).to_string());
             if cg.controller_path("memory").unwrap().join("memory.swap.max").exists() {
                 assert_eq!(ctl(&cg, "memory", "memory.swap.max"), (64 * MIB).to_string());
@@ -1147,27 +1271,55 @@ mod tests {
             assert_eq!(ctl(&cg, "cpuset", "cpuset.cpus"), "0");
             // The new cpuset got its memory nodes from its parent.
             assert!(!ctl(&cg, "cpuset", "cpuset.mems").is_empty());
-            let memsw = cg.controller_path("memory").unwrap().join("memory.memsw.limit_in_bytes").exists();
+            let memsw = cg
+                .controller_path("memory")
+                .unwrap()
+                .join("memory.memsw.limit_in_bytes")
+                .exists();
             // Raise both: memsw must be written first.
-            cg.apply(&Resources { memory: Some(64 * MIB), memory_swap: Some(128 * MIB), ..Default::default() }).unwrap();
+            cg.apply(&Resources {
+                memory: Some(64 * MIB),
+                memory_swap: Some(128 * MIB),
+                ..Default::default()
+            })
+            .unwrap();
             assert_eq!(ctl(&cg, "memory", "memory.limit_in_bytes"), (64 * MIB).to_string());
             if memsw {
-                assert_eq!(ctl(&cg, "memory", "memory.memsw.limit_in_bytes"), (128 * MIB).to_string());
+                assert_eq!(
+                    ctl(&cg, "memory", "memory.memsw.limit_in_bytes"),
+                    (128 * MIB).to_string()
+                );
             }
             // Lower both below the current memory limit: memory must be written first.
-            cg.apply(&Resources { memory: Some(16 * MIB), memory_swap: Some(16 * MIB), ..Default::default() }).unwrap();
+            cg.apply(&Resources {
+                memory: Some(16 * MIB),
+                memory_swap: Some(16 * MIB),
+                ..Default::default()
+            })
+            .unwrap();
             assert_eq!(ctl(&cg, "memory", "memory.limit_in_bytes"), (16 * MIB).to_string());
             if memsw {
-                assert_eq!(ctl(&cg, "memory", "memory.memsw.limit_in_bytes"), (16 * MIB).to_string());
+                assert_eq!(
+                    ctl(&cg, "memory", "memory.memsw.limit_in_bytes"),
+                    (16 * MIB).to_string()
+                );
             }
             // Unlimited again, and the pids limit lifted.
-            cg.apply(&Resources { memory: Some(-1), pids_limit: Some(0), cpu_quota: Some(-1), ..Default::default() }).unwrap();
+            cg.apply(&Resources {
+                memory: Some(-1),
+                pids_limit: Some(0),
+                cpu_quota: Some(-1),
+                ..Default::default()
+            })
+            .unwrap();
             assert_eq!(cg.stats().unwrap().memory_limit, None);
             assert_eq!(ctl(&cg, "pids", "pids.max"), "max");
             assert_eq!(ctl(&cg, "cpu", "cpu.cfs_quota_us"), "-1");
             if cg.layout() == Layout::Hybrid {
                 // The container also has a place in the cgroup2 tree.
-                let v2 = cg.controller_path("unified").expect("a cgroup2 directory on a hybrid host");
+                let v2 = cg
+                    .controller_path("unified")
+                    .expect("a cgroup2 directory on a hybrid host");
                 assert!(v2.starts_with(host().unwrap().v2.as_ref().unwrap().mount.as_path()));
                 assert!(v2.join("cgroup.procs").exists());
             }
@@ -1181,10 +1333,22 @@ mod tests {
     #[test]
     fn tasks_freeze_stats_kill_and_remove() {
         let mut scope = Scope::new();
-        let cg = scope.create("life", &Resources { memory: Some(64 * MIB), pids_limit: Some(20), ..Default::default() }).unwrap();
+        let cg = scope
+            .create(
+                "life",
+                &Resources {
+                    memory: Some(64 * MIB),
+                    pids_limit: Some(20),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
         let pid = scope.spawn(
             Command::new("sh")
-                .args(["-c", "read x; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exec sleep 30"])
+                .args([
+                    "-c",
+                    "read x; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exec sleep 30",
+                ])
                 .stdin(Stdio::piped()),
         );
         cg.add_task(pid).unwrap();
@@ -1221,7 +1385,10 @@ mod tests {
 
         cg.freeze().unwrap();
         let status = read(Path::new(&format!("/proc/{pid}/status")));
-        eprintln!("frozen child: {}", status.lines().find(|l| l.starts_with("State:")).unwrap_or(""));
+        eprintln!(
+            "frozen child: {}",
+            status.lines().find(|l| l.starts_with("State:")).unwrap_or("")
+        );
         if cg.layout() == Layout::Unified {
             assert_eq!(keyed(&ctl(&cg, "freezer", "cgroup.events"), "frozen"), Some(1));
         } else {
@@ -1237,7 +1404,10 @@ mod tests {
         // Re-open by name, as after a daemon restart.
         let again = Cgroup::open_in(Some(&scope.parent), "life").unwrap();
         assert_eq!(again.paths(), cg.paths());
-        assert!(matches!(Cgroup::open_in(Some(&scope.parent), "nope"), Err(CgroupError::NotFound { .. })));
+        assert!(matches!(
+            Cgroup::open_in(Some(&scope.parent), "nope"),
+            Err(CgroupError::NotFound { .. })
+        ));
 
         // A busy cgroup cannot be removed.
         let paths = cg.paths();
@@ -1252,9 +1422,18 @@ mod tests {
     #[test]
     fn oom_kill_is_reported() {
         let mut scope = Scope::new();
-        let res = Resources { memory: Some(32 * MIB), memory_swap: Some(32 * MIB), pids_limit: Some(64), ..Default::default() };
+        let res = Resources {
+            memory: Some(32 * MIB),
+            memory_swap: Some(32 * MIB),
+            pids_limit: Some(64),
+            ..Default::default()
+        };
         let cg = scope.create("oom", &res).unwrap();
-        let python = if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
+        let python = if Path::new("/usr/bin/python3").exists() {
+            "/usr/bin/python3"
+        } else {
+            "python3"
+        };
         let pid = scope.spawn(
             Command::new(python)
                 .args(["-c", "import sys; sys.stdin.readline(); b = b'x' * (200 * 1024 * 1024)"])
@@ -1278,7 +1457,15 @@ mod tests {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut scope = Scope::new();
             dirs = scope.parent_dirs.clone();
-            let cg = scope.create("panics", &Resources { pids_limit: Some(5), ..Default::default() }).unwrap();
+            let cg = scope
+                .create(
+                    "panics",
+                    &Resources {
+                        pids_limit: Some(5),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
             let pid = scope.spawn(Command::new("sleep").arg("30"));
             cg.add_task(pid).unwrap();
             assert!(dirs.iter().all(|d| d.is_dir()));
@@ -1302,14 +1489,22 @@ mod tests {
         let mut scope = Scope::new();
         let top = v2t.dir_of(&v2t.own).unwrap().join(&scope.parent);
         mkdir("test", &top, true).unwrap();
-        let tree = Tree { own: v2t.own.join(&scope.parent), ..v2t.clone() };
+        let tree = Tree {
+            own: v2t.own.join(&scope.parent),
+            ..v2t.clone()
+        };
         // A controller the tree does not offer is refused up front, naming the file to fix.
         let err = v2::V2Manager::create(&tree, Some(Path::new("sub")), "v2c", &["memory"]).unwrap_err();
         assert!(err.to_string().contains("cgroup.controllers"), "{err}");
         let m = v2::V2Manager::create(&tree, Some(Path::new("sub")), "v2c", &[]).unwrap();
         let dir = m.paths()[0].clone();
         assert_eq!(dir, top.join("sub/v2c"));
-        let err = m.apply(&Resources { memory: Some(32 * MIB), ..Default::default() }).unwrap_err();
+        let err = m
+            .apply(&Resources {
+                memory: Some(32 * MIB),
+                ..Default::default()
+            })
+            .unwrap_err();
         assert!(err.to_string().contains("not enabled"), "{err}");
 
         let pid = scope.spawn(Command::new("sleep").arg("30"));
@@ -1338,12 +1533,21 @@ mod tests {
             Err(CgroupError::Invalid(_))
         ));
         let err = scope
-            .create("bad", &Resources { cpuset_cpus: Some("99".into()), ..Default::default() })
+            .create(
+                "bad",
+                &Resources {
+                    cpuset_cpus: Some("99".into()),
+                    ..Default::default()
+                },
+            )
             .unwrap_err();
         let msg = err.to_string();
         eprintln!("{msg}");
         assert!(msg.contains("writing 99 to ") && msg.contains("cpuset.cpus"), "{msg}");
-        assert!(Cgroup::open_in(Some(&scope.parent), "bad").is_err(), "a failed create left its cgroup behind");
+        assert!(
+            Cgroup::open_in(Some(&scope.parent), "bad").is_err(),
+            "a failed create left its cgroup behind"
+        );
 
         let cg = scope.create("twice", &Resources::default()).unwrap();
         assert!(matches!(

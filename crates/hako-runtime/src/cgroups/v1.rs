@@ -17,9 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{
-    keyed, kill_frozen, mkdir, pids_max_value, procs_recursive, read_file, read_opt, read_u64_or_zero,
-    remove_tree, write_file, CgroupError, CgroupManager, Host, Layout, Resources, Stats,
-    FREEZE_TIMEOUT,
+    keyed, kill_frozen, mkdir, pids_max_value, procs_recursive, read_file, read_opt, read_u64_or_zero, remove_tree,
+    write_file, CgroupError, CgroupManager, Host, Layout, Resources, Stats, FREEZE_TIMEOUT,
 };
 
 /// Limits at or above this are v1's "unlimited" (PAGE_COUNTER_MAX pages, rounded).
@@ -63,7 +62,12 @@ const V2_LABEL: &str = "v2";
 
 /// Creates the chain `base/comps[0]/…/comps[n-1]`; the last must be new. With `cpuset`, each
 /// directory gets its parent's cpus and mems.
-fn create_chain(label: &str, base: PathBuf, comps: &[std::ffi::OsString], cpuset: bool) -> Result<PathBuf, CgroupError> {
+fn create_chain(
+    label: &str,
+    base: PathBuf,
+    comps: &[std::ffi::OsString],
+    cpuset: bool,
+) -> Result<PathBuf, CgroupError> {
     let mut dir = base;
     for (i, c) in comps.iter().enumerate() {
         let parent = dir.clone();
@@ -93,7 +97,11 @@ fn init_cpuset(label: &str, parent: &Path, dir: &Path) -> Result<(), CgroupError
         let val = read_file(label, &from)?;
         let val = val.trim();
         if val.is_empty() {
-            return Err(CgroupError::Parse { controller: label.to_string(), path: from, content: String::new() });
+            return Err(CgroupError::Parse {
+                controller: label.to_string(),
+                path: from,
+                content: String::new(),
+            });
         }
         write_file(label, &dir.join(f), val)?;
     }
@@ -110,7 +118,11 @@ impl V1Manager {
                 let (base, comps) = tree.placement(parent, name)?;
                 let path = create_chain(&label, base, &comps, tree.has("cpuset"))?;
                 made.push((label.clone(), path.clone()));
-                dirs.push(V1Dir { label, controllers: tree.controllers.clone(), path });
+                dirs.push(V1Dir {
+                    label,
+                    controllers: tree.controllers.clone(),
+                    path,
+                });
             }
             let unified = match (&host.v2, host.layout) {
                 (Some(tree), Layout::Hybrid) => {
@@ -138,7 +150,11 @@ impl V1Manager {
         for tree in &host.v1 {
             let path = tree.leaf_dir(parent, name)?;
             if path.is_dir() {
-                dirs.push(V1Dir { label: tree.label(), controllers: tree.controllers.clone(), path });
+                dirs.push(V1Dir {
+                    label: tree.label(),
+                    controllers: tree.controllers.clone(),
+                    path,
+                });
             }
         }
         let unified = match (&host.v2, host.layout) {
@@ -251,7 +267,10 @@ impl CgroupManager for V1Manager {
                 d.write("cpu.cfs_period_us", &p.to_string())?;
             }
             if let Some(q) = quota {
-                d.write("cpu.cfs_quota_us", &if q < 0 { "-1".to_string() } else { q.to_string() })?;
+                d.write(
+                    "cpu.cfs_quota_us",
+                    &if q < 0 { "-1".to_string() } else { q.to_string() },
+                )?;
             }
             if let Some(s) = shares {
                 d.write("cpu.shares", &s.to_string())?;
@@ -311,8 +330,9 @@ impl CgroupManager for V1Manager {
             let limit = read_u64_or_zero(&d.label, &d.file("memory.limit_in_bytes"))?;
             st.memory_limit = (limit != 0 && limit < V1_UNLIMITED).then_some(limit);
             if let Some(stat) = read_opt(&d.label, &d.file("memory.stat"))? {
-                st.memory_inactive_file =
-                    keyed(&stat, "total_inactive_file").or_else(|| keyed(&stat, "inactive_file")).unwrap_or(0);
+                st.memory_inactive_file = keyed(&stat, "total_inactive_file")
+                    .or_else(|| keyed(&stat, "inactive_file"))
+                    .unwrap_or(0);
             }
             if let Some(oc) = read_opt(&d.label, &d.file("memory.oom_control"))? {
                 st.oom_kill_count = keyed(&oc, "oom_kill").unwrap_or(0);
@@ -329,7 +349,9 @@ impl CgroupManager for V1Manager {
 
     fn oom_killed(&self) -> Result<bool, CgroupError> {
         let Some(d) = self.dir("memory") else { return Ok(false) };
-        let Some(oc) = read_opt(&d.label, &d.file("memory.oom_control"))? else { return Ok(false) };
+        let Some(oc) = read_opt(&d.label, &d.file("memory.oom_control"))? else {
+            return Ok(false);
+        };
         Ok(keyed(&oc, "oom_kill").unwrap_or(0) > 0)
     }
 
@@ -338,7 +360,11 @@ impl CgroupManager for V1Manager {
     }
 
     fn paths(&self) -> Vec<PathBuf> {
-        self.dirs.iter().map(|d| d.path.clone()).chain(self.unified.clone()).collect()
+        self.dirs
+            .iter()
+            .map(|d| d.path.clone())
+            .chain(self.unified.clone())
+            .collect()
     }
 
     fn controller_path(&self, controller: &str) -> Option<PathBuf> {

@@ -15,9 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{
-    keyed, kill_frozen, mkdir, pids_max_value, procs_recursive, read_file, read_opt, read_u64_or_zero,
-    remove_tree, shares_to_weight, v2_swap_value, write_file, CgroupError, CgroupManager, Resources, Stats,
-    Tree, FREEZE_TIMEOUT,
+    keyed, kill_frozen, mkdir, pids_max_value, procs_recursive, read_file, read_opt, read_u64_or_zero, remove_tree,
+    shares_to_weight, v2_swap_value, write_file, CgroupError, CgroupManager, Resources, Stats, Tree, FREEZE_TIMEOUT,
 };
 
 /// Controllers enabled for containers' cgroups when available.
@@ -76,7 +75,10 @@ fn enable_controllers(dir: &Path, needed: &[&str]) -> Result<(), CgroupError> {
                 } else {
                     String::new()
                 };
-                return Err(CgroupError::Unsupported { controller: c.to_string(), msg: format!("{e}{hint}") });
+                return Err(CgroupError::Unsupported {
+                    controller: c.to_string(),
+                    msg: format!("{e}{hint}"),
+                });
             }
             Err(e) => tracing::debug!("not enabling an unneeded controller: {e}"),
         }
@@ -93,7 +95,12 @@ pub(crate) struct V2Manager {
 impl V2Manager {
     /// Creates the cgroup, enabling controllers along the way; `needed` are the controllers
     /// the initial limits use.
-    pub(crate) fn create(tree: &Tree, parent: Option<&Path>, name: &str, needed: &[&str]) -> Result<V2Manager, CgroupError> {
+    pub(crate) fn create(
+        tree: &Tree,
+        parent: Option<&Path>,
+        name: &str,
+        needed: &[&str],
+    ) -> Result<V2Manager, CgroupError> {
         let (base, comps) = tree.placement(parent, name)?;
         enable_controllers(&base, needed)?;
         let mut dir = base;

@@ -467,14 +467,18 @@ impl std::error::Error for SilentError {}
 
 pub async fn inspect(c: &Client, a: InspectArgs) -> anyhow::Result<()> {
     if let Some(k) = &a.kind {
-        if k != "image" {
-            anyhow::bail!("\"{k}\" is not a valid value for --type: this hako inspects images");
+        if k != "image" && k != "container" {
+            anyhow::bail!("\"{k}\" is not a valid value for --type");
         }
     }
     let mut out = Vec::new();
     let mut missing = Vec::new();
     for n in &a.names {
-        match c.get_json::<Value>(&format!("/images/{n}/json")).await {
+        let found = match a.kind.as_deref() {
+            Some("image") => c.get_json::<Value>(&format!("/images/{n}/json")).await,
+            _ => super::containers::inspect_any(c, n).await,
+        };
+        match found {
             Ok(v) => out.push(v),
             Err(ClientError::Api { status, .. }) if status == http::StatusCode::NOT_FOUND => missing.push(n.clone()),
             Err(e) => return Err(e.into()),

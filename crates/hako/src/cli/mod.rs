@@ -1,5 +1,6 @@
 //! The command line: Docker's verbs and flags, each a call to the daemon's API.
 
+mod containers;
 mod images;
 mod registry;
 mod system;
@@ -33,6 +34,26 @@ pub enum Cmd {
     Version(system::VersionArgs),
     /// Display system-wide information
     Info(system::InfoArgs),
+    /// Create and run a new container from an image
+    Run(containers::RunArgs),
+    /// Create a new container
+    Create(containers::CreateArgs),
+    /// Start one or more stopped containers
+    Start(containers::StartArgs),
+    /// List containers
+    Ps(containers::PsArgs),
+    /// Fetch the logs of a container
+    Logs(containers::LogsArgs),
+    /// Stop one or more running containers
+    Stop(containers::StopArgs),
+    /// Restart one or more containers
+    Restart(containers::StopArgs),
+    /// Kill one or more running containers
+    Kill(containers::KillArgs),
+    /// Remove one or more containers
+    Rm(containers::RmArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(containers::WaitArgs),
     /// List images
     #[command(visible_alias = "image-ls")]
     Images(images::ImagesArgs),
@@ -59,6 +80,14 @@ pub enum Cmd {
     /// Run or maintain an OCI distribution registry (`hako registry serve`, `hako registry gc`)
     #[command(subcommand)]
     Registry(registry::RegistryCmd),
+    /// Download an image from a registry
+    Pull(registry::PullArgs),
+    /// Upload an image to a registry
+    Push(registry::PushArgs),
+    /// Log in to a registry (credentials go to docker's config.json)
+    Login(registry::LoginArgs),
+    /// Log out from a registry
+    Logout(registry::LogoutArgs),
 }
 
 pub async fn run(cli: Cli) -> Result<u8, anyhow::Error> {
@@ -68,6 +97,16 @@ pub async fn run(cli: Cli) -> Result<u8, anyhow::Error> {
     let client = Client::new(&cli.host)?;
     match cli.cmd {
         Cmd::Daemon(_) => unreachable!("handled above"),
+        Cmd::Run(a) => return containers::run(&client, a).await,
+        Cmd::Create(a) => return containers::create(&client, a).await,
+        Cmd::Start(a) => return containers::start(&client, a).await,
+        Cmd::Ps(a) => return containers::ps(&client, a).await,
+        Cmd::Logs(a) => return containers::logs(&client, a).await,
+        Cmd::Stop(a) => return containers::stop(&client, a, "stop").await,
+        Cmd::Restart(a) => return containers::stop(&client, a, "restart").await,
+        Cmd::Kill(a) => return containers::kill(&client, a).await,
+        Cmd::Rm(a) => return containers::rm(&client, a).await,
+        Cmd::Wait(a) => return containers::wait(&client, a).await,
         Cmd::Version(a) => system::version(&client, a).await,
         Cmd::Info(a) => system::info(&client, a).await,
         Cmd::Images(a) => images::list(&client, a).await,
@@ -81,14 +120,21 @@ pub async fn run(cli: Cli) -> Result<u8, anyhow::Error> {
         Cmd::Image(c) => images::image_cmd(&client, c).await,
         Cmd::System(c) => system::system_cmd(&client, c).await,
         Cmd::Registry(c) => registry::run(c).await,
+        Cmd::Pull(a) => registry::pull_cmd(&client, a).await,
+        Cmd::Push(a) => registry::push_cmd(&client, a).await,
+        Cmd::Login(a) => registry::login_cmd(&client, a).await,
+        Cmd::Logout(a) => registry::logout_cmd(a).await,
     }
     .map(|()| 0)
 }
 
 /// The message printed for an error.
 pub fn describe(e: &anyhow::Error) -> String {
-    if e.downcast_ref::<images::SilentError>().is_some() {
+    if e.root_cause().downcast_ref::<images::SilentError>().is_some() {
         return String::new();
+    }
+    if let Some(ce) = e.root_cause().downcast_ref::<ClientError>() {
+        return ce.to_string();
     }
     match e.downcast_ref::<ClientError>() {
         Some(ce) => ce.to_string(),
@@ -96,8 +142,12 @@ pub fn describe(e: &anyhow::Error) -> String {
     }
 }
 
-/// Docker's exit codes: 125 when the daemon cannot be reached, 1 for an error it reported.
+/// Docker's exit codes: 125 when the daemon cannot be reached, 1 for an error it reported,
+/// or what the command chose (`run`: 125, 126, 127).
 pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(containers::ExitWith(code)) = e.downcast_ref::<containers::ExitWith>() {
+        return *code;
+    }
     match e.downcast_ref::<ClientError>() {
         Some(ClientError::Connect { .. }) => 125,
         _ => 1,

@@ -1,0 +1,834 @@
+//! Container commands: run, create, start, ps, logs, stop, kill, restart, rm, wait.
+
+use clap::Args;
+use http::Method;
+
+use serde_json::{json, Map, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use hako_api::client::{empty, full, read_json};
+use hako_api::{Client, ClientError};
+
+use super::images::SilentError;
+use super::system::urlencode;
+use crate::output::{ago, table};
+
+#[derive(Args, Clone, Default)]
+#[command(disable_help_flag = true)]
+pub struct CreateArgs {
+    /// Print help (-h is --hostname, as in Docker)
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+    /// Assign a name to the container
+    #[arg(long)]
+    name: Option<String>,
+    /// Keep STDIN open even if not attached
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    tty: bool,
+    /// Set environment variables
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file")]
+    env_file: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Container host name
+    #[arg(short = 'h', long)]
+    hostname: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Bind mount a volume (/host:/ctr[:ro])
+    #[arg(short, long = "volume")]
+    volume: Vec<String>,
+    /// Attach a filesystem mount (type=bind|tmpfs,source=,target=,readonly)
+    #[arg(long)]
+    mount: Vec<String>,
+    /// Mount a tmpfs directory (/path[:options])
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    /// Set metadata on a container
+    #[arg(short, long = "label")]
+    label: Vec<String>,
+    /// Signal to stop the container
+    #[arg(long = "stop-signal")]
+    stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container
+    #[arg(long = "stop-timeout")]
+    stop_timeout: Option<i64>,
+    /// Memory limit (e.g. 32m)
+    #[arg(short, long)]
+    memory: Option<String>,
+    /// Memory plus swap limit; -1 for unlimited swap
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares")]
+    cpu_shares: Option<i64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus")]
+    cpuset_cpus: Option<String>,
+    /// Tune container pids limit (-1 for unlimited)
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    /// Give extended privileges to this container
+    #[arg(long)]
+    privileged: bool,
+    /// Add Linux capabilities
+    #[arg(long = "cap-add")]
+    cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long = "cap-drop")]
+    cap_drop: Vec<String>,
+    /// Security options (seccomp=unconfined|PROFILE.json, no-new-privileges[:true|false])
+    #[arg(long = "security-opt")]
+    security_opt: Vec<String>,
+    /// Mount the container's root filesystem as read only
+    #[arg(long = "read-only")]
+    read_only: bool,
+    /// Connect a container to a network (none, host)
+    #[arg(long, alias = "net")]
+    network: Option<String>,
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long = "add-host")]
+    add_host: Vec<String>,
+    /// Set custom DNS servers
+    #[arg(long)]
+    dns: Vec<String>,
+    /// Restart policy (no, on-failure[:N], always, unless-stopped)
+    #[arg(long)]
+    restart: Option<String>,
+    /// Log driver options (max-size, max-file)
+    #[arg(long = "log-opt")]
+    log_opt: Vec<String>,
+    /// Automatically remove the container when it exits
+    #[arg(long)]
+    rm: bool,
+    image: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+#[derive(Args)]
+#[command(disable_help_flag = true)]
+pub struct RunArgs {
+    /// Run container in background and print container ID
+    #[arg(short, long)]
+    detach: bool,
+    #[command(flatten)]
+    create: CreateArgs,
+}
+
+/// Docker's RAMInBytes: `32m`, `1g`, `512k`, `100b`, binary units.
+fn ram_bytes(s: &str) -> anyhow::Result<i64> {
+    let l = s.trim().to_ascii_lowercase();
+    if l == "-1" {
+        return Ok(-1);
+    }
+    let l = l.trim_end_matches('b');
+    let (num, mult) = match l.chars().last() {
+        Some('k') => (&l[..l.len() - 1], 1i64 << 10),
+        Some('m') => (&l[..l.len() - 1], 1 << 20),
+        Some('g') => (&l[..l.len() - 1], 1 << 30),
+        Some('t') => (&l[..l.len() - 1], 1 << 40),
+        _ => (l, 1),
+    };
+    let n: f64 = num.parse().map_err(|_| anyhow::anyhow!("invalid size: '{s}'"))?;
+    Ok((n * mult as f64) as i64)
+}
+
+fn env_file_lines(path: &str) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("open {path}: {e}"))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            if l.contains('=') {
+                l.to_string()
+            } else {
+                format!("{l}={}", std::env::var(l).unwrap_or_default())
+            }
+        })
+        .collect())
+}
+
+fn create_body(a: &CreateArgs) -> anyhow::Result<Value> {
+    let mut env = Vec::new();
+    for f in &a.env_file {
+        env.extend(env_file_lines(f)?);
+    }
+    for e in &a.env {
+        env.push(if e.contains('=') {
+            e.clone()
+        } else {
+            format!("{e}={}", std::env::var(e).unwrap_or_default())
+        });
+    }
+    let mut labels = Map::new();
+    for l in &a.label {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        labels.insert(k.into(), json!(v));
+    }
+    let mut mounts = Vec::new();
+    for m in &a.mount {
+        let mut o = Map::new();
+        for kv in m.split(',') {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, "true"));
+            match k {
+                "type" => o.insert("Type".into(), json!(v)),
+                "source" | "src" => o.insert("Source".into(), json!(v)),
+                "target" | "destination" | "dst" => o.insert("Target".into(), json!(v)),
+                "readonly" | "ro" => o.insert("ReadOnly".into(), json!(v != "false")),
+                _ => anyhow::bail!("invalid field '{k}' must be a key=value pair"),
+            };
+        }
+        mounts.push(Value::Object(o));
+    }
+    let mut tmpfs = Map::new();
+    for t in &a.tmpfs {
+        let (p, o) = t.split_once(':').unwrap_or((t, ""));
+        tmpfs.insert(p.into(), json!(o));
+    }
+    let restart = a.restart.as_deref().map(|r| {
+        let (name, n) = r.split_once(':').unwrap_or((r, "0"));
+        json!({"Name": name, "MaximumRetryCount": n.parse::<i64>().unwrap_or(0)})
+    });
+    let mut log_cfg = Map::new();
+    for o in &a.log_opt {
+        let (k, v) = o
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("invalid log opt '{o}': expected key=value"))?;
+        log_cfg.insert(k.into(), json!(v));
+    }
+    let console = crossterm_size();
+    let host_config = json!({
+        "Binds": a.volume,
+        "Mounts": mounts,
+        "Tmpfs": tmpfs,
+        "AutoRemove": a.rm,
+        "NetworkMode": a.network.clone().unwrap_or_else(|| "default".into()),
+        "Memory": a.memory.as_deref().map(ram_bytes).transpose()?.unwrap_or(0),
+        "MemorySwap": a.memory_swap.as_deref().map(ram_bytes).transpose()?.unwrap_or(0),
+        "NanoCpus": a.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
+        "CpuShares": a.cpu_shares.unwrap_or(0),
+        "CpusetCpus": a.cpuset_cpus.clone().unwrap_or_default(),
+        "PidsLimit": a.pids_limit,
+        "Privileged": a.privileged,
+        "CapAdd": a.cap_add,
+        "CapDrop": a.cap_drop,
+        "SecurityOpt": a.security_opt.iter().map(|s| seccomp_inline(s)).collect::<anyhow::Result<Vec<_>>>()?,
+        "ReadonlyRootfs": a.read_only,
+        "ExtraHosts": a.add_host,
+        "Dns": a.dns,
+        "RestartPolicy": restart.unwrap_or(json!({"Name": "no", "MaximumRetryCount": 0})),
+        "LogConfig": {"Type": "json-file", "Config": log_cfg},
+        "ConsoleSize": if a.tty { json!([console.0, console.1]) } else { json!([0, 0]) },
+    });
+    Ok(json!({
+        "Image": a.image,
+        "Cmd": if a.command.is_empty() { Value::Null } else { json!(a.command) },
+        "Entrypoint": a.entrypoint.as_ref().map(|e| if e.is_empty() { json!([]) } else { json!([e]) }).unwrap_or(Value::Null),
+        "Env": env,
+        "WorkingDir": a.workdir.clone().unwrap_or_default(),
+        "User": a.user.clone().unwrap_or_default(),
+        "Hostname": a.hostname.clone().unwrap_or_default(),
+        "Labels": labels,
+        "Tty": a.tty,
+        "OpenStdin": a.interactive,
+        "StdinOnce": a.interactive,
+        "AttachStdin": a.interactive,
+        "AttachStdout": true,
+        "AttachStderr": true,
+        "StopSignal": a.stop_signal.clone().unwrap_or_default(),
+        "StopTimeout": a.stop_timeout,
+        "HostConfig": host_config,
+    }))
+}
+
+/// The docker CLI sends a seccomp profile's content, not its path.
+fn seccomp_inline(opt: &str) -> anyhow::Result<String> {
+    match opt.split_once(['=', ':']) {
+        Some(("seccomp", v)) if v != "unconfined" && !v.trim_start().starts_with('{') => {
+            let text =
+                std::fs::read_to_string(v).map_err(|e| anyhow::anyhow!("opening seccomp profile ({v}) failed: {e}"))?;
+            Ok(format!("seccomp={text}"))
+        }
+        _ => Ok(opt.to_string()),
+    }
+}
+
+fn crossterm_size() -> (u16, u16) {
+    rustix::termios::tcgetwinsize(std::io::stdout())
+        .map(|w| (w.ws_row, w.ws_col))
+        .unwrap_or((24, 80))
+}
+
+async fn create_container(c: &Client, a: &CreateArgs) -> anyhow::Result<String> {
+    let body = create_body(a)?;
+    let mut path = "/containers/create".to_string();
+    if let Some(n) = &a.name {
+        path.push_str(&format!("?name={}", urlencode(n)));
+    }
+    let resp = match c
+        .request(Method::POST, &path, full(body.to_string()), Some("application/json"))
+        .await
+    {
+        Ok(r) => r,
+        Err(ClientError::Api { status, message })
+            if status == http::StatusCode::NOT_FOUND && message.starts_with("No such image") =>
+        {
+            eprintln!("Unable to find image '{}' locally", a.image);
+            return Err(ClientError::Api { status, message }.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let v: Value = read_json(resp).await?;
+    for w in v["Warnings"].as_array().into_iter().flatten() {
+        eprintln!("WARNING: {}", w.as_str().unwrap_or(""));
+    }
+    Ok(v["Id"].as_str().unwrap_or("").to_string())
+}
+
+/// `create`: prints the ID.
+pub async fn create(c: &Client, a: CreateArgs) -> anyhow::Result<u8> {
+    let id = create_container(c, &a).await.map_err(daemon_error)?;
+    println!("{id}");
+    Ok(0)
+}
+
+/// Errors of `run`/`create` before the container runs exit 125, as Docker's.
+fn daemon_error(e: anyhow::Error) -> anyhow::Error {
+    e.context(ExitWith(125))
+}
+
+/// Carries an exit code through anyhow.
+#[derive(Debug)]
+pub struct ExitWith(pub u8);
+
+impl std::fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+
+/// Puts the local terminal in raw mode for a TTY session; restores it on drop.
+struct RawMode(Option<rustix::termios::Termios>);
+
+impl RawMode {
+    fn enter(on: bool) -> RawMode {
+        if !on || !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return RawMode(None);
+        }
+        let stdin = std::io::stdin();
+        let Ok(orig) = rustix::termios::tcgetattr(&stdin) else {
+            return RawMode(None);
+        };
+        let mut raw = orig.clone();
+        raw.make_raw();
+        let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &raw);
+        RawMode(Some(orig))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            let _ = rustix::termios::tcsetattr(std::io::stdin(), rustix::termios::OptionalActions::Now, t);
+        }
+    }
+}
+
+/// Copies a multiplexed stream to stdout/stderr (or raw bytes with a TTY).
+async fn pump_output<R: tokio::io::AsyncRead + Unpin>(mut r: R, tty: bool) -> std::io::Result<()> {
+    let mut out = tokio::io::stdout();
+    let mut err = tokio::io::stderr();
+    if tty {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            let n = r.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            out.write_all(&buf[..n]).await?;
+            out.flush().await?;
+        }
+    }
+    let mut hdr = [0u8; 8];
+    loop {
+        match r.read_exact(&mut hdr).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let len = u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]) as usize;
+        let mut data = vec![0u8; len];
+        r.read_exact(&mut data).await?;
+        if hdr[0] == 2 {
+            err.write_all(&data).await?;
+            err.flush().await?;
+        } else {
+            out.write_all(&data).await?;
+            out.flush().await?;
+        }
+    }
+}
+
+pub async fn run(c: &Client, a: RunArgs) -> anyhow::Result<u8> {
+    let ca = &a.create;
+    if a.detach && ca.rm && ca.restart.as_deref().map(|r| r != "no").unwrap_or(false) {
+        anyhow::bail!("Conflicting options: --restart and --rm");
+    }
+    let id = create_container(c, ca).await.map_err(daemon_error)?;
+    if a.detach {
+        c.request(Method::POST, &format!("/containers/{id}/start"), empty(), None)
+            .await
+            .map_err(|e| daemon_error(e.into()))?;
+        println!("{id}");
+        return Ok(0);
+    }
+    // Attach before start, so no output is missed; then wait, then start.
+    let attach_path = format!(
+        "/containers/{id}/attach?stream=1&stdout=1&stderr=1&stdin={}",
+        ca.interactive as u8
+    );
+    let conn = c
+        .hijack(Method::POST, &attach_path, empty())
+        .await
+        .map_err(|e| daemon_error(e.into()))?;
+    let condition = if ca.rm { "removed" } else { "next-exit" };
+    let wait = c
+        .request(
+            Method::POST,
+            &format!("/containers/{id}/wait?condition={condition}"),
+            empty(),
+            None,
+        )
+        .await
+        .map_err(|e| daemon_error(e.into()))?;
+    let wait_task = tokio::spawn(async move { read_json::<Value>(wait).await });
+    if let Err(e) = c
+        .request(Method::POST, &format!("/containers/{id}/start"), empty(), None)
+        .await
+    {
+        let msg = e.to_string();
+        eprintln!("hako: {msg}");
+        if ca.rm {
+            let _ = wait_task.await;
+        }
+        let code = if msg.contains("executable file not found") || msg.contains("no such file or directory") {
+            127
+        } else if msg.contains("permission denied") {
+            126
+        } else {
+            125
+        };
+        return Err(anyhow::anyhow!(SilentError).context(ExitWith(code)));
+    }
+    let _raw = RawMode::enter(ca.tty);
+    let (rd, mut wr) = tokio::io::split(conn);
+    if ca.interactive {
+        tokio::spawn(async move {
+            let mut stdin = tokio::io::stdin();
+            let _ = tokio::io::copy(&mut stdin, &mut wr).await;
+            let _ = wr.shutdown().await;
+        });
+    } else {
+        drop(wr);
+    }
+    let _ = pump_output(rd, ca.tty).await;
+    let status = wait_task.await.map_err(|e| anyhow::anyhow!(e.to_string()))??;
+    Ok(status["StatusCode"].as_i64().unwrap_or(0).clamp(0, 255) as u8)
+}
+
+#[derive(Args)]
+pub struct StartArgs {
+    /// Attach STDOUT/STDERR and forward signals
+    #[arg(short, long)]
+    attach: bool,
+    /// Attach container's STDIN
+    #[arg(short, long)]
+    interactive: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub async fn start(c: &Client, a: StartArgs) -> anyhow::Result<u8> {
+    if a.attach || a.interactive {
+        let name = &a.containers[0];
+        let info: Value = c.get_json(&format!("/containers/{name}/json")).await?;
+        let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+        let conn = c
+            .hijack(
+                Method::POST,
+                &format!(
+                    "/containers/{name}/attach?stream=1&stdout=1&stderr=1&stdin={}",
+                    a.interactive as u8
+                ),
+                empty(),
+            )
+            .await?;
+        let wait = c
+            .request(
+                Method::POST,
+                &format!("/containers/{name}/wait?condition=next-exit"),
+                empty(),
+                None,
+            )
+            .await?;
+        c.request(Method::POST, &format!("/containers/{name}/start"), empty(), None)
+            .await?;
+        let (rd, mut wr) = tokio::io::split(conn);
+        if a.interactive {
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut wr).await;
+                let _ = wr.shutdown().await;
+            });
+        } else {
+            drop(wr);
+        }
+        let _raw = RawMode::enter(tty);
+        let _ = pump_output(rd, tty).await;
+        let status: Value = read_json(wait).await?;
+        return Ok(status["StatusCode"].as_i64().unwrap_or(0).clamp(0, 255) as u8);
+    }
+    each(&a.containers, |n| async move {
+        c.request(Method::POST, &format!("/containers/{n}/start"), empty(), None)
+            .await
+            .map(|_| ())
+    })
+    .await
+}
+
+/// Runs `f` for each name, printing the name on success and the error otherwise (Docker's
+/// way for stop, kill, rm, start).
+async fn each<'a, F, Fut>(names: &'a [String], f: F) -> anyhow::Result<u8>
+where
+    F: Fn(&'a String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ClientError>>,
+{
+    let mut failed = false;
+    for n in names {
+        match f(n).await {
+            Ok(()) => println!("{n}"),
+            Err(e @ ClientError::Connect { .. }) => return Err(e.into()),
+            Err(e) => {
+                eprintln!("{e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        return Err(anyhow::anyhow!(SilentError));
+    }
+    Ok(0)
+}
+
+#[derive(Args)]
+pub struct StopArgs {
+    /// Signal to send to the container
+    #[arg(short, long)]
+    signal: Option<String>,
+    /// Seconds to wait before killing the container
+    #[arg(short, long)]
+    time: Option<i64>,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub async fn stop(c: &Client, a: StopArgs, verb: &str) -> anyhow::Result<u8> {
+    let mut q = Vec::new();
+    if let Some(t) = a.time {
+        q.push(format!("t={t}"));
+    }
+    if let Some(s) = &a.signal {
+        q.push(format!("signal={}", urlencode(s)));
+    }
+    let q = q.join("&");
+    each(&a.containers, |n| {
+        let q = q.clone();
+        async move {
+            c.request(Method::POST, &format!("/containers/{n}/{verb}?{q}"), empty(), None)
+                .await
+                .map(|_| ())
+        }
+    })
+    .await
+}
+
+#[derive(Args)]
+pub struct KillArgs {
+    /// Signal to send to the container
+    #[arg(short, long, default_value = "KILL")]
+    signal: String,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub async fn kill(c: &Client, a: KillArgs) -> anyhow::Result<u8> {
+    let sig = urlencode(&a.signal);
+    each(&a.containers, |n| {
+        let sig = sig.clone();
+        async move {
+            c.request(
+                Method::POST,
+                &format!("/containers/{n}/kill?signal={sig}"),
+                empty(),
+                None,
+            )
+            .await
+            .map(|_| ())
+        }
+    })
+    .await
+}
+
+#[derive(Args)]
+pub struct RmArgs {
+    /// Force the removal of a running container (uses SIGKILL)
+    #[arg(short, long)]
+    force: bool,
+    /// Remove anonymous volumes associated with the container
+    #[arg(short, long)]
+    volumes: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub async fn rm(c: &Client, a: RmArgs) -> anyhow::Result<u8> {
+    let q = format!("force={}&v={}", a.force as u8, a.volumes as u8);
+    each(&a.containers, |n| {
+        let q = q.clone();
+        async move {
+            c.request(Method::DELETE, &format!("/containers/{n}?{q}"), empty(), None)
+                .await
+                .map(|_| ())
+        }
+    })
+    .await
+}
+
+#[derive(Args)]
+pub struct WaitArgs {
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub async fn wait(c: &Client, a: WaitArgs) -> anyhow::Result<u8> {
+    for n in &a.containers {
+        let v: Value = read_json(
+            c.request(Method::POST, &format!("/containers/{n}/wait"), empty(), None)
+                .await?,
+        )
+        .await?;
+        println!("{}", v["StatusCode"]);
+    }
+    Ok(0)
+}
+
+#[derive(Args)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    all: bool,
+    /// Only display container IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// Show n last created containers (includes all states)
+    #[arg(short = 'n', long = "last")]
+    last: Option<i64>,
+    /// Show the latest created container (includes all states)
+    #[arg(short, long)]
+    latest: bool,
+    /// Display total file sizes
+    #[arg(short, long)]
+    size: bool,
+    /// Filter output based on conditions provided
+    #[arg(short, long = "filter")]
+    filter: Vec<String>,
+    /// Format output: table, json, or a template
+    #[arg(long)]
+    format: Option<String>,
+    /// Don't truncate output
+    #[arg(long)]
+    no_trunc: bool,
+}
+
+pub async fn ps(c: &Client, a: PsArgs) -> anyhow::Result<u8> {
+    let mut filters: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for f in &a.filter {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value): {f}"))?;
+        filters.entry(k.into()).or_default().push(v.into());
+    }
+    let limit = if a.latest { 1 } else { a.last.unwrap_or(-1) };
+    let mut path = format!(
+        "/containers/json?all={}&limit={limit}&size={}",
+        a.all as u8, a.size as u8
+    );
+    if !filters.is_empty() {
+        path.push_str(&format!("&filters={}", urlencode(&serde_json::to_string(&filters)?)));
+    }
+    let list: Vec<Value> = c.get_json(&path).await?;
+    let short = |id: &str| {
+        if a.no_trunc {
+            id.to_string()
+        } else {
+            id.chars().take(12).collect()
+        }
+    };
+    if a.quiet {
+        for v in &list {
+            println!("{}", short(v["Id"].as_str().unwrap_or("")));
+        }
+        return Ok(0);
+    }
+    let rows: Vec<Value> = list
+        .iter()
+        .map(|v| {
+            let cmd = v["Command"].as_str().unwrap_or("");
+            let cmd = if a.no_trunc || cmd.chars().count() <= 20 { cmd.to_string() } else { format!("{}…", cmd.chars().take(19).collect::<String>()) };
+            json!({
+                "ID": short(v["Id"].as_str().unwrap_or("")),
+                "Image": v["Image"],
+                "Command": format!("\"{cmd}\""),
+                "CreatedAt": v["Created"],
+                "RunningFor": ago(v["Created"].as_i64().unwrap_or(0)),
+                "Status": v["Status"],
+                "State": v["State"],
+                "Ports": "",
+                "Names": v["Names"].as_array().into_iter().flatten().filter_map(|n| n.as_str()).map(|n| n.trim_start_matches('/')).collect::<Vec<_>>().join(","),
+                "Labels": v["Labels"],
+            })
+        })
+        .collect();
+    match a.format.as_deref() {
+        Some("json") => rows.iter().for_each(|r| println!("{r}")),
+        Some(t) if t != "table" => {
+            let t = t.strip_prefix("table ").unwrap_or(t);
+            rows.iter().for_each(|r| println!("{}", crate::output::template(t, r)));
+        }
+        _ => {
+            let mut out = vec![[
+                "CONTAINER ID",
+                "IMAGE",
+                "COMMAND",
+                "CREATED",
+                "STATUS",
+                "PORTS",
+                "NAMES",
+            ]
+            .map(String::from)
+            .to_vec()];
+            for r in &rows {
+                let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
+                out.push(vec![
+                    s("ID"),
+                    s("Image"),
+                    s("Command"),
+                    s("RunningFor"),
+                    s("Status"),
+                    s("Ports"),
+                    s("Names"),
+                ]);
+            }
+            print!("{}", table(&out));
+        }
+    }
+    Ok(0)
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// Follow log output
+    #[arg(short, long)]
+    follow: bool,
+    /// Number of lines to show from the end of the logs
+    #[arg(short = 'n', long, default_value = "all")]
+    tail: String,
+    /// Show timestamps
+    #[arg(short, long)]
+    timestamps: bool,
+    /// Show logs since timestamp (RFC 3339 or unix seconds)
+    #[arg(long)]
+    since: Option<String>,
+    /// Show logs before a timestamp
+    #[arg(long)]
+    until: Option<String>,
+    container: String,
+}
+
+pub async fn logs(c: &Client, a: LogsArgs) -> anyhow::Result<u8> {
+    let info: Value = c.get_json(&format!("/containers/{}/json", a.container)).await?;
+    let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+    let mut q = format!(
+        "stdout=1&stderr=1&follow={}&timestamps={}&tail={}",
+        a.follow as u8,
+        a.timestamps as u8,
+        urlencode(&a.tail)
+    );
+    for (k, v) in [("since", &a.since), ("until", &a.until)] {
+        if let Some(v) = v {
+            q.push_str(&format!("&{k}={}", urlencode(&relative_time(v))));
+        }
+    }
+    let resp = c
+        .request(
+            Method::GET,
+            &format!("/containers/{}/logs?{q}", a.container),
+            empty(),
+            None,
+        )
+        .await?;
+    let body = resp.into_body();
+    let stream = http_body_util::BodyStream::new(body);
+    let reader = tokio_util_reader(stream);
+    pump_output(reader, tty).await?;
+    Ok(0)
+}
+
+/// `10m`, `1h` before now, or a timestamp as given.
+fn relative_time(v: &str) -> String {
+    let unit = v.chars().last().unwrap_or(' ');
+    let n: Option<i64> = v[..v.len().saturating_sub(1)].parse().ok();
+    match (n, unit) {
+        (Some(n), 's') => (chrono::Utc::now().timestamp() - n).to_string(),
+        (Some(n), 'm') => (chrono::Utc::now().timestamp() - n * 60).to_string(),
+        (Some(n), 'h') => (chrono::Utc::now().timestamp() - n * 3600).to_string(),
+        _ => v.to_string(),
+    }
+}
+
+fn tokio_util_reader<B>(s: http_body_util::BodyStream<B>) -> impl tokio::io::AsyncRead + Unpin
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    use futures_util::TryStreamExt;
+    let s = s
+        .try_filter_map(|f| async move { Ok(f.into_data().ok()) })
+        .map_err(|e| std::io::Error::other(e.to_string()));
+    tokio_util::io::StreamReader::new(Box::pin(s))
+}
+
+/// `docker inspect` of a container, falling back to images (as the docker CLI does).
+pub async fn inspect_any(c: &Client, name: &str) -> Result<Value, ClientError> {
+    match c.get_json::<Value>(&format!("/containers/{name}/json")).await {
+        Err(ClientError::Api { status, .. }) if status == http::StatusCode::NOT_FOUND => {
+            c.get_json(&format!("/images/{name}/json")).await
+        }
+        other => other,
+    }
+}

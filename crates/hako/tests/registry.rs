@@ -1,0 +1,681 @@
+//! The registry with real peers: skopeo and podman against `hako registry serve`; hako's
+//! push and pull against the reference registry (Debian's docker-registry, CNCF
+//! distribution 2.8) and against hako's own; the docker CLI pushing and pulling through
+//! hakod; `hako login`/`logout` with the token flow; and `kill -9` of the registry during
+//! 20 concurrent pushes. Every server a test starts listens on 127.0.0.1 only and is
+//! stopped by PID; every temp dir is removed.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+use common::{busybox_tarball, hako_bin, stderr, stdout, TestDaemon};
+
+fn require(tool: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{tool} is not installed: run scripts/install-deps.sh (docker-registry, podman, skopeo)"
+    );
+}
+
+fn run_ok(c: &mut Command) -> String {
+    let o = c.output().unwrap_or_else(|e| panic!("run {c:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{c:?} failed ({}): {}\n{}",
+        o.status,
+        stderr(&o),
+        stdout(&o)
+    );
+    stdout(&o)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+/// Waits until `GET /v2/` on the port answers (any status).
+fn wait_http(port: u16, child: &mut Child, log: &Path) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\nHost: x\r\n\r\n");
+            let mut buf = [0u8; 12];
+            if std::io::Read::read(&mut s, &mut buf).map(|n| n > 0).unwrap_or(false) {
+                return;
+            }
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!(
+                "server exited ({st}): {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "server on {port} did not answer: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// `hako registry serve` as its own process.
+struct HakoRegistry {
+    dir: tempfile::TempDir,
+    port: u16,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl HakoRegistry {
+    fn start(args: &[&str]) -> HakoRegistry {
+        let dir = tempfile::Builder::new()
+            .prefix("hako-registry-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let mut r = HakoRegistry {
+            dir,
+            port: free_port(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        r.spawn();
+        r
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let log_path = self.dir.path().join("registry.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        let mut child = Command::new(hako_bin())
+            .args(["registry", "serve", "--addr", &self.host(), "--root"])
+            .arg(self.root())
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        wait_http(self.port, &mut child, &log_path);
+        self.child = Some(child);
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn gc(&self, extra: &[&str]) -> String {
+        run_ok(
+            Command::new(hako_bin())
+                .args(["registry", "gc", "--root"])
+                .arg(self.root())
+                .args(extra),
+        )
+    }
+}
+
+impl Drop for HakoRegistry {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = rustix::process::kill_process(rustix::process::Pid::from_child(&c), rustix::process::Signal::TERM);
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The reference registry: `docker-registry serve CONFIG.yml`, filesystem storage, on
+/// 127.0.0.1 only, no auth.
+struct Distribution {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Distribution {
+    fn start() -> Distribution {
+        require("docker-registry");
+        let dir = tempfile::Builder::new()
+            .prefix("hako-distribution-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let port = free_port();
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let log_path = dir.path().join("registry.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        wait_http(port, &mut child, &log_path);
+        Distribution {
+            dir,
+            port,
+            child: Some(child),
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Distribution {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = &self.dir;
+    }
+}
+
+/// skopeo with no signature policy (local test registries only).
+fn skopeo(args: &[&str]) -> String {
+    require("skopeo");
+    run_ok(Command::new("skopeo").arg("--insecure-policy").args(args))
+}
+
+fn skopeo_digest(image: &str) -> String {
+    let v: Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]))
+    .unwrap();
+    v["Digest"].as_str().unwrap().to_string()
+}
+
+/// Writes an OCI image layout with the given gzipped layers; returns the manifest digest.
+fn oci_layout(dir: &Path, layers: &[Vec<u8>]) -> String {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    let put = |b: &[u8]| {
+        let h = sha256_hex(b);
+        std::fs::write(dir.join("blobs/sha256").join(&h), b).unwrap();
+        format!("sha256:{h}")
+    };
+    let mut descs = Vec::new();
+    let mut diffs = Vec::new();
+    for l in layers {
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&l[..]), &mut raw).unwrap();
+        diffs.push(format!("sha256:{}", sha256_hex(&raw)));
+        descs.push(
+            json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": put(l), "size": l.len()}),
+        );
+    }
+    let cfg = json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]}, "rootfs": {"type": "layers", "diff_ids": diffs}}).to_string();
+    let cd = put(cfg.as_bytes());
+    let m = json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cfg.len()},
+        "layers": descs,
+    })
+    .to_string();
+    let md = put(m.as_bytes());
+    let index = json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": m.len(), "annotations": {"org.opencontainers.image.ref.name": "latest"}}]});
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    md
+}
+
+/// A gzipped tar with one file of `size` pseudo-random bytes.
+fn layer(name: &str, size: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let data: Vec<u8> = (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(size as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, name, &data[..]).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&b.into_inner().unwrap()).unwrap();
+    gz.finish().unwrap()
+}
+
+/// podman with private storage (as in interop.rs), for pull and push only.
+struct Podman {
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Podman {
+    fn new() -> Podman {
+        require("podman");
+        let dir = tempfile::Builder::new()
+            .prefix("hako-reg-podman-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let p = dir.path();
+        std::fs::create_dir_all(p.join("tmp")).unwrap();
+        std::fs::write(
+            p.join("containers.conf"),
+            format!(
+                "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nevents_logfile_path = \"{p}/events.log\"\ntmp_dir = \"{p}/tmp\"\nlock_type = \"file\"\n",
+                p = p.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            p.join("storage.conf"),
+            format!(
+                "[storage]\ndriver = \"overlay\"\ngraphroot = \"{p}/root\"\nrunroot = \"{p}/run\"\n",
+                p = p.display()
+            ),
+        )
+        .unwrap();
+        Podman { dir: Some(dir) }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let p = self.dir.as_ref().unwrap().path();
+        let mut c = Command::new("podman");
+        c.arg("--root")
+            .arg(p.join("root"))
+            .arg("--runroot")
+            .arg(p.join("run"))
+            .args(["--storage-driver", "overlay"])
+            .args(args)
+            .env("CONTAINERS_CONF", p.join("containers.conf"))
+            .env("CONTAINERS_STORAGE_CONF", p.join("storage.conf"))
+            .env("TMPDIR", p.join("tmp"));
+        c
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        run_ok(&mut self.cmd(args))
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let Some(dir) = self.dir.take() else { return };
+        let _ = self
+            .cmd(&["system", "reset", "-f"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .output();
+        let prefix = format!("{}/", dir.path().display());
+        let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(String::from))
+            .filter(|m| m.starts_with(&prefix))
+            .collect();
+        for m in mounts.iter().rev() {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+        let _ = dir.close();
+    }
+}
+
+fn hako_ok(d: &TestDaemon, args: &[&str]) -> String {
+    d.ok(args)
+}
+
+fn hako_digests(d: &TestDaemon, name: &str) -> Vec<String> {
+    let v: Value = serde_json::from_str(&d.ok(&["inspect", name])).unwrap();
+    v[0]["RepoDigests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn skopeo_and_podman_push_and_pull_with_hakos_registry() {
+    let reg = HakoRegistry::start(&[]);
+    let work = tempfile::Builder::new()
+        .prefix("hako-reg-work-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let tgz = std::fs::read(busybox_tarball()).unwrap();
+    let md = oci_layout(&work.path().join("src"), &[tgz, layer("extra.bin", 200_000, 7)]);
+    let host = reg.host();
+    let dest = format!("{host}/lib/busybox:1");
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:latest", work.path().join("src").display()),
+        &format!("docker://{dest}"),
+    ]);
+    assert_eq!(skopeo_digest(&dest), md);
+    // skopeo copies it back byte for byte (it verifies every blob's digest).
+    let back = work.path().join("back");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{dest}"),
+        &format!("oci:{}:x", back.display()),
+    ]);
+    let idx: Value = serde_json::from_str(&std::fs::read_to_string(back.join("index.json")).unwrap()).unwrap();
+    assert_eq!(idx["manifests"][0]["digest"], md);
+    // podman pulls it, pushes it under another name; the same digest everywhere.
+    let pm = Podman::new();
+    pm.ok(&["pull", "--tls-verify=false", &dest]);
+    let again = format!("{host}/podman/copy:2");
+    pm.ok(&["tag", &dest, &again]);
+    pm.ok(&["push", "--tls-verify=false", &again]);
+    let pushed = skopeo_digest(&again);
+    let tags: Value = serde_json::from_str(&run_ok(
+        Command::new("curl").args(["-sf", &format!("http://{host}/v2/podman/copy/tags/list")]),
+    ))
+    .unwrap();
+    assert_eq!(tags["tags"], json!(["2"]));
+    // podman may recompress on push; whatever it pushed must pull back intact.
+    pm.ok(&["rmi", "-a", "-f"]);
+    pm.ok(&["pull", "--tls-verify=false", &again]);
+    let v: Value = serde_json::from_str(&pm.ok(&["image", "inspect", &again])).unwrap();
+    assert_eq!(v[0]["Digest"].as_str().unwrap(), pushed);
+}
+
+#[test]
+fn hako_push_pull_with_the_reference_registry_and_hakos() {
+    let dist = Distribution::start();
+    let reg = HakoRegistry::start(&[]);
+    let d = TestDaemon::start();
+    d.import_busybox();
+    let mut digests = Vec::new();
+    for host in [dist.host(), reg.host()] {
+        let name = format!("{host}/hako/busybox:v1");
+        hako_ok(&d, &["tag", "busybox:latest", &name]);
+        let out = hako_ok(&d, &["push", &name]);
+        assert!(out.contains("v1: digest: sha256:"), "{out}");
+        let digest = out
+            .lines()
+            .find_map(|l| l.split("digest: ").nth(1))
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string();
+        assert_eq!(skopeo_digest(&name), digest, "{host}");
+        digests.push(digest.clone());
+        // Pull it back into an empty daemon: same image ID, same repo digest.
+        let d2 = TestDaemon::start();
+        let out = d2.ok(&["pull", &name]);
+        assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+        assert_eq!(
+            d2.ok(&["inspect", "-f", "{{.Id}}", &name]).trim(),
+            d.ok(&["inspect", "-f", "{{.Id}}", "busybox:latest"]).trim()
+        );
+        assert_eq!(hako_digests(&d2, &name), vec![format!("{host}/hako/busybox@{digest}")]);
+        // By digest too.
+        d2.ok(&["rmi", &name]);
+        d2.ok(&["pull", &format!("{host}/hako/busybox@{digest}")]);
+        assert!(
+            d2.ok(&["system", "check"]).to_lowercase().contains("no problems")
+                || d2.hako(&["system", "check"]).status.success()
+        );
+    }
+    assert_eq!(
+        digests[0], digests[1],
+        "the same image has one digest on both registries"
+    );
+    // skopeo copies between the two registries; hako pulls the copy.
+    let from = format!("docker://{}/hako/busybox:v1", dist.host());
+    let to = format!("docker://{}/copied/busybox:v1", reg.host());
+    skopeo(&["copy", "--src-tls-verify=false", "--dest-tls-verify=false", &from, &to]);
+    assert_eq!(skopeo_digest(&format!("{}/copied/busybox:v1", reg.host())), digests[0]);
+}
+
+#[test]
+fn docker_cli_pushes_and_pulls_through_hakod() {
+    require("docker");
+    let reg = HakoRegistry::start(&[]);
+    let d = TestDaemon::start();
+    d.import_busybox();
+    let name = format!("{}/docker/busybox:latest", reg.host());
+    let o = d.docker(&["tag", "busybox:latest", &name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = d.docker(&["push", &name]);
+    assert!(o.status.success(), "docker push: {}\n{}", stderr(&o), d.log());
+    let out = stdout(&o);
+    assert!(out.contains("latest: digest: sha256:"), "{out}");
+    let digest = skopeo_digest(&name);
+    assert!(out.contains(&digest));
+    let d2 = TestDaemon::start();
+    let o = d2.docker(&["pull", &name]);
+    assert!(o.status.success(), "docker pull: {}\n{}", stderr(&o), d2.log());
+    assert!(stdout(&o).contains(&format!("Digest: {digest}")), "{}", stdout(&o));
+    let o = d2.docker(&[
+        "images",
+        "--digests",
+        "--format",
+        "{{.Repository}} {{.Tag}} {{.Digest}}",
+    ]);
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("{}/docker/busybox latest {digest}", reg.host())
+    );
+    let o = d2.docker(&["pull", &format!("{}/docker/nothing:here", reg.host())]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("manifest unknown"), "{}", stderr(&o));
+}
+
+#[test]
+fn login_logout_and_the_token_flow_through_hakod() {
+    let work = tempfile::Builder::new()
+        .prefix("hako-reg-auth-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let ht = work.path().join("htpasswd");
+    // `hako registry htpasswd` writes the bcrypt entry, as `htpasswd -nB` would.
+    let mut c = Command::new(hako_bin());
+    c.args(["registry", "htpasswd", "--cost", "5", "alice"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut ch = c.spawn().unwrap();
+    ch.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    let entry = ch.wait_with_output().unwrap();
+    assert!(entry.status.success());
+    std::fs::write(&ht, &entry.stdout).unwrap();
+    let reg = HakoRegistry::start(&["--auth", "token", "--htpasswd", ht.to_str().unwrap()]);
+    let d = TestDaemon::start_with_env(&[]);
+    d.import_busybox();
+    let docker_config = work.path().join("docker-config");
+    let env = |c: &mut Command| {
+        c.env("DOCKER_CONFIG", &docker_config);
+    };
+    let name = format!("{}/alice/app:v1", reg.host());
+    d.ok(&["tag", "busybox:latest", &name]);
+    let run = |args: &[&str], stdin: Option<&str>| -> Output {
+        let mut c = d.cmd(args);
+        env(&mut c);
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut ch = c.spawn().unwrap();
+        if let Some(s) = stdin {
+            ch.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        drop(ch.stdin.take());
+        ch.wait_with_output().unwrap()
+    };
+    // Not logged in: the push is refused, and nothing is stored.
+    let o = run(&["push", &name], None);
+    assert!(!o.status.success());
+    assert!(stderr(&o).to_lowercase().contains("unauthorized"), "{}", stderr(&o));
+    // Wrong password: login fails, config.json untouched.
+    let o = run(
+        &["login", "-u", "alice", "--password-stdin", &reg.host()],
+        Some("nope\n"),
+    );
+    assert!(!o.status.success());
+    assert!(!docker_config.join("config.json").exists());
+    let o = run(
+        &["login", "-u", "alice", "--password-stdin", &reg.host()],
+        Some("s3cret\n"),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("Login Succeeded"));
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(docker_config.join("config.json")).unwrap()).unwrap();
+    let auth = cfg["auths"][reg.host()]["auth"].as_str().unwrap();
+    assert_eq!(auth, base64_std("alice:s3cret"));
+    let o = run(&["push", &name], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["logout", &reg.host()], None);
+    assert!(stdout(&o).contains("Removing login credentials"));
+    let o = run(&["pull", &name], None);
+    assert!(!o.status.success(), "pull without credentials succeeded");
+}
+
+fn base64_std(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[test]
+fn kill9_during_20_concurrent_pushes_then_gc() {
+    let mut reg = HakoRegistry::start(&[]);
+    let work = tempfile::Builder::new()
+        .prefix("hako-reg-kill-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let mut layouts = Vec::new();
+    for i in 0..20 {
+        let dir = work.path().join(format!("img{i}"));
+        let md = oci_layout(
+            &dir,
+            &[
+                layer("a.bin", 3_000_000, i as u64 + 100),
+                layer("common.bin", 500_000, 1),
+            ],
+        );
+        layouts.push((dir, md));
+    }
+    let mut pushes: Vec<(Child, String, String)> = layouts
+        .iter()
+        .enumerate()
+        .map(|(i, (dir, md))| {
+            let dest = format!("{}/crash/img{i}:v1", reg.host());
+            let child = Command::new("skopeo")
+                .args(["--insecure-policy", "copy", "--dest-tls-verify=false"])
+                .arg(format!("oci:{}:latest", dir.display()))
+                .arg(format!("docker://{dest}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            (child, dest, md.clone())
+        })
+        .collect();
+    // Kill the registry once a few pushes were acknowledged, while others are in flight.
+    let start = Instant::now();
+    let mut done = 0;
+    while start.elapsed() < Duration::from_secs(60) {
+        done = pushes
+            .iter_mut()
+            .filter_map(|(c, _, _)| c.try_wait().ok().flatten())
+            .filter(|s| s.success())
+            .count();
+        if done >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    reg.kill9();
+    let mut acknowledged = Vec::new();
+    for (mut c, dest, md) in pushes {
+        if c.wait().unwrap().success() {
+            acknowledged.push((dest, md));
+        }
+    }
+    assert!(acknowledged.len() >= done && !acknowledged.is_empty());
+    assert!(
+        acknowledged.len() < 20,
+        "every push finished before the kill; the test proves nothing"
+    );
+    reg.spawn();
+    let out = reg.gc(&["--grace", "0"]);
+    assert!(out.contains("removed"), "{out}");
+    // Everything acknowledged pulls intact (skopeo verifies every digest).
+    for (i, (dest, md)) in acknowledged.iter().enumerate() {
+        assert_eq!(&skopeo_digest(dest), md);
+        let back = work.path().join(format!("back{i}"));
+        skopeo(&[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{dest}"),
+            &format!("oci:{}:x", back.display()),
+        ]);
+    }
+    // Nothing half-visible: every tag any repository lists pulls intact.
+    for i in 0..20 {
+        let url = format!("http://{}/v2/crash/img{i}/tags/list", reg.host());
+        let o = Command::new("curl").args(["-s", &url]).output().unwrap();
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+        for t in v["tags"].as_array().cloned().unwrap_or_default() {
+            let dest = format!("{}/crash/img{i}:{}", reg.host(), t.as_str().unwrap());
+            let back = work.path().join(format!("check{i}"));
+            skopeo(&[
+                "copy",
+                "--src-tls-verify=false",
+                &format!("docker://{dest}"),
+                &format!("oci:{}:x", back.display()),
+            ]);
+        }
+    }
+    // The interrupted pushes can simply be run again.
+    for (i, (dir, md)) in layouts.iter().enumerate() {
+        let dest = format!("{}/crash/img{i}:v1", reg.host());
+        skopeo(&[
+            "copy",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:latest", dir.display()),
+            &format!("docker://{dest}"),
+        ]);
+        assert_eq!(&skopeo_digest(&dest), md);
+    }
+    let out = reg.gc(&["--dry-run", "--grace", "0"]);
+    assert!(out.contains("would remove 0 blobs"), "{out}");
+}
