@@ -5,7 +5,7 @@ set -euo pipefail
 
 # busybox-static and debootstrap make the base images; podman, skopeo and umoci are the
 # peers of the interop tests and benchmarks; hyperfine times the benchmarks.
-pkgs=(busybox-static debootstrap podman skopeo umoci crun hyperfine tar gzip ca-certificates)
+pkgs=(busybox-static debootstrap podman skopeo umoci crun hyperfine tar gzip ca-certificates docker-registry curl openssl)
 # The docker CLI drives hakod in the interop tests; Debian's docker.io ships one.
 command -v docker >/dev/null 2>&1 || pkgs+=(docker.io)
 

@@ -144,7 +144,8 @@ impl Client {
             .body(body)
             .map_err(|e| ClientError::Protocol(format!("bad request {path}: {e}")))?;
         let resp = self.send(req).await?;
-        if resp.status().is_success() {
+        // 304: start or stop with no effect, which Docker's CLI takes as success.
+        if resp.status().is_success() || resp.status() == StatusCode::NOT_MODIFIED {
             return Ok(resp);
         }
         let status = resp.status();

@@ -469,6 +469,19 @@ impl ImageService {
         Ok(rows)
     }
 
+    /// Unpacks an uncompressed layer tar from a stream (a pull unpacks while it downloads)
+    /// into the snapshot for `parent`'s chain, refusing content whose diff ID differs from
+    /// `expected_diff_id`. The caller still commits the blob itself.
+    pub fn unpack_layer_stream<R: Read>(
+        &self,
+        lease: &Lease,
+        tar: R,
+        parent: Option<&Digest>,
+        expected_diff_id: Option<&Digest>,
+    ) -> Result<crate::unpack::Unpacked, ImageError> {
+        Ok(self.snapshots.unpack(lease, tar, parent, expected_diff_id)?)
+    }
+
     /// Records of layers the store already knows, by blob digest (to skip re-hashing).
     pub fn known_layers(&self) -> Result<BTreeMap<Digest, LayerRecord>, ImageError> {
         let mut out = BTreeMap::new();

@@ -210,14 +210,17 @@ fn setup(cfg: &Config, seccomp: Option<&[libc::sock_filter]>, console: Console) 
     Err(exec_error(&p.args[0], e))
 }
 
+/// Docker's words and exit codes for a failed execve (the CLI looks for these strings).
 fn exec_error(cmd: &str, e: std::io::Error) -> InitError {
-    let code = match e.raw_os_error() {
-        Some(libc::ENOENT) => 127,
-        _ => 126,
+    let (code, text) = match e.raw_os_error() {
+        Some(libc::ENOENT) => (127, "no such file or directory".to_string()),
+        Some(libc::EACCES) => (126, "permission denied".to_string()),
+        Some(libc::ENOEXEC) => (126, "exec format error".to_string()),
+        _ => (126, e.to_string()),
     };
     InitError {
         code,
-        message: format!("exec: {cmd:?}: {e}"),
+        message: format!("exec: {cmd:?}: {text}"),
     }
 }
 

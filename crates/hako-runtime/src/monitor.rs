@@ -237,7 +237,12 @@ fn run_inner(dir: &Path) -> io::Result<()> {
     listener.set_nonblocking(true)?;
 
     let cgroup = match &spec.cgroup {
-        Some(res) => Some(crate::cgroups::Cgroup::create(None, &spec.cgroup_name, res).map_err(io::Error::other)?),
+        // Once more on failure: another monitor may have just removed the shared parent.
+        Some(res) => Some(
+            crate::cgroups::Cgroup::create(None, &spec.cgroup_name, res)
+                .or_else(|_| crate::cgroups::Cgroup::create(None, &spec.cgroup_name, res))
+                .map_err(io::Error::other)?,
+        ),
         None => None,
     };
 
@@ -306,7 +311,7 @@ fn run_inner(dir: &Path) -> io::Result<()> {
         unsafe { libc::waitpid(pid, &mut status, 0) };
         let (code, text) = msg.split_once('\n').unwrap_or(("125", msg.as_str()));
         if let Some(cg) = &cgroup {
-            let _ = cg.remove();
+            remove_cgroup(cg);
         }
         let st = MonitorState {
             status: "exited".into(),
@@ -472,7 +477,7 @@ fn run_inner(dir: &Path) -> io::Result<()> {
         .unwrap_or(false);
     if let Some(cg) = &cgroup {
         let _ = cg.kill_all(libc::SIGKILL);
-        let _ = cg.remove();
+        remove_cgroup(cg);
     }
     for c in &mut clients {
         let _ = c.stream.shutdown(std::net::Shutdown::Both);
@@ -492,6 +497,22 @@ fn run_inner(dir: &Path) -> io::Result<()> {
         },
     )?;
     Ok(())
+}
+
+/// Removes the container's cgroup, and the shared `hako` parent when it was the last one
+/// (rmdir of a parent in use fails harmlessly), so nothing of hako stays in the hierarchy.
+fn remove_cgroup(cg: &crate::cgroups::Cgroup) {
+    let paths = cg.paths();
+    let _ = cg.remove();
+    for p in paths {
+        if let Some(parent) = p.parent().filter(|d| {
+            d.file_name()
+                .map(|n| n == crate::cgroups::DEFAULT_PARENT)
+                .unwrap_or(false)
+        }) {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
 }
 
 fn set_nonblocking(fd: &OwnedFd) {

@@ -336,12 +336,15 @@ impl Podman {
 
 impl Drop for Podman {
     fn drop(&mut self) {
-        let Some(dir) = self.dir.take() else { return };
+        if self.dir.is_none() {
+            return;
+        }
         let _ = self
             .cmd(&["system", "reset", "-f"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .output();
+        let Some(dir) = self.dir.take() else { return };
         let prefix = format!("{}/", dir.path().display());
         let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
             .unwrap_or_default()
@@ -678,4 +681,79 @@ fn kill9_during_20_concurrent_pushes_then_gc() {
     }
     let out = reg.gc(&["--dry-run", "--grace", "0"]);
     assert!(out.contains("would remove 0 blobs"), "{out}");
+}
+
+#[test]
+fn tls_from_a_config_file_with_skopeo_and_hako() {
+    let work = tempfile::Builder::new()
+        .prefix("hako-reg-tls-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let certs = work.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (cert, key) = (certs.join("ca.crt"), work.path().join("registry.key"));
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+            ])
+            .args([
+                "-days",
+                "1",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+    );
+    let cfg = work.path().join("registry.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "upload_expiry_secs = 600\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let reg = HakoRegistry::start(&["--config", cfg.to_str().unwrap()]);
+    // skopeo verifies the certificate against the CA we give it (docker's certs.d layout).
+    let src = work.path().join("src");
+    let md = oci_layout(&src, &[layer("t.bin", 100_000, 9)]);
+    let dest = format!("{}/tls/img:v1", reg.host());
+    skopeo(&[
+        "copy",
+        "--dest-cert-dir",
+        certs.to_str().unwrap(),
+        &format!("oci:{}:latest", src.display()),
+        &format!("docker://{dest}"),
+    ]);
+    let v: Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--cert-dir",
+        certs.to_str().unwrap(),
+        &format!("docker://{dest}"),
+    ]))
+    .unwrap();
+    assert_eq!(v["Digest"], md);
+    // Without the CA, a verifying client refuses the self-signed certificate.
+    let o = Command::new("skopeo")
+        .args(["inspect", &format!("docker://{dest}")])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    // hakod reaches a loopback registry over TLS without checks, as dockerd does.
+    let d = TestDaemon::start();
+    let out = d.ok(&["pull", &dest]);
+    assert!(out.contains(&format!("Digest: {md}")), "{out}");
 }

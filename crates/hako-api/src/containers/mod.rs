@@ -242,9 +242,16 @@ impl Containers {
         let this = self.clone();
         let rec2 = rec.clone();
         let dir2 = dir.clone();
-        let child = tokio::task::spawn_blocking(move || setup::launch(&this, &rec2, &dir2, wait_attach))
+        let launched = tokio::task::spawn_blocking(move || setup::launch(&this, &rec2, &dir2, wait_attach))
             .await
-            .map_err(|e| ApiError::internal(e.to_string()))??;
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let child = match launched {
+            Ok(c) => c,
+            Err(err) => {
+                self.start_failed(&rec);
+                return Err(err);
+            }
+        };
         // Pending attaches connect once the monitor listens; it holds the container until
         // they have.
         if wait_attach > 0 {
@@ -262,7 +269,8 @@ impl Containers {
         e.started.notify_waiters();
         let state = wait_started(&dir).await;
         match state {
-            Some(st) if st.status == "running" => {
+            // A short-lived container may already have exited: it did start.
+            Some(st) if st.status == "running" || (st.status == "exited" && st.error.is_none()) => {
                 let mut r = e.rec.lock().unwrap(); // unwrap: see insert
                 r.state = State {
                     status: "running".into(),
@@ -294,19 +302,7 @@ impl Containers {
                 let snapshot = r.clone();
                 drop(r);
                 self.save(&snapshot)?;
-                if rec
-                    .host_config
-                    .get("AutoRemove")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false)
-                {
-                    // `run --rm` waits for the removal after a failed start, as with Docker.
-                    let this = self.clone();
-                    let id = rec.id.clone();
-                    tokio::spawn(async move {
-                        let _ = this.remove(&id, true, true).await;
-                    });
-                }
+                self.start_failed(&rec);
                 let status = if code == 127 || code == 126 {
                     http::StatusCode::BAD_REQUEST
                 } else {
@@ -314,6 +310,22 @@ impl Containers {
                 };
                 Err(ApiError::new(status, format!("failed to create task for container: failed to create shim task: OCI runtime create failed: {msg}: unknown")))
             }
+        }
+    }
+
+    /// `run --rm` waits for the removal after a failed start, as with Docker.
+    fn start_failed(self: &Arc<Self>, rec: &ContainerRecord) {
+        if rec
+            .host_config
+            .get("AutoRemove")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+        {
+            let this = self.clone();
+            let id = rec.id.clone();
+            tokio::spawn(async move {
+                let _ = this.remove(&id, true, true).await;
+            });
         }
     }
 

@@ -10,7 +10,6 @@ pub mod ratelimit;
 pub mod token;
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use axum::http::{header, HeaderMap, StatusCode};
@@ -327,10 +326,6 @@ impl Auth {
             "expires_in": ttl.as_secs(),
             "issued_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         }))
-    }
-
-    pub fn default_key_path(root: &Path) -> std::path::PathBuf {
-        root.join("token.key")
     }
 }
 

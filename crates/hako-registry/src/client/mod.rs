@@ -19,7 +19,7 @@ use std::sync::{Mutex, OnceLock, RwLock};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
@@ -755,11 +755,6 @@ pub fn decode_registry_auth(v: Option<&HeaderValue>) -> Option<Credentials> {
 pub fn encode_registry_auth(c: &Credentials, server: &str) -> String {
     let v = serde_json::json!({"username": c.username, "password": c.password, "serveraddress": server});
     base64::engine::general_purpose::URL_SAFE.encode(v.to_string())
-}
-
-/// Headers of a response, for callers that look at them.
-pub fn header_str<'a>(h: &'a HeaderMap, k: &str) -> Option<&'a str> {
-    h.get(k).and_then(|v| v.to_str().ok())
 }
 
 #[cfg(test)]

@@ -14,7 +14,9 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tokio::sync::{mpsc, Semaphore};
 
+use hako_image::compression::Compression;
 use hako_image::model::LayerRecord;
+use hako_image::unpack::Unpacked;
 use hako_image::{ImageRecord, ImageService, Reference};
 use hako_store::Lease;
 
@@ -26,6 +28,7 @@ use crate::manifest::{self, Descriptor, Manifest};
 /// Layers fetched at once (dockerd's default is 3).
 const PARALLEL: usize = 3;
 const ATTEMPTS: u32 = 5;
+const BATCH: usize = 1 << 20;
 
 pub const ACCEPT: [&str; 4] = [
     manifest::OCI_MANIFEST,
@@ -87,28 +90,92 @@ enum Chunk {
     Restart,
 }
 
-/// Writes what arrives into an ingest and commits it against the expected digest.
+/// What the unpacker of a layer being downloaded receives.
+enum Tee {
+    Data(Bytes),
+    /// The download restarted: this stream is void (the layer is unpacked from the store).
+    Abort,
+}
+
+/// A blocking reader over the tee channel.
+struct TeeReader {
+    rx: std::sync::mpsc::Receiver<Tee>,
+    cur: Bytes,
+}
+
+impl std::io::Read for TeeReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.recv() {
+                Ok(Tee::Data(b)) => self.cur = b,
+                Ok(Tee::Abort) => return Err(std::io::Error::other("download restarted")),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.cur.len());
+        out[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
+    }
+}
+
+/// Writes what arrives into an ingest (and to the unpacker, if any) and commits it
+/// against the expected digest.
 fn writer(
     images: Arc<ImageService>,
     lease: Arc<Lease>,
     mut rx: mpsc::Receiver<Chunk>,
     expected: hako_store::Digest,
     size: u64,
+    mut tee: Option<std::sync::mpsc::SyncSender<Tee>>,
 ) -> Result<(), ClientError> {
     let mut ing = images.content().ingest().map_err(local)?;
     while let Some(c) = rx.blocking_recv() {
         match c {
-            Chunk::Data(b) => ing
-                .write_all(&b)
-                .map_err(|e| local(format!("writing blob {expected}: {e}")))?,
-            Chunk::Restart => ing = images.content().ingest().map_err(local)?,
+            Chunk::Data(b) => {
+                ing.write_all(&b)
+                    .map_err(|e| local(format!("writing blob {expected}: {e}")))?;
+                // An unpacker that gave up is simply no longer fed.
+                if tee.as_ref().is_some_and(|t| t.send(Tee::Data(b)).is_err()) {
+                    tee = None;
+                }
+            }
+            Chunk::Restart => {
+                if let Some(t) = tee.take() {
+                    let _ = t.send(Tee::Abort);
+                }
+                ing = images.content().ingest().map_err(local)?;
+            }
         }
     }
+    drop(tee);
     images
         .content()
         .commit(ing, &lease, Some(&expected), Some(size))
         .map_err(|e| ClientError::Invalid(format!("downloaded blob is corrupt: {e}")))?;
     Ok(())
+}
+
+/// Unpacks a layer from the tee while it downloads.
+fn stream_unpack(
+    images: Arc<ImageService>,
+    lease: Arc<Lease>,
+    rx: std::sync::mpsc::Receiver<Tee>,
+    job: UnpackJob,
+) -> Result<Unpacked, hako_image::ImageError> {
+    let mut r = std::io::BufReader::with_capacity(1 << 20, TeeReader { rx, cur: Bytes::new() });
+    let comp = Compression::sniff(&mut r).map_err(hako_image::ImageError::io("reading the layer stream"))?;
+    let dec = comp
+        .decoder(r)
+        .map_err(hako_image::ImageError::io("decompressing the layer stream"))?;
+    images.unpack_layer_stream(&lease, dec, job.parent.as_ref(), Some(&job.diff_id))
+}
+
+/// A layer to unpack while it downloads: its parent's chain ID and its diff ID.
+#[derive(Clone)]
+struct UnpackJob {
+    parent: Option<hako_store::Digest>,
+    diff_id: hako_store::Digest,
 }
 
 /// Downloads one blob into the content store, resuming after broken connections.
@@ -119,12 +186,25 @@ async fn download(
     images: Arc<ImageService>,
     lease: Arc<Lease>,
     sink: Option<Sink>,
-) -> Result<(), ClientError> {
+    unpack: Option<UnpackJob>,
+) -> Result<Option<Unpacked>, ClientError> {
     let expected = store_digest(&desc.digest)?;
     let id = progress::short(&desc.digest);
     let (tx, rx) = mpsc::channel::<Chunk>(32);
+    // The unpacker runs beside the writer, on the second core, fed the same bytes.
+    let (tee, unpacker) = match unpack {
+        Some(job) => {
+            let (ttx, trx) = std::sync::mpsc::sync_channel::<Tee>(16);
+            let (im, ls) = (images.clone(), lease.clone());
+            (
+                Some(ttx),
+                Some(tokio::task::spawn_blocking(move || stream_unpack(im, ls, trx, job))),
+            )
+        }
+        None => (None, None),
+    };
     let (i2, l2, e2, size) = (images.clone(), lease.clone(), expected.clone(), desc.size);
-    let w = tokio::task::spawn_blocking(move || writer(i2, l2, rx, e2, size));
+    let w = tokio::task::spawn_blocking(move || writer(i2, l2, rx, e2, size, tee));
     let mut got = 0u64;
     let mut throttle = Throttle::new();
     let mut attempt = 0;
@@ -147,6 +227,7 @@ async fn download(
         }
         let mut body = resp.into_body();
         let mut broken = None;
+        let mut pending = bytes::BytesMut::with_capacity(BATCH);
         while let Some(frame) = body.frame().await {
             match frame {
                 Ok(f) => {
@@ -159,7 +240,9 @@ async fn download(
                             )));
                             break;
                         }
-                        if tx.send(Chunk::Data(data)).await.is_err() {
+                        // Hand over ~1 MiB at a time: one wake-up of the writer per MiB.
+                        pending.extend_from_slice(&data);
+                        if pending.len() >= BATCH && tx.send(Chunk::Data(pending.split().freeze())).await.is_err() {
                             broken = Some(local("the blob writer stopped"));
                             break;
                         }
@@ -175,6 +258,10 @@ async fn download(
                     break;
                 }
             }
+        }
+        // What arrived before a break is good data: keep it for the resume.
+        if !pending.is_empty() && tx.send(Chunk::Data(pending.split().freeze())).await.is_err() {
+            broken = Some(local("the blob writer stopped"));
         }
         match broken {
             None if got == desc.size => break Ok(()),
@@ -195,13 +282,29 @@ async fn download(
     };
     drop(tx);
     let written = w.await.map_err(local)?;
+    let unpacked = match unpacker {
+        Some(u) => Some(u.await.map_err(local)?),
+        None => None,
+    };
     fetched?;
     written?;
     if let Some(s) = &sink {
         s(progress::layer(&id, "Verifying Checksum"));
         s(progress::layer(&id, "Download complete"));
     }
-    Ok(())
+    // A diff ID mismatch is the content's fault; any other unpack failure (a restarted
+    // download) leaves the layer to be unpacked from the store.
+    match unpacked {
+        Some(Ok(u)) => Ok(Some(u)),
+        Some(Err(hako_image::ImageError::Unpack(e @ hako_image::unpack::UnpackError::DiffIdMismatch { .. }))) => {
+            Err(ClientError::Invalid(format!("layer {}: {e}", desc.digest)))
+        }
+        Some(Err(e)) => {
+            tracing::debug!(error = %e, layer = %desc.digest, "streamed unpack failed; unpacking from the store");
+            Ok(None)
+        }
+        None => Ok(None),
+    }
 }
 
 /// Pulls `r` into the image store.
@@ -257,6 +360,7 @@ pub async fn pull(
             images.clone(),
             lease.clone(),
             None,
+            None,
         )
         .await?;
     }
@@ -278,7 +382,9 @@ pub async fn pull(
     // Start every missing layer's download at once (PARALLEL at a time).
     let sem = Arc::new(Semaphore::new(PARALLEL));
     let mut jobs = Vec::new();
-    for l in &layers {
+    // Chain IDs follow from the config alone, so every layer can unpack as it downloads.
+    let chains = hako_image::model::chain_ids(&diff_ids);
+    for (i, l) in layers.iter().enumerate() {
         let id = progress::short(&l.digest);
         let blob = store_digest(&l.digest)?;
         if images.content().has(&lease, &blob) {
@@ -296,9 +402,13 @@ pub async fn pull(
             sink.clone(),
             sem.clone(),
         );
+        let job = UnpackJob {
+            parent: if i == 0 { None } else { Some(chains[i - 1].clone()) },
+            diff_id: diff_ids[i].clone(),
+        };
         jobs.push(Some(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await.map_err(local)?;
-            download(c, rp, d, im, ls, Some(sk)).await
+            download(c, rp, d, im, ls, Some(sk), Some(job)).await
         })));
     }
 
@@ -309,9 +419,10 @@ pub async fn pull(
     let mut first_err = None;
     for ((l, diff), job) in layers.iter().zip(&diff_ids).zip(jobs) {
         let fresh = job.is_some();
+        let mut streamed = None;
         if let Some(j) = job {
             match j.await.map_err(local).and_then(|r| r) {
-                Ok(()) => {}
+                Ok(u) => streamed = u,
                 Err(e) => {
                     first_err.get_or_insert(e);
                     continue;
@@ -325,17 +436,26 @@ pub async fn pull(
         if fresh {
             sink(progress::layer(&id, "Extracting"));
         }
-        let (im, ls, kn) = (images.clone(), lease.clone(), known.clone());
-        let (blob, mt, p, dd) = (
-            store_digest(&l.digest)?,
-            l.media_type.clone(),
-            parent.clone(),
-            diff.clone(),
-        );
-        let rec = tokio::task::spawn_blocking(move || im.ensure_layer(&ls, &blob, &mt, p.as_ref(), Some(&dd), &kn))
-            .await
-            .map_err(local)?
-            .map_err(|e| ClientError::Invalid(format!("layer {}: {e}", l.digest)))?;
+        let blob = store_digest(&l.digest)?;
+        let rec = match streamed {
+            Some(u) => LayerRecord {
+                blob,
+                media_type: l.media_type.clone(),
+                blob_size: l.size,
+                diff_id: u.diff_id,
+                chain_id: u.chain_id,
+                size: u.size,
+                tar_size: u.tar_size,
+            },
+            None => {
+                let (im, ls, kn) = (images.clone(), lease.clone(), known.clone());
+                let (mt, p, dd) = (l.media_type.clone(), parent.clone(), diff.clone());
+                tokio::task::spawn_blocking(move || im.ensure_layer(&ls, &blob, &mt, p.as_ref(), Some(&dd), &kn))
+                    .await
+                    .map_err(local)?
+                    .map_err(|e| ClientError::Invalid(format!("layer {}: {e}", l.digest)))?
+            }
+        };
         if fresh {
             sink(progress::layer(&id, "Pull complete"));
         }

@@ -1,7 +1,7 @@
 //! Blob endpoints: GET/HEAD (with Range), DELETE, and the upload session endpoints
 //! (POST, PATCH, PUT, GET status, DELETE).
 
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
@@ -20,7 +20,7 @@ fn blob_unknown(name: &str, d: &Digest) -> RegistryError {
 }
 
 /// A body streamed from a blocking reader, `len` bytes.
-pub(crate) fn stream_body(mut r: Box<dyn Read + Send>, len: u64) -> Body {
+pub(crate) fn stream_body(mut r: Box<dyn crate::storage::BlobRead>, len: u64) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
         let mut left = len;
@@ -86,6 +86,21 @@ fn parse_range(h: &HeaderMap, size: u64) -> Option<Result<(u64, u64), ()>> {
     Some(r)
 }
 
+/// Blobs up to this size are read in the same blocking call that opens them and sent in
+/// one piece; larger ones stream.
+const SMALL_BLOB: u64 = 1 << 20;
+
+enum Opened {
+    Missing,
+    Unsatisfiable(u64),
+    Ready {
+        size: u64,
+        range: Option<(u64, u64)>,
+        small: Option<Vec<u8>>,
+        reader: Option<Box<dyn crate::storage::BlobRead>>,
+    },
+}
+
 pub async fn get(
     state: State,
     name: String,
@@ -95,21 +110,70 @@ pub async fn get(
 ) -> Result<Response, RegistryError> {
     let st = state.clone();
     let (n2, d2) = (name.clone(), d.clone());
-    let size = blocking(move || st.storage.stat_blob(&n2, &d2))
-        .await?
-        .ok_or_else(|| blob_unknown(&name, &d))?;
-    let (status, start, end) = match parse_range(headers, size) {
-        None => (StatusCode::OK, 0, size.saturating_sub(1)),
-        Some(Ok((s, e))) => (StatusCode::PARTIAL_CONTENT, s, e),
-        Some(Err(())) => {
+    let hdrs = headers.clone();
+    // HEAD is how a pusher learns a blob exists: it counts as a use for GC. GET does not.
+    let opened = blocking(move || {
+        let (mut reader, size) = if head {
+            match st.storage.stat_blob(&n2, &d2)? {
+                Some(size) => (None, size),
+                None => return Ok(Opened::Missing),
+            }
+        } else {
+            match st.storage.open_blob(&n2, &d2)? {
+                Some((r, size)) => (Some(r), size),
+                None => return Ok(Opened::Missing),
+            }
+        };
+        let range = match parse_range(&hdrs, size) {
+            None => None,
+            Some(Ok(r)) => Some(r),
+            Some(Err(())) => return Ok(Opened::Unsatisfiable(size)),
+        };
+        let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
+        let len = if size == 0 { 0 } else { end - start + 1 };
+        let mut small = None;
+        if let Some(r) = reader.as_mut() {
+            if start > 0 {
+                r.seek(SeekFrom::Start(start))?;
+            }
+            if len <= SMALL_BLOB {
+                let mut buf = vec![0u8; len as usize];
+                r.read_exact(&mut buf)?;
+                small = Some(buf);
+                reader = None;
+            }
+        }
+        Ok(Opened::Ready {
+            size,
+            range,
+            small,
+            reader,
+        })
+    })
+    .await?;
+    let (size, range, small, reader) = match opened {
+        Opened::Missing => return Err(blob_unknown(&name, &d)),
+        Opened::Unsatisfiable(size) => {
             return Err(RegistryError::new(
                 Code::RangeInvalid,
                 format!("the requested range is outside blob {d} of {size} bytes"),
             )
             .header(header::CONTENT_RANGE, &format!("bytes */{size}")))
         }
+        Opened::Ready {
+            size,
+            range,
+            small,
+            reader,
+        } => (size, range, small, reader),
     };
+    let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
     let len = if size == 0 { 0 } else { end - start + 1 };
+    let status = if range.is_some() {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
     let mut hs = vec![
         ("content-type", "application/octet-stream".to_string()),
         ("content-length", len.to_string()),
@@ -118,18 +182,15 @@ pub async fn get(
         ("etag", format!("\"{d}\"")),
         ("cache-control", "max-age=31536000".to_string()),
     ];
-    if status == StatusCode::PARTIAL_CONTENT {
+    if range.is_some() {
         hs.push(("content-range", format!("bytes {start}-{end}/{size}")));
     }
-    if head || len == 0 {
-        return Ok(respond(status, &hs, Body::empty()));
-    }
-    let (n2, d2) = (name.clone(), d.clone());
-    let st = state.clone();
-    let reader = blocking(move || st.storage.open_blob(&n2, &d2, start))
-        .await?
-        .ok_or_else(|| blob_unknown(&name, &d))?;
-    Ok(respond(status, &hs, stream_body(reader, len)))
+    let body = match (small, reader) {
+        (Some(b), _) => Body::from(b),
+        (None, Some(r)) => stream_body(r, len),
+        (None, None) => Body::empty(),
+    };
+    Ok(respond(status, &hs, body))
 }
 
 pub async fn delete(state: State, name: String, d: Digest) -> Result<Response, RegistryError> {

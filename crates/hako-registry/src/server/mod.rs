@@ -21,8 +21,8 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
-use futures_util::TryStreamExt;
-use tokio_util::io::{StreamReader, SyncIoBridge};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 
 use crate::auth::{Access, Auth};
 use crate::config::Config;
@@ -71,9 +71,66 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 /// A blocking reader of a request body. Use only on the blocking pool.
+///
+/// A task gathers the body's frames (often 16-32 KiB each) into pieces of up to 1 MiB
+/// before handing them over: one cross-thread wake-up per MiB instead of one per frame,
+/// which is most of the server's CPU on a large upload otherwise.
 pub(crate) fn body_reader(body: Body) -> impl io::Read + Send + 'static {
-    let stream = body.into_data_stream().map_err(io::Error::other);
-    SyncIoBridge::new(StreamReader::new(stream))
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
+    tokio::spawn(async move {
+        let mut stream = body.into_data_stream();
+        let mut buf = BytesMut::with_capacity(BATCH);
+        loop {
+            match stream.next().await {
+                Some(Ok(b)) => {
+                    buf.extend_from_slice(&b);
+                    if buf.len() >= BATCH && tx.send(Ok(buf.split().freeze())).await.is_err() {
+                        return;
+                    }
+                    if buf.capacity() < BATCH {
+                        buf.reserve(BATCH);
+                    }
+                }
+                Some(Err(e)) => {
+                    if !buf.is_empty() {
+                        let _ = tx.send(Ok(buf.split().freeze())).await;
+                    }
+                    let _ = tx.send(Err(io::Error::other(e))).await;
+                    return;
+                }
+                None => {
+                    if !buf.is_empty() {
+                        let _ = tx.send(Ok(buf.split().freeze())).await;
+                    }
+                    return;
+                }
+            }
+        }
+    });
+    ChunkReader { rx, cur: Bytes::new() }
+}
+
+const BATCH: usize = 1 << 20;
+
+struct ChunkReader {
+    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    cur: Bytes,
+}
+
+impl io::Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.cur = b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.cur.len());
+        out[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
+    }
 }
 
 /// Query pairs, decoded, in order (repeated keys kept).

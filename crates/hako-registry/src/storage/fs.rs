@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
-use super::{BlobEntry, Reference, Result, Storage, StoredManifest};
+use super::{BlobEntry, BlobRead, Reference, Result, Storage, StoredManifest};
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::{Code, RegistryError};
 use crate::manifest::{self, Manifest};
@@ -215,11 +215,21 @@ impl FsStorage {
         link.is_file()
     }
 
-    fn link(&self, link: &Path, d: &Digest) -> Result<()> {
+    /// Links a blob into a repository: an empty file whose name is the digest. Its creation
+    /// is made durable by fsyncing the directory; it has no content to lose.
+    fn link(&self, link: &Path, _d: &Digest) -> Result<()> {
         if self.linked(link) {
             return Ok(());
         }
-        self.write_atomic(link, d.to_string().as_bytes())
+        let dir = link.parent().expect("links have parents"); // invariant: built under root
+        fs::create_dir_all(dir)?;
+        match OpenOptions::new().write(true).create_new(true).open(link) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        File::open(dir)?.sync_all()?;
+        Ok(())
     }
 
     fn session(&self, id: &str) -> Arc<Mutex<Session>> {
@@ -365,16 +375,14 @@ impl Storage for FsStorage {
         self.with_gc_lock(false, || self.touch_blob(digest))
     }
 
-    fn open_blob(&self, repo: &str, digest: &Digest, offset: u64) -> Result<Option<Box<dyn Read + Send>>> {
+    fn open_blob(&self, repo: &str, digest: &Digest) -> Result<Option<(Box<dyn BlobRead>, u64)>> {
         if !self.linked(&self.layer_link(repo, digest)?) {
             return Ok(None);
         }
         match File::open(self.blob_path(digest)) {
-            Ok(mut f) => {
-                if offset > 0 {
-                    f.seek(SeekFrom::Start(offset))?;
-                }
-                Ok(Some(Box::new(f)))
+            Ok(f) => {
+                let size = f.metadata()?.len();
+                Ok(Some((Box::new(f), size)))
             }
             Err(e) if not_found(&e) => Ok(None),
             Err(e) => Err(e.into()),
@@ -414,11 +422,12 @@ impl Storage for FsStorage {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        // `info` last: a session without it is incomplete and invisible, and purged.
-        self.write_atomic(
-            &dir.join("info"),
-            json!({"repo": repo, "started": started}).to_string().as_bytes(),
-        )?;
+        // `info` last: a session without it is incomplete and invisible, and purged. It is
+        // not fsynced: a session lost in a crash is one the client starts again (404 on
+        // its next request), which the spec allows; a restart keeps it.
+        let tmp = self.tmp_path();
+        fs::write(&tmp, json!({"repo": repo, "started": started}).to_string())?;
+        fs::rename(&tmp, dir.join("info"))?;
         self.session(&id).lock().expect("poisoned only by a panic").hasher = Some((Algorithm::Sha256.hasher(), 0)); // invariant
         Ok(id)
     }

@@ -18,7 +18,7 @@
 
 pub mod fs;
 
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
@@ -30,6 +30,10 @@ use crate::manifest::Manifest;
 pub use fs::FsStorage;
 
 pub type Result<T> = std::result::Result<T, RegistryError>;
+
+/// A blob being read: seekable, for Range requests.
+pub trait BlobRead: Read + Seek + Send {}
+impl<T: Read + Seek + Send> BlobRead for T {}
 
 /// A manifest reference: a tag or a digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,8 +63,9 @@ pub trait Storage: Send + Sync + 'static {
     /// Size of a blob linked into `repo`, or None. Counts as a use: GC's grace period starts
     /// again, so a client that learns the blob exists can reference it safely.
     fn stat_blob(&self, repo: &str, digest: &Digest) -> Result<Option<u64>>;
-    /// Reads a blob linked into `repo` from `offset`. None when not linked or missing.
-    fn open_blob(&self, repo: &str, digest: &Digest, offset: u64) -> Result<Option<Box<dyn Read + Send>>>;
+    /// Opens a blob linked into `repo` for reading, with its size. None when not linked or
+    /// missing. Reading is not a use for GC (see [`Storage::stat_blob`]).
+    fn open_blob(&self, repo: &str, digest: &Digest) -> Result<Option<(Box<dyn BlobRead>, u64)>>;
     /// Unlinks a blob from `repo`; false when it was not linked.
     fn delete_blob(&self, repo: &str, digest: &Digest) -> Result<bool>;
     /// Links a blob of repository `from` into `to`; false when `from` lacks it.

@@ -77,7 +77,7 @@ pub fn detect() -> Layout {
 
 fn is_cgroup2(path: &Path) -> bool {
     rustix::fs::statfs(path)
-        .map(|st| st.f_type as i64 == CGROUP2_SUPER_MAGIC)
+        .map(|st| st.f_type == CGROUP2_SUPER_MAGIC)
         .unwrap_or(false)
 }
 
@@ -1362,7 +1362,7 @@ mod tests {
             let want = t.own.join(&scope.parent).join("life");
             let line = own
                 .lines()
-                .find(|l| l.splitn(3, ':').nth(1) == Some(key.as_str()))
+                .find(|l| l.split(':').nth(1) == Some(key.as_str()))
                 .unwrap_or_else(|| panic!("no {key:?} line in {own}"));
             assert_eq!(Path::new(line.splitn(3, ':').nth(2).unwrap()), want, "{line}");
         }

@@ -200,9 +200,6 @@ pub struct PullArgs {
     /// Suppress verbose output
     #[arg(short, long)]
     quiet: bool,
-    /// Download all tagged images in the repository (not supported; pulls one tag)
-    #[arg(short = 'a', long, hide = true)]
-    all_tags: bool,
     /// NAME[:TAG|@DIGEST]
     name: String,
 }

@@ -1,0 +1,475 @@
+//! Containers end to end: real namespaces, overlay mounts, cgroups, seccomp, monitors, on a
+//! real daemon with the busybox image made by scripts/images.sh.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{stderr, stdout, TestDaemon};
+
+fn daemon() -> TestDaemon {
+    let d = TestDaemon::start();
+    d.import_busybox();
+    d
+}
+
+fn run(d: &TestDaemon, args: &[&str]) -> std::process::Output {
+    let mut a = vec!["run", "--rm"];
+    a.extend_from_slice(args);
+    d.hako(&a)
+}
+
+/// hako's cgroups anywhere in the hierarchies (each container's is `hako-<id>`).
+fn hako_cgroups() -> Vec<String> {
+    let out = Command::new("find")
+        .args(["/sys/fs/cgroup", "-name", "hako-*", "-type", "d"])
+        .output()
+        .unwrap();
+    stdout(&out).lines().map(String::from).collect()
+}
+
+fn monitors_of(d: &TestDaemon) -> usize {
+    let root = d.root().display().to_string();
+    let out = Command::new("pgrep")
+        .args(["-f", &format!("monitor {root}")])
+        .output()
+        .unwrap();
+    stdout(&out).lines().count()
+}
+
+#[test]
+fn exit_codes_and_streams() {
+    let d = daemon();
+    let o = run(&d, &["busybox", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(stdout(&o), "out\n");
+    assert_eq!(stderr(&o), "err\n");
+    assert_eq!(run(&d, &["busybox", "true"]).status.code(), Some(0));
+    assert_eq!(run(&d, &["busybox", "false"]).status.code(), Some(1));
+    let o = run(&d, &["busybox", "nosuchcommand"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    assert!(stderr(&o).contains("executable file not found"), "{}", stderr(&o));
+    let o = run(&d, &["busybox", "/etc/passwd"]);
+    assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
+    let o = run(&d, &["nosuchimage:1", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("No such image: nosuchimage:1"), "{}", stderr(&o));
+    let o = d.hako(&["run", "--bogus-flag", "busybox"]);
+    assert_eq!(o.status.code(), Some(125));
+    // stdin reaches the container; EOF ends it.
+    let mut c = d
+        .cmd(&["run", "--rm", "-i", "busybox", "tr", "a-z", "A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(b"hello stdin\n").unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert_eq!(stdout(&o), "HELLO STDIN\n");
+    // A container killed by a signal exits 128+N.
+    let id = d.ok(&["run", "-d", "busybox", "sleep", "100"]).trim().to_string();
+    d.ok(&["kill", &id]);
+    assert_eq!(d.ok(&["wait", &id]).trim(), "137");
+    d.ok(&["rm", &id]);
+    // --rm containers are gone.
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn isolation_and_security_defaults() {
+    let d = daemon();
+    let script = "echo pid1=$(cat /proc/1/cmdline | tr '\\0' ' '); hostname; ls /proc | grep -c '^[0-9]'; \
+                  grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; \
+                  mount -t tmpfs x /tmp 2>/dev/null && echo mount-ok || echo mount-denied; \
+                  unshare -n true 2>/dev/null && echo unshare-ok || echo unshare-denied; \
+                  cat /proc/kcore 2>/dev/null | wc -c; ls /proc/acpi 2>/dev/null | wc -l; \
+                  echo x > /proc/sys/kernel/hostname 2>/dev/null && echo procsys-writable || echo procsys-ro; \
+                  ip link 2>/dev/null | grep -c 'state' ; cat /etc/hostname";
+    let o = run(&d, &["--name", "iso", "busybox", "sh", "-c", script]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("pid1=sh -c"), "{out}");
+    let hostname = lines[1];
+    assert_eq!(hostname.len(), 12, "hostname is the short ID: {out}");
+    let procs: usize = lines[2].parse().unwrap();
+    assert!(procs <= 4, "host processes are visible: {out}");
+    assert!(
+        out.contains("CapEff:\t00000000a80425fb"),
+        "Docker's default capabilities: {out}"
+    );
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    assert!(out.contains("mount-denied"), "{out}");
+    assert!(out.contains("unshare-denied"), "{out}");
+    assert!(out.contains("procsys-ro"), "{out}");
+    assert_eq!(lines.last().unwrap(), &hostname);
+
+    // --privileged lifts the capability and seccomp limits.
+    let o = run(
+        &d,
+        &[
+            "--privileged",
+            "busybox",
+            "sh",
+            "-c",
+            "mkdir -p /mnt && mount -t tmpfs x /mnt && echo mount-ok; grep Seccomp: /proc/self/status",
+        ],
+    );
+    assert!(stdout(&o).contains("mount-ok"), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("Seccomp:\t0"), "{}", stdout(&o));
+    // --cap-add / --cap-drop, seccomp=unconfined, --read-only, --tmpfs, -u, -w, -e, -h.
+    let o = run(
+        &d,
+        &[
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "CHOWN",
+            "busybox",
+            "grep",
+            "CapEff",
+            "/proc/self/status",
+        ],
+    );
+    assert!(stdout(&o).contains("0000000000000001"), "{}", stdout(&o));
+    let o = run(
+        &d,
+        &[
+            "--security-opt",
+            "seccomp=unconfined",
+            "busybox",
+            "grep",
+            "Seccomp:",
+            "/proc/self/status",
+        ],
+    );
+    assert!(stdout(&o).contains("Seccomp:\t0"), "{}", stdout(&o));
+    let o = run(
+        &d,
+        &[
+            "--read-only",
+            "--tmpfs",
+            "/scratch",
+            "busybox",
+            "sh",
+            "-c",
+            "touch /x 2>/dev/null || echo ro; touch /scratch/y && echo tmpfs-ok",
+        ],
+    );
+    assert_eq!(stdout(&o), "ro\ntmpfs-ok\n");
+    let o = run(
+        &d,
+        &[
+            "-u",
+            "nobody",
+            "-w",
+            "/tmp/wd",
+            "-e",
+            "A=1",
+            "-h",
+            "myhost",
+            "busybox",
+            "sh",
+            "-c",
+            "id -u; pwd; echo $A; hostname; grep CapEff /proc/self/status",
+        ],
+    );
+    assert_eq!(
+        stdout(&o),
+        "65534\n/tmp/wd\n1\nmyhost\nCapEff:\t0000000000000000\n",
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&d, &["-u", "ghost", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("unable to find user ghost"), "{}", stderr(&o));
+    // --network none: only lo, and it is up.
+    let o = run(
+        &d,
+        &[
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "ls /sys/class/net; ping -c1 -W1 127.0.0.1 >/dev/null && echo lo-up",
+        ],
+    );
+    assert_eq!(stdout(&o), "lo\nlo-up\n", "{}", stderr(&o));
+}
+
+#[test]
+fn resource_limits() {
+    let d = daemon();
+    let o = d.hako(&[
+        "run",
+        "--name",
+        "hog",
+        "-m",
+        "32m",
+        "--memory-swap",
+        "32m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+    ]);
+    assert_eq!(o.status.code(), Some(137), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.OOMKilled}}", "hog"]).trim(), "true");
+    d.ok(&["rm", "hog"]);
+    let o = run(
+        &d,
+        &[
+            "--pids-limit",
+            "20",
+            "busybox",
+            "sh",
+            "-c",
+            "for i in $(seq 40); do sleep 5 & done",
+        ],
+    );
+    assert!(
+        stderr(&o).contains("can't fork"),
+        "the pids limit did not stop the fork loop: {}",
+        stderr(&o)
+    );
+    // --cpus shows in the container's cgroup.
+    let id = d
+        .ok(&[
+            "run",
+            "-d",
+            "--cpus",
+            "0.5",
+            "--cpu-shares",
+            "512",
+            "-m",
+            "64m",
+            "busybox",
+            "sleep",
+            "30",
+        ])
+        .trim()
+        .to_string();
+    let cg = hako_cgroups()
+        .into_iter()
+        .find(|p| p.contains(&id) && p.starts_with("/sys/fs/cgroup/cpu/"))
+        .expect("cpu cgroup of the container");
+    assert_eq!(
+        std::fs::read_to_string(format!("{cg}/cpu.cfs_quota_us"))
+            .unwrap()
+            .trim(),
+        "50000"
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("{cg}/cpu.shares")).unwrap().trim(),
+        "512"
+    );
+    d.ok(&["rm", "-f", &id]);
+    assert!(hako_cgroups().iter().all(|p| !p.contains(&id)), "cgroup left behind");
+}
+
+#[test]
+fn bind_mounts_logs_and_lifecycle() {
+    let d = daemon();
+    let host = d.dir.path().join("data");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("in.txt"), "from host").unwrap();
+    let bind = format!("{}:/data", host.display());
+    let o = run(
+        &d,
+        &[
+            "-v",
+            &bind,
+            "busybox",
+            "sh",
+            "-c",
+            "cat /data/in.txt; echo written > /data/out.txt",
+        ],
+    );
+    assert_eq!(stdout(&o), "from host");
+    assert_eq!(std::fs::read_to_string(host.join("out.txt")).unwrap(), "written\n");
+    let ro = format!("{}:/data:ro", host.display());
+    let o = run(
+        &d,
+        &[
+            "-v",
+            &ro,
+            "busybox",
+            "sh",
+            "-c",
+            "echo x > /data/y 2>/dev/null || echo read-only",
+        ],
+    );
+    assert_eq!(stdout(&o), "read-only\n");
+
+    // Detached: ps, logs, stop, start again, rm.
+    let id = d
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "ticker",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo bye; exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64);
+    let ps = d.ok(&["ps"]);
+    assert!(ps.lines().nth(1).unwrap().contains("ticker"), "{ps}");
+    assert!(ps.contains("Up "), "{ps}");
+    std::thread::sleep(Duration::from_millis(500));
+    let logs = d.ok(&["logs", "ticker"]);
+    assert!(logs.starts_with("tick 0\ntick 1\n"), "{logs}");
+    let tail = d.ok(&["logs", "--tail", "1", "ticker"]);
+    assert_eq!(tail.lines().count(), 1);
+    let ts = d.ok(&["logs", "-t", "--tail", "1", "ticker"]);
+    assert!(ts.starts_with("20"), "{ts}");
+    // logs -f ends when the container stops.
+    let follow = d.cmd(&["logs", "-f", "ticker"]).stdout(Stdio::piped()).spawn().unwrap();
+    let t0 = Instant::now();
+    assert_eq!(d.ok(&["stop", "ticker"]).trim(), "ticker");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "the TERM trap should stop it at once"
+    );
+    let out = follow.wait_with_output().unwrap();
+    assert!(stdout(&out).ends_with("bye\n"), "{}", stdout(&out));
+    let ps = d.ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(ps.contains("ticker Exited (0)"), "{ps}");
+    let o = d.hako(&["stop", "ticker"]);
+    assert!(o.status.success(), "stopping a stopped container is not an error");
+    d.ok(&["start", "ticker"]);
+    assert!(d.ok(&["ps"]).contains("ticker"));
+    let o = d.hako(&["rm", "ticker"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("container is running"), "{}", stderr(&o));
+    d.ok(&["rm", "-f", "ticker"]);
+    assert!(!d.root().join("containers").join(&id).exists());
+    let o = d.hako(&["rm", "ticker"]);
+    assert!(stderr(&o).contains("No such container: ticker"), "{}", stderr(&o));
+    // Names are unique.
+    d.ok(&["create", "--name", "dup", "busybox", "true"]);
+    let o = d.hako(&["create", "--name", "dup", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("is already in use"), "{}", stderr(&o));
+    // The image is in use: rmi refuses.
+    let o = d.hako(&["rmi", "busybox"]);
+    assert!(stderr(&o).contains("container is using"), "{}", stderr(&o));
+    d.ok(&["rm", "dup"]);
+}
+
+#[test]
+fn containers_survive_a_daemon_crash() {
+    let mut d = daemon();
+    let id = d
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "survivor",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; i=0; while true; do echo line $i; i=$((i+1)); sleep 0.1; done",
+        ])
+        .trim()
+        .to_string();
+    std::thread::sleep(Duration::from_millis(300));
+    d.kill9();
+    let state = std::fs::read_to_string(d.root().join("containers").join(&id).join("state.json")).unwrap();
+    assert!(state.contains("\"running\""), "{state}");
+    let log = d.root().join("containers").join(&id).join(format!("{id}-json.log"));
+    let before = std::fs::metadata(&log).unwrap().len();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        std::fs::metadata(&log).unwrap().len() > before,
+        "logs stopped flowing without the daemon"
+    );
+    d.spawn();
+    assert!(d.ok(&["ps"]).contains("survivor"));
+    d.ok(&["stop", "survivor"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "survivor"])
+            .trim(),
+        "exited 0"
+    );
+    d.ok(&["rm", "survivor"]);
+    assert_eq!(monitors_of(&d), 0);
+}
+
+#[test]
+fn many_containers_leave_nothing_behind() {
+    let d = daemon();
+    let children: Vec<_> = (0..20)
+        .map(|_| {
+            d.cmd(&["run", "-d", "busybox", "sleep", "60"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let ids: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let o = c.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", stderr(&o));
+            stdout(&o).trim().to_string()
+        })
+        .collect();
+    assert_eq!(d.ok(&["ps", "-q"]).lines().count(), 20);
+    assert_eq!(monitors_of(&d), 20);
+    let mut args = vec!["rm", "-f"];
+    args.extend(ids.iter().map(String::as_str));
+    d.ok(&args);
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+    assert_eq!(monitors_of(&d), 0);
+    let left: Vec<String> = hako_cgroups()
+        .into_iter()
+        .filter(|p| ids.iter().any(|id| p.contains(id.as_str())))
+        .collect();
+    assert!(left.is_empty(), "cgroups left behind: {left:?}");
+    assert_eq!(std::fs::read_dir(d.root().join("containers")).unwrap().count(), 0);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&d.root().display().to_string()),
+        "a mount of this daemon is still there"
+    );
+}
+
+#[test]
+fn the_docker_cli_runs_containers() {
+    let d = daemon();
+    let o = d.docker(&["run", "--rm", "busybox", "sh", "-c", "echo hi; echo oops >&2; exit 2"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stdout(&o), "hi\n");
+    assert_eq!(stderr(&o), "oops\n");
+    let o = d.docker(&["run", "-d", "--name", "dk", "busybox", "sleep", "30"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ps = stdout(&d.docker(&["ps"]));
+    assert!(ps.contains("dk") && ps.contains("Up "), "{ps}");
+    assert_eq!(
+        stdout(&d.docker(&["inspect", "-f", "{{.State.Running}}", "dk"])).trim(),
+        "true"
+    );
+    assert!(d.docker(&["kill", "dk"]).status.success());
+    assert_eq!(stdout(&d.docker(&["wait", "dk"])).trim(), "137");
+    assert!(d.docker(&["rm", "dk"]).status.success());
+    // A TTY session (hijacked attach with a raw stream) under script(1)'s terminal.
+    let o = Command::new("script")
+        .args(["-qec", "docker run --rm -t busybox sh -c 'tty; exit 4'", "/dev/null"])
+        .env("DOCKER_HOST", d.host())
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .output()
+        .unwrap();
+    assert!(stdout(&o).contains("/dev/pts/0"), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(4));
+    let o = d.docker(&["run", "--rm", "busybox", "nosuch"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+}
