@@ -123,7 +123,7 @@ stop_registry() { kill "$REG_PID"; wait "$REG_PID" 2>/dev/null || true; rm -rf "
 
 now() { date +%s.%N; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-mbps() { python3 -c "print(f'{$1/$2/1e6:.0f}')"; }
+mbps() { python3 -c "v=$1/$2/1e6; print(f'{v:.0f}' if v >= 100 else f'{v:.1f}')"; }
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 
 SKOPEO="skopeo --insecure-policy"

@@ -86,7 +86,7 @@ pub fn run(cfg: &Config, seccomp: Option<&[libc::sock_filter]>, console: Console
     }
 }
 
-enum Never {}
+pub enum Never {}
 
 fn setup(cfg: &Config, seccomp: Option<&[libc::sock_filter]>, console: Console) -> Result<Never, InitError> {
     let rootfs = PathBuf::from(&cfg.root.path);
@@ -151,10 +151,17 @@ fn setup(cfg: &Config, seccomp: Option<&[libc::sock_filter]>, console: Console) 
         let _ = std::fs::create_dir_all(&p.cwd);
     }
     set_rlimits(cfg)?;
+    become_process(p, seccomp)
+}
+
+/// The last steps of any process entering a container (the init, or an exec): seccomp,
+/// capabilities, user and groups, no_new_privs, working directory, execve. Returns only on
+/// failure.
+pub fn become_process(p: &crate::config::Process, seccomp: Option<&[libc::sock_filter]>) -> Result<Never, InitError> {
     // Without no_new_privs the kernel takes a filter only from a process holding
     // CAP_SYS_ADMIN: install it now, before the capabilities go (runc does the same).
     // Every call left before execve is one the default profile allows.
-    if !cfg.process.no_new_privileges {
+    if !p.no_new_privileges {
         if let Some(filter) = seccomp {
             crate::seccomp::install(filter).map_err(|e| fail("loading the seccomp profile", e))?;
         }

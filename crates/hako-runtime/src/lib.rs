@@ -7,6 +7,7 @@ pub mod cgroups;
 pub mod config;
 pub mod console;
 pub mod exe;
+pub mod exec;
 pub mod init;
 pub mod monitor;
 pub mod seccomp;

@@ -18,6 +18,10 @@ fn main() -> ExitCode {
         let code = hako_runtime::monitor::run(std::path::Path::new(&args[2]));
         return ExitCode::from(code as u8);
     }
+    if args.len() == 3 && args[1] == "exec-init" {
+        let code = hako_runtime::exec::run(std::path::Path::new(&args[2]));
+        return ExitCode::from(code as u8);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

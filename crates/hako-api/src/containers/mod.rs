@@ -1,6 +1,7 @@
 //! The container engine of the daemon: records in the metadata store, a monitor process per
 //! running container, and watchers that learn of exits.
 
+pub mod exec;
 pub mod record;
 mod setup;
 
@@ -20,6 +21,8 @@ use hako_store::meta;
 
 use crate::error::ApiError;
 use record::{ContainerRecord, State, ZERO_TIME};
+
+pub(crate) const ZERO: &str = ZERO_TIME;
 
 /// What waiters watch: how many times the container exited, and whether it is gone.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -46,6 +49,7 @@ pub struct Containers {
     /// The executable monitors run from: a sealed in-memory copy of hako.
     pub monitor_exe: PathBuf,
     map: Mutex<HashMap<String, Arc<Entry>>>,
+    pub execs: exec::Execs,
 }
 
 fn conflict(m: impl Into<String>) -> ApiError {
@@ -62,6 +66,7 @@ impl Containers {
             dir,
             monitor_exe,
             map: Mutex::new(HashMap::new()),
+            execs: exec::Execs::default(),
         });
         let records: Vec<(String, ContainerRecord)> = c
             .images

@@ -158,6 +158,16 @@ fn read_rootfs_file(upper: &Path, lowers: &[PathBuf], rel: &str) -> String {
     String::new()
 }
 
+/// `-u` against the container's /etc/passwd and /etc/group (upper dir, then the layers).
+pub fn resolve_user(c: &Containers, rec: &ContainerRecord, spec: &str) -> Result<hako_runtime::user::ResolvedUser, ApiError> {
+    let img = c.images.resolve(&rec.image)?;
+    let lowers: Vec<PathBuf> = img.layers.iter().rev().map(|l| c.images.snapshot_path(&l.chain_id)).collect();
+    let upper = c.container_dir(&rec.id).join("rootfs/upper");
+    let passwd = read_rootfs_file(&upper, &lowers, "etc/passwd");
+    let group = read_rootfs_file(&upper, &lowers, "etc/group");
+    hako_runtime::user::resolve(spec, &passwd, &group).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
 /// Writes config.json and monitor.json and starts the monitor.
 pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: usize) -> Result<Child, ApiError> {
     let img = c.images.resolve(&rec.image)?;
@@ -171,10 +181,7 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
     let cfg = &rec.config;
     let hc = &rec.host_config;
     let user_spec = cfg.get("User").and_then(Value::as_str).unwrap_or("");
-    let passwd = read_rootfs_file(&upper, &lowers, "etc/passwd");
-    let group = read_rootfs_file(&upper, &lowers, "etc/group");
-    let user =
-        hako_runtime::user::resolve(user_spec, &passwd, &group).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let user = resolve_user(c, rec, user_spec)?;
     let tty = cfg.get("Tty").and_then(Value::as_bool).unwrap_or(false);
     let hostname = cfg.get("Hostname").and_then(Value::as_str).unwrap_or("").to_string();
     let mut env: Vec<String> = cfg

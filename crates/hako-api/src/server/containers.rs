@@ -503,3 +503,66 @@ pub async fn logs(
     );
     Ok(resp)
 }
+
+pub async fn exec_create(AxState(d): AxState<State>, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+    let body: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid exec config: {e}")))?;
+    let c = d.containers.clone();
+    let exec_id = super::blocking(move || c.exec_create(&id, body)).await?;
+    Ok((StatusCode::CREATED, Json(json!({"Id": exec_id}))).into_response())
+}
+
+pub async fn exec_inspect(AxState(d): AxState<State>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(d.containers.exec_inspect(&id)?))
+}
+
+/// `POST /exec/{id}/start`: detached, or hijacked with the exec's stdio relayed.
+pub async fn exec_start(AxState(d): AxState<State>, Path(id): Path<String>, mut req: Request) -> Result<Response, ApiError> {
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let body = axum::body::to_bytes(req.into_body(), 1 << 20).await.map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let opts: Value = if body.is_empty() { json!({}) } else { serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid exec start config: {e}")))? };
+    let detach = opts.get("Detach").and_then(Value::as_bool).unwrap_or(false);
+    let (inst, mut child) = d.containers.exec_spawn(&id)?;
+    let tty = inst.lock().unwrap().body.get("Tty").and_then(Value::as_bool).unwrap_or(false); // unwrap: poisoned only after a panic
+    let containers = d.containers.clone();
+    if detach {
+        tokio::spawn(async move {
+            drop(child.stdin.take());
+            let code = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(255);
+            containers.exec_finished(&inst, code);
+        });
+        return Ok(StatusCode::OK.into_response());
+    }
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            let _ = child.kill().await;
+            return;
+        };
+        let client = hyper_util::rt::TokioIo::new(upgraded);
+        let (mut cr, mut cw) = tokio::io::split(client);
+        if let Some(mut stdin) = child.stdin.take() {
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut cr, &mut stdin).await;
+            });
+        }
+        let mut out = child.stdout.take();
+        let mut err = child.stderr.take();
+        let mut ob = vec![0u8; 32 * 1024];
+        let mut eb = vec![0u8; 32 * 1024];
+        while out.is_some() || err.is_some() {
+            tokio::select! {
+                r = async { out.as_mut().expect("checked").read(&mut ob).await }, if out.is_some() => match r {
+                    Ok(n) if n > 0 => { let _ = cw.write_all(&frame("stdout", &ob[..n], tty)).await; }
+                    _ => out = None,
+                },
+                r = async { err.as_mut().expect("checked").read(&mut eb).await }, if err.is_some() => match r {
+                    Ok(n) if n > 0 => { let _ = cw.write_all(&frame("stderr", &eb[..n], tty)).await; }
+                    _ => err = None,
+                },
+            }
+        }
+        let code = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(255);
+        containers.exec_finished(&inst, code);
+        let _ = cw.shutdown().await;
+    });
+    Ok(upgrade_response(tty))
+}

@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# Benchmark: start-to-exit latency of `run --rm --network none busybox true`, in one run:
+#   hako run   vs   podman run (crun, runc)   vs   the OCI runtimes alone on a bundle (crun, runc,
+#   youki if installed)   vs   unshare of the same namespaces (the floor).
+# Then the idle RSS of hako's daemon and of one container monitor.
+# Env: HAKO (binary), RUNS (default 30), SKIP_HAKO=1, TMPDIR (default /var/tmp).
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HAKO=${HAKO:-$REPO_ROOT/target/release/hako}
+RUNS=${RUNS:-30}
+SKIP_HAKO=${SKIP_HAKO:-0}
+ID=hako-bench-run                  # fixed container id for the bare runtimes; `run` deletes it on exit
+
+die() { echo "run.sh: $*" >&2; exit 1; }
+
+# ---- prerequisites ----
+for t in podman crun runc hyperfine jq unshare tar; do
+  command -v "$t" >/dev/null || die "$t not found (apt-get install -y podman crun runc hyperfine jq)"
+done
+if [ "$SKIP_HAKO" != 1 ]; then
+  [ -x "$HAKO" ] || die "hako binary not found at $HAKO (cargo build --release, or set HAKO=, or SKIP_HAKO=1)"
+fi
+[ "$(id -u)" = 0 ] || die "run as root (podman overlay storage, runtimes, cgroup mounts)"
+YOUKI=$(command -v youki || true)
+
+# ---- scratch area and cleanup ----
+TMP=$(mktemp -d "${TMPDIR:-/var/tmp}/hako-bench-run.XXXXXX")
+# podman refuses a runroot path longer than 50 characters
+((${#TMP} + 11 <= 50)) || { rmdir "$TMP"; die "TMPDIR too long for podman's runroot: use a shorter one"; }
+HAKO_PID='' MON_CID='' PODMAN_USED=0 HUGETLB_MOUNTED=0 HUGETLB_MKDIR=0
+HUGETLB=/sys/fs/cgroup/hugetlb
+# podman (cgroupfs manager) leaves /libpod_parent/conmon in every hierarchy: remove only
+# the ones that did not exist before this script, so a system podman's stay untouched.
+PRE_LIBPOD=$(ls -d /sys/fs/cgroup/*/libpod_parent 2>/dev/null || true)
+
+umount_under() {  # unmount everything under $1, deepest first (mountinfo field 5 = mount point)
+  awk -v p="$1/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+    while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" || true; done
+}
+podman_release() {  # containers gone first: their cgroups pin the hierarchies
+  [ "$PODMAN_USED" = 1 ] || return 0
+  PODMAN_USED=0
+  $PODMAN rm -af >/dev/null 2>&1 || true
+  $PODMAN system reset -f >/dev/null 2>&1 || true  # also unmounts the overlay driver's bind mount
+  local d i
+  for d in /sys/fs/cgroup/*/libpod_parent; do
+    if [ ! -d "$d" ] || grep -qxF "$d" <<<"$PRE_LIBPOD"; then continue; fi
+    # conmon may still be leaving its cgroup: retry a moment; rmdir only removes empty ones
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+      rmdir "$d/conmon" 2>/dev/null || true; rmdir "$d" 2>/dev/null && break; sleep 0.1
+    done
+  done
+  return 0
+}
+hugetlb_release() {
+  [ "$HUGETLB_MOUNTED" = 1 ] || return 0
+  # Unmounting a v1 hierarchy that still has child cgroups keeps it alive unseen, and hugetlb
+  # would never return to cgroup2: leave it mounted and say so instead.
+  if [ -n "$(find "$HUGETLB" -mindepth 1 -type d 2>/dev/null | head -1)" ]; then
+    echo "warning: child cgroups left in $HUGETLB, not unmounting it:" >&2
+    find "$HUGETLB" -mindepth 1 -type d >&2
+    return 0
+  fi
+  umount "$HUGETLB" && HUGETLB_MOUNTED=0
+  [ "$HUGETLB_MKDIR" = 1 ] && [ "$HUGETLB_MOUNTED" = 0 ] && rmdir "$HUGETLB"
+  return 0
+}
+cleanup() {
+  set +e
+  [ -n "$MON_CID" ] && $HAKOC rm -f "$MON_CID" >/dev/null 2>&1
+  if [ -n "$HAKO_PID" ]; then kill -TERM "$HAKO_PID" 2>/dev/null; wait "$HAKO_PID" 2>/dev/null; fi
+  for rt in crun runc youki; do   # a run interrupted mid-way may leave its container behind
+    [ -d "$TMP/$rt-state" ] && "$rt" --root "$TMP/$rt-state" delete -f "$ID" >/dev/null 2>&1
+  done
+  podman_release
+  hugetlb_release
+  umount_under "$TMP"
+  if awk -v p="$TMP/" 'index($5, p) == 1 { f=1 } END { exit !f }' /proc/self/mountinfo; then
+    echo "warning: mounts left under $TMP, not removing it" >&2
+  else
+    rm -rf --one-file-system "$TMP"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# podman: private storage, engine, lock and network dirs, so nothing is shared with a system podman
+cat > "$TMP/containers.conf" <<EOF
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+lock_type = "file"
+tmp_dir = "$TMP/podman-tmp"
+[network]
+network_config_dir = "$TMP/podman-net"
+EOF
+cat > "$TMP/storage.conf" <<EOF
+[storage]
+driver = "overlay"
+graphroot = "$TMP/podman-root"
+runroot = "$TMP/podman-run"
+EOF
+export CONTAINERS_CONF=$TMP/containers.conf CONTAINERS_STORAGE_CONF=$TMP/storage.conf
+PODMAN="podman --root $TMP/podman-root --runroot $TMP/podman-run --storage-driver overlay"
+HAKOC="$HAKO -H unix://$TMP/hako.sock"
+
+# ---- the same busybox rootfs for everyone ----
+TARBALL=$("$REPO_ROOT/scripts/images.sh" --only busybox --no-import)
+# OCI bundle for the bare runtimes: `runc spec` defaults (pid, network, ipc, uts, mount
+# namespaces, read-only root), only the process changed.
+B=$TMP/bundle
+mkdir -p "$B/rootfs"
+tar --numeric-owner -xzf "$TARBALL" -C "$B/rootfs"
+runc spec --bundle "$B"
+jq '.process.args = ["true"] | .process.terminal = false' "$B/config.json" > "$B/config.tmp"
+mv "$B/config.tmp" "$B/config.json"
+
+# ---- timing ----
+declare -A MED   # name -> median, ms
+# bench NAME CMD [PREPARE]: -N runs CMD without a shell, so the ~3 ms floor carries no shell
+# start-up estimate; PREPARE (untimed) runs before each run.
+bench() {
+  local name=$1 cmd=$2 prep=(); [ -n "${3:-}" ] && prep=(--prepare "$3")
+  echo "== $name: $cmd"
+  hyperfine -N --style basic --warmup 3 --runs "$RUNS" "${prep[@]}" \
+    --export-json "$TMP/$name.json" "$cmd"
+  MED[$name]=$(jq '.results[0].median * 1000' "$TMP/$name.json")
+}
+# bench_runtime RT: create + start + wait + delete in one `RT run` (no --detach: it deletes on
+# exit). The prepare step only matters if a run was cut short: a stale id would fail the next.
+bench_runtime() {
+  local rt=$1 st=$TMP/$1-state
+  mkdir -p "$st"
+  bench "$rt" "$rt --root $st run --bundle $B $ID" "sh -c '$rt --root $st delete -f $ID >/dev/null 2>&1 || true'"
+  [ -z "$(ls -A "$st")" ] || echo "warning: $rt left state in $st: its figure may exclude delete" >&2
+}
+rss_mib() { awk '/^VmRSS:/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$1/status"; }
+
+# hako first, before hugetlb may be moved to a v1 hierarchy below: it runs on the host's own layout
+if [ "$SKIP_HAKO" != 1 ]; then
+  mkdir -p "$TMP/root"
+  "$HAKO" daemon --root "$TMP/root" -H "unix://$TMP/hako.sock" > "$TMP/hako.log" 2>&1 &
+  HAKO_PID=$!
+  for ((i = 0; i < 100; i++)); do
+    $HAKOC version >/dev/null 2>&1 && break
+    kill -0 "$HAKO_PID" 2>/dev/null || { cat "$TMP/hako.log" >&2; die "hako daemon exited"; }
+    sleep 0.1
+  done
+  ((i < 100)) || { cat "$TMP/hako.log" >&2; die "hako daemon not answering after 10 s"; }
+  HAKO=$HAKO HAKO_HOST=unix://$TMP/hako.sock "$REPO_ROOT/scripts/images.sh" --only busybox >/dev/null
+  bench hako "$HAKOC run --rm --network none busybox true"
+  sleep 1   # let it settle: the figure is for an idle daemon that has served the runs
+  DAEMON_RSS=$(rss_mib "$HAKO_PID")
+  MON_CID=$($HAKOC run -d --network none busybox sleep 30) || die "hako run -d failed"
+  for ((i = 0; i < 50; i++)); do
+    MON_PID=$(pgrep -n -f "monitor $TMP/root" || true); [ -n "$MON_PID" ] && break; sleep 0.1
+  done
+  [ -n "$MON_PID" ] || die "no hako monitor process found for $MON_CID"
+  MONITOR_RSS=$(rss_mib "$MON_PID")
+  $HAKOC rm -f "$MON_CID" >/dev/null && MON_CID=
+fi
+
+bench floor "unshare -m -p -n -u -i --fork true"
+bench_runtime runc
+PODMAN_USED=1
+$PODMAN import -q --change 'CMD ["sh"]' "$TARBALL" localhost/busybox:latest >/dev/null
+bench podman-runc "$PODMAN --runtime runc run --rm --network none busybox true"
+
+# crun 1.8.1 refuses the hybrid layout while cgroup2 holds a controller (hugetlb here): move
+# hugetlb to a v1 hierarchy for the crun runs only, and give it back right after.
+if ! awk '$3 == "cgroup" && $4 ~ /(^|,)hugetlb(,|$)/ { f=1 } END { exit !f }' /proc/self/mounts; then
+  [ -d "$HUGETLB" ] || { mkdir "$HUGETLB"; HUGETLB_MKDIR=1; }
+  mount -t cgroup -o hugetlb cgroup "$HUGETLB"
+  HUGETLB_MOUNTED=1
+fi
+bench podman-crun "$PODMAN --runtime crun run --rm --network none busybox true"
+bench_runtime crun
+[ -n "$YOUKI" ] && bench_runtime youki
+podman_release
+hugetlb_release
+
+# ---- report ----
+echo
+echo "run --rm --network none busybox true: median of $RUNS runs ($(date -u +%FT%TZ), $(nproc) CPUs)"
+printf '%-22s %10s %9s\n' name median_ms x_hako
+row() {  # row LABEL NAME
+  local m=${MED[$2]:-}
+  if [ -z "$m" ]; then printf '%-22s %10s %9s\n' "$1" - -; return; fi
+  local r=-
+  [ -n "${MED[hako]:-}" ] && r=$(awk -v a="$m" -v b="${MED[hako]}" 'BEGIN { printf "%.2f", a / b }')
+  printf '%-22s %10.2f %9s\n' "$1" "$m" "$r"
+}
+row "hako run" hako
+row "podman run (crun)" podman-crun
+row "podman run (runc)" podman-runc
+row "crun run (bundle)" crun
+row "runc run (bundle)" runc
+[ -n "$YOUKI" ] && row "youki run (bundle)" youki || echo "youki: not on PATH (cargo install youki), skipped"
+echo "hako runtime: not implemented yet"
+row "unshare floor" floor
+echo "target: hako run >= 10x faster than podman+crun"
+if [ -n "${MED[hako]:-}" ]; then
+  awk -v a="${MED[podman-crun]}" -v b="${MED[hako]}" \
+    'BEGIN { r = a / b; printf "podman-crun/hako: %.2fx (%s)\n", r, r >= 10 ? "met" : "not met" }'
+  echo "hako daemon RSS, idle after the runs: $DAEMON_RSS"
+  echo "hako monitor RSS, one running container: $MONITOR_RSS"
+fi
