@@ -473,3 +473,28 @@ fn the_docker_cli_runs_containers() {
     let o = d.docker(&["run", "--rm", "busybox", "nosuch"]);
     assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
 }
+
+#[test]
+fn exec_joins_a_running_container() {
+    let d = daemon();
+    d.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "60"]);
+    let o = d.hako(&["exec", "box", "sh", "-c", "echo out; echo err >&2; cat /proc/1/cmdline | tr '\\0' ' '; grep -E 'CapEff|Seccomp:' /proc/self/status; exit 6"]);
+    assert_eq!(o.status.code(), Some(6));
+    assert_eq!(stdout(&o), "out\nsleep 60 CapEff:\t00000000a80425fb\nSeccomp:\t2\n");
+    assert_eq!(stderr(&o), "err\n");
+    let mut c = d.cmd(&["exec", "-i", "box", "wc", "-c"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    c.stdin.take().unwrap().write_all(b"12345").unwrap();
+    assert_eq!(stdout(&c.wait_with_output().unwrap()).trim(), "5");
+    assert_eq!(d.ok(&["exec", "-u", "nobody", "-w", "/tmp", "-e", "X=1", "box", "sh", "-c", "id -u; pwd; echo $X"]), "65534\n/tmp\n1\n");
+    d.ok(&["exec", "-d", "box", "sh", "-c", "echo detached > /tmp/d"]);
+    let start = Instant::now();
+    while d.hako(&["exec", "box", "cat", "/tmp/d"]).stdout != b"detached\n" {
+        assert!(start.elapsed() < Duration::from_secs(5), "detached exec did not run");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = d.hako(&["exec", "box", "nosuch"]);
+    assert_eq!(o.status.code(), Some(127));
+    d.ok(&["rm", "-f", "box"]);
+    let o = d.hako(&["exec", "box", "true"]);
+    assert!(stderr(&o).contains("No such container"), "{}", stderr(&o));
+}

@@ -832,3 +832,62 @@ pub async fn inspect_any(c: &Client, name: &str) -> Result<Value, ClientError> {
         other => other,
     }
 }
+
+#[derive(Args)]
+pub struct ExecArgs {
+    /// Detached mode: run command in the background
+    #[arg(short, long)]
+    detach: bool,
+    /// Keep STDIN open even if not attached
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    tty: bool,
+    /// Set environment variables
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// Give extended privileges to the command
+    #[arg(long)]
+    privileged: bool,
+    container: String,
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+pub async fn exec(c: &Client, a: ExecArgs) -> anyhow::Result<u8> {
+    let body = json!({
+        "AttachStdin": a.interactive, "AttachStdout": !a.detach, "AttachStderr": !a.detach,
+        "Tty": a.tty, "Cmd": a.command, "Env": a.env, "User": a.user.clone().unwrap_or_default(),
+        "WorkingDir": a.workdir.clone().unwrap_or_default(), "Privileged": a.privileged, "DetachKeys": "",
+    });
+    let resp = c.request(Method::POST, &format!("/containers/{}/exec", a.container), full(body.to_string()), Some("application/json")).await?;
+    let v: Value = read_json(resp).await?;
+    let id = v["Id"].as_str().unwrap_or("").to_string();
+    let start = json!({"Detach": a.detach, "Tty": a.tty}).to_string();
+    if a.detach {
+        c.request(Method::POST, &format!("/exec/{id}/start"), full(start), Some("application/json")).await?;
+        return Ok(0);
+    }
+    let conn = c.hijack(Method::POST, &format!("/exec/{id}/start"), full(start)).await?;
+    let _raw = RawMode::enter(a.tty);
+    let (rd, mut wr) = tokio::io::split(conn);
+    if a.interactive {
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut wr).await;
+            let _ = wr.shutdown().await;
+        });
+    } else {
+        drop(wr);
+    }
+    let _ = pump_output(rd, a.tty).await;
+    drop(_raw);
+    let info: Value = c.get_json(&format!("/exec/{id}/json")).await?;
+    Ok(info["ExitCode"].as_i64().unwrap_or(0).clamp(0, 255) as u8)
+}

@@ -54,6 +54,8 @@ pub enum Cmd {
     Rm(containers::RmArgs),
     /// Block until one or more containers stop, then print their exit codes
     Wait(containers::WaitArgs),
+    /// Execute a command in a running container
+    Exec(containers::ExecArgs),
     /// List images
     #[command(visible_alias = "image-ls")]
     Images(images::ImagesArgs),
@@ -107,6 +109,7 @@ pub async fn run(cli: Cli) -> Result<u8, anyhow::Error> {
         Cmd::Kill(a) => return containers::kill(&client, a).await,
         Cmd::Rm(a) => return containers::rm(&client, a).await,
         Cmd::Wait(a) => return containers::wait(&client, a).await,
+        Cmd::Exec(a) => return containers::exec(&client, a).await,
         Cmd::Version(a) => system::version(&client, a).await,
         Cmd::Info(a) => system::info(&client, a).await,
         Cmd::Images(a) => images::list(&client, a).await,
