@@ -62,10 +62,26 @@ hugetlb_release() {
     find "$HUGETLB" -mindepth 1 -type d >&2
     return 0
   fi
-  umount "$HUGETLB" && HUGETLB_MOUNTED=0
-  [ "$HUGETLB_MKDIR" = 1 ] && [ "$HUGETLB_MOUNTED" = 0 ] && rmdir "$HUGETLB"
+  umount "$HUGETLB" || return 0
+  HUGETLB_MOUNTED=0
+  # An umount racing the release of a just-removed child cgroup leaves the hierarchy alive but
+  # unmounted, and hugetlb off cgroup2 for good (seen here): mount and unmount it again until
+  # /proc/cgroups shows hugetlb back on hierarchy 0.
+  local i
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    hugetlb_on_v2 && break; sleep 0.5; hugetlb_on_v2 && break
+    echo "note: hugetlb's v1 hierarchy outlived its umount, mounting and unmounting it again" >&2
+    mount -t cgroup -o hugetlb cgroup "$HUGETLB" && umount "$HUGETLB"
+  done
+  if ! hugetlb_on_v2; then
+    echo "warning: hugetlb is still held by a v1 hierarchy (a mount namespace copied while it" \
+      "was mounted?): mount it on $HUGETLB and unmount it again later" >&2
+    return 0
+  fi
+  [ "$HUGETLB_MKDIR" = 1 ] && rmdir "$HUGETLB"
   return 0
 }
+hugetlb_on_v2() { awk '$1 == "hugetlb" { f = ($2 == 0) } END { exit !f }' /proc/cgroups; }
 cleanup() {
   set +e
   [ -n "$MON_CID" ] && $HAKOC rm -f "$MON_CID" >/dev/null 2>&1

@@ -42,7 +42,12 @@ fn run_inner(spec_path: &Path) -> io::Result<i32> {
     let filter = match &spec.seccomp {
         Some(p) => {
             let profile: crate::seccomp::Profile = serde_json::from_value(p.clone()).map_err(io::Error::other)?;
-            let caps = spec.process.capabilities.as_ref().map(|c| c.bounding.clone()).unwrap_or_default();
+            let caps = spec
+                .process
+                .capabilities
+                .as_ref()
+                .map(|c| c.bounding.clone())
+                .unwrap_or_default();
             Some(crate::seccomp::compile(&profile, &caps).map_err(io::Error::other)?)
         }
         None => None,
@@ -52,15 +57,28 @@ fn run_inner(spec_path: &Path) -> io::Result<i32> {
     if let Ok(cg) = crate::cgroups::Cgroup::open(&spec.cgroup_name) {
         cg.add_task(std::process::id() as i32).map_err(io::Error::other)?;
     }
-    let flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET | libc::CLONE_NEWCGROUP;
+    let flags = libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWCGROUP;
     // SAFETY: setns with a pidfd joins all the listed namespaces of that process at once.
     if unsafe { libc::setns(pidfd.as_raw_fd(), flags) } != 0 {
-        return Err(io::Error::other(format!("joining the container's namespaces: {}", io::Error::last_os_error())));
+        return Err(io::Error::other(format!(
+            "joining the container's namespaces: {}",
+            io::Error::last_os_error()
+        )));
     }
     drop(pidfd);
     std::env::set_current_dir("/")?;
     let console = if spec.process.terminal {
-        let (a, b) = rustix::net::socketpair(rustix::net::AddressFamily::UNIX, rustix::net::SocketType::STREAM, rustix::net::SocketFlags::CLOEXEC, None)?;
+        let (a, b) = rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )?;
         Some((a, b))
     } else {
         None

@@ -482,10 +482,30 @@ fn exec_joins_a_running_container() {
     assert_eq!(o.status.code(), Some(6));
     assert_eq!(stdout(&o), "out\nsleep 60 CapEff:\t00000000a80425fb\nSeccomp:\t2\n");
     assert_eq!(stderr(&o), "err\n");
-    let mut c = d.cmd(&["exec", "-i", "box", "wc", "-c"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut c = d
+        .cmd(&["exec", "-i", "box", "wc", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     c.stdin.take().unwrap().write_all(b"12345").unwrap();
     assert_eq!(stdout(&c.wait_with_output().unwrap()).trim(), "5");
-    assert_eq!(d.ok(&["exec", "-u", "nobody", "-w", "/tmp", "-e", "X=1", "box", "sh", "-c", "id -u; pwd; echo $X"]), "65534\n/tmp\n1\n");
+    assert_eq!(
+        d.ok(&[
+            "exec",
+            "-u",
+            "nobody",
+            "-w",
+            "/tmp",
+            "-e",
+            "X=1",
+            "box",
+            "sh",
+            "-c",
+            "id -u; pwd; echo $X"
+        ]),
+        "65534\n/tmp\n1\n"
+    );
     d.ok(&["exec", "-d", "box", "sh", "-c", "echo detached > /tmp/d"]);
     let start = Instant::now();
     while d.hako(&["exec", "box", "cat", "/tmp/d"]).stdout != b"detached\n" {
@@ -497,4 +517,43 @@ fn exec_joins_a_running_container() {
     d.ok(&["rm", "-f", "box"]);
     let o = d.hako(&["exec", "box", "true"]);
     assert!(stderr(&o).contains("No such container"), "{}", stderr(&o));
+}
+
+#[test]
+fn pause_rename_top_diff_prune() {
+    let d = daemon();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "p1",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /newfile; rm /etc/group; mkdir /tmp/d; sleep 60",
+    ]);
+    let start = Instant::now();
+    while !d.ok(&["diff", "p1"]).contains("A /tmp/d") {
+        assert!(start.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let diff = d.ok(&["diff", "p1"]);
+    for line in ["A /newfile", "D /etc/group", "C /etc", "A /tmp/d"] {
+        assert!(diff.lines().any(|l| l == line), "{line} missing in:\n{diff}");
+    }
+    assert!(!diff.contains("/etc/hostname"), "{diff}");
+    let top = d.ok(&["top", "p1"]);
+    assert!(top.lines().nth(1).unwrap().ends_with("sleep 60"), "{top}");
+    d.ok(&["pause", "p1"]);
+    assert!(d.ok(&["ps", "--format", "{{.Status}}"]).contains("(Paused)"));
+    let o = d.hako(&["pause", "p1"]);
+    assert!(stderr(&o).contains("already paused"), "{}", stderr(&o));
+    d.ok(&["unpause", "p1"]);
+    d.ok(&["rename", "p1", "p2"]);
+    assert_eq!(d.ok(&["ps", "--format", "{{.Names}}"]).trim(), "p2");
+    d.ok(&["create", "--name", "stopped", "busybox", "true"]);
+    let out = d.ok(&["container", "prune", "-f"]);
+    assert_eq!(out.lines().filter(|l| l.len() == 64).count(), 1, "{out}");
+    assert_eq!(d.ok(&["ps", "-aq"]).lines().count(), 1, "the running one stays");
+    d.ok(&["rm", "-f", "p2"]);
 }

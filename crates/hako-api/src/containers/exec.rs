@@ -46,19 +46,35 @@ impl Containers {
         let e = self.get(name)?;
         let rec = e.rec.lock().unwrap().clone(); // unwrap: see above
         if !rec.state.running {
-            return Err(ApiError::new(http::StatusCode::CONFLICT, format!("container {} is not running", rec.id)));
+            return Err(ApiError::new(
+                http::StatusCode::CONFLICT,
+                format!("container {} is not running", rec.id),
+            ));
         }
-        let cmd: Vec<String> = body.get("Cmd").and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default();
+        let cmd: Vec<String> = body
+            .get("Cmd")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .unwrap_or_default();
         if cmd.is_empty() {
             return Err(ApiError::bad_request("No exec command specified"));
         }
         let dir = self.container_dir(&rec.id);
-        let cfg: Config = serde_json::from_slice(&std::fs::read(dir.join("config.json")).map_err(|e| ApiError::internal(format!("reading the container's config: {e}")))?)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let cfg: Config = serde_json::from_slice(
+            &std::fs::read(dir.join("config.json"))
+                .map_err(|e| ApiError::internal(format!("reading the container's config: {e}")))?,
+        )
+        .map_err(|e| ApiError::internal(e.to_string()))?;
         let mut process = cfg.process.clone();
         process.args = cmd;
         process.terminal = body.get("Tty").and_then(Value::as_bool).unwrap_or(false);
-        for env in body.get("Env").and_then(Value::as_array).into_iter().flatten().filter_map(|v| v.as_str()) {
+        for env in body
+            .get("Env")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+        {
             let key = env.split('=').next().unwrap_or(env);
             process.env.retain(|e| e.split('=').next() != Some(key));
             process.env.push(env.to_string());
@@ -94,7 +110,8 @@ impl Containers {
             seccomp,
         };
         let spec_path = dir.join(format!("exec-{id}.json"));
-        std::fs::write(&spec_path, serde_json::to_vec(&spec).expect("json")).map_err(|e| ApiError::internal(format!("writing the exec spec: {e}")))?;
+        std::fs::write(&spec_path, serde_json::to_vec(&spec).expect("json"))
+            .map_err(|e| ApiError::internal(format!("writing the exec spec: {e}")))?;
         let inst = ExecInstance {
             id: id.clone(),
             container: rec.id.clone(),
@@ -104,7 +121,11 @@ impl Containers {
             pid: 0,
             spec_path,
         };
-        self.execs.map.lock().unwrap().insert(id.clone(), Arc::new(Mutex::new(inst))); // unwrap: see above
+        self.execs
+            .map
+            .lock()
+            .unwrap()
+            .insert(id.clone(), Arc::new(Mutex::new(inst))); // unwrap: see above
         Ok(id)
     }
 
@@ -113,7 +134,10 @@ impl Containers {
         let inst = self.execs.get(id)?;
         let mut i = inst.lock().unwrap(); // unwrap: see above
         if i.running || i.exit_code.is_some() {
-            return Err(ApiError::new(http::StatusCode::CONFLICT, format!("exec {id} has already run")));
+            return Err(ApiError::new(
+                http::StatusCode::CONFLICT,
+                format!("exec {id} has already run"),
+            ));
         }
         let child = tokio::process::Command::new(&self.monitor_exe)
             .arg("exec-init")

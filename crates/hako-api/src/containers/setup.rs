@@ -159,9 +159,18 @@ fn read_rootfs_file(upper: &Path, lowers: &[PathBuf], rel: &str) -> String {
 }
 
 /// `-u` against the container's /etc/passwd and /etc/group (upper dir, then the layers).
-pub fn resolve_user(c: &Containers, rec: &ContainerRecord, spec: &str) -> Result<hako_runtime::user::ResolvedUser, ApiError> {
+pub fn resolve_user(
+    c: &Containers,
+    rec: &ContainerRecord,
+    spec: &str,
+) -> Result<hako_runtime::user::ResolvedUser, ApiError> {
     let img = c.images.resolve(&rec.image)?;
-    let lowers: Vec<PathBuf> = img.layers.iter().rev().map(|l| c.images.snapshot_path(&l.chain_id)).collect();
+    let lowers: Vec<PathBuf> = img
+        .layers
+        .iter()
+        .rev()
+        .map(|l| c.images.snapshot_path(&l.chain_id))
+        .collect();
     let upper = c.container_dir(&rec.id).join("rootfs/upper");
     let passwd = read_rootfs_file(&upper, &lowers, "etc/passwd");
     let group = read_rootfs_file(&upper, &lowers, "etc/group");

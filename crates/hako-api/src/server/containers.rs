@@ -229,6 +229,7 @@ fn status_text(r: &ContainerRecord) -> String {
     };
     match r.state.status.as_str() {
         "running" => format!("Up {}", human_duration(since(&r.state.started_at))),
+        "paused" => format!("Up {} (Paused)", human_duration(since(&r.state.started_at))),
         "exited" => format!(
             "Exited ({}) {} ago",
             r.state.exit_code,
@@ -504,8 +505,13 @@ pub async fn logs(
     Ok(resp)
 }
 
-pub async fn exec_create(AxState(d): AxState<State>, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
-    let body: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid exec config: {e}")))?;
+pub async fn exec_create(
+    AxState(d): AxState<State>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid exec config: {e}")))?;
     let c = d.containers.clone();
     let exec_id = super::blocking(move || c.exec_create(&id, body)).await?;
     Ok((StatusCode::CREATED, Json(json!({"Id": exec_id}))).into_response())
@@ -516,13 +522,29 @@ pub async fn exec_inspect(AxState(d): AxState<State>, Path(id): Path<String>) ->
 }
 
 /// `POST /exec/{id}/start`: detached, or hijacked with the exec's stdio relayed.
-pub async fn exec_start(AxState(d): AxState<State>, Path(id): Path<String>, mut req: Request) -> Result<Response, ApiError> {
+pub async fn exec_start(
+    AxState(d): AxState<State>,
+    Path(id): Path<String>,
+    mut req: Request,
+) -> Result<Response, ApiError> {
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let body = axum::body::to_bytes(req.into_body(), 1 << 20).await.map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let opts: Value = if body.is_empty() { json!({}) } else { serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid exec start config: {e}")))? };
+    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+        .await
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let opts: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid exec start config: {e}")))?
+    };
     let detach = opts.get("Detach").and_then(Value::as_bool).unwrap_or(false);
     let (inst, mut child) = d.containers.exec_spawn(&id)?;
-    let tty = inst.lock().unwrap().body.get("Tty").and_then(Value::as_bool).unwrap_or(false); // unwrap: poisoned only after a panic
+    let tty = inst
+        .lock()
+        .unwrap()
+        .body
+        .get("Tty")
+        .and_then(Value::as_bool)
+        .unwrap_or(false); // unwrap: poisoned only after a panic
     let containers = d.containers.clone();
     if detach {
         tokio::spawn(async move {
@@ -565,4 +587,40 @@ pub async fn exec_start(AxState(d): AxState<State>, Path(id): Path<String>, mut 
         let _ = cw.shutdown().await;
     });
     Ok(upgrade_response(tty))
+}
+
+pub async fn pause(AxState(d): AxState<State>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    d.containers.set_paused(&id, true)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn unpause(AxState(d): AxState<State>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    d.containers.set_paused(&id, false)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn rename(
+    AxState(d): AxState<State>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<StatusCode, ApiError> {
+    let pairs = query_pairs(&q);
+    let name = first(&pairs, "name")
+        .cloned()
+        .ok_or_else(|| ApiError::bad_request("name is required"))?;
+    d.containers.rename(&id, &name)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn prune(AxState(d): AxState<State>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(d.containers.prune().await?))
+}
+
+pub async fn top(AxState(d): AxState<State>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(d.containers.top(&id)?))
+}
+
+pub async fn diff(AxState(d): AxState<State>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let c = d.containers.clone();
+    Ok(Json(super::blocking(move || c.diff(&id)).await?))
 }

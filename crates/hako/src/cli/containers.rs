@@ -867,15 +867,30 @@ pub async fn exec(c: &Client, a: ExecArgs) -> anyhow::Result<u8> {
         "Tty": a.tty, "Cmd": a.command, "Env": a.env, "User": a.user.clone().unwrap_or_default(),
         "WorkingDir": a.workdir.clone().unwrap_or_default(), "Privileged": a.privileged, "DetachKeys": "",
     });
-    let resp = c.request(Method::POST, &format!("/containers/{}/exec", a.container), full(body.to_string()), Some("application/json")).await?;
+    let resp = c
+        .request(
+            Method::POST,
+            &format!("/containers/{}/exec", a.container),
+            full(body.to_string()),
+            Some("application/json"),
+        )
+        .await?;
     let v: Value = read_json(resp).await?;
     let id = v["Id"].as_str().unwrap_or("").to_string();
     let start = json!({"Detach": a.detach, "Tty": a.tty}).to_string();
     if a.detach {
-        c.request(Method::POST, &format!("/exec/{id}/start"), full(start), Some("application/json")).await?;
+        c.request(
+            Method::POST,
+            &format!("/exec/{id}/start"),
+            full(start),
+            Some("application/json"),
+        )
+        .await?;
         return Ok(0);
     }
-    let conn = c.hijack(Method::POST, &format!("/exec/{id}/start"), full(start)).await?;
+    let conn = c
+        .hijack(Method::POST, &format!("/exec/{id}/start"), full(start))
+        .await?;
     let _raw = RawMode::enter(a.tty);
     let (rd, mut wr) = tokio::io::split(conn);
     if a.interactive {
@@ -890,4 +905,105 @@ pub async fn exec(c: &Client, a: ExecArgs) -> anyhow::Result<u8> {
     drop(_raw);
     let info: Value = c.get_json(&format!("/exec/{id}/json")).await?;
     Ok(info["ExitCode"].as_i64().unwrap_or(0).clamp(0, 255) as u8)
+}
+
+#[derive(Args)]
+pub struct NamesArgs {
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `pause` / `unpause`.
+pub async fn pause(c: &Client, a: NamesArgs, verb: &str) -> anyhow::Result<u8> {
+    each(&a.containers, |n| async move {
+        c.request(Method::POST, &format!("/containers/{n}/{verb}"), empty(), None)
+            .await
+            .map(|_| ())
+    })
+    .await
+}
+
+#[derive(Args)]
+pub struct RenameArgs {
+    container: String,
+    new_name: String,
+}
+
+pub async fn rename(c: &Client, a: RenameArgs) -> anyhow::Result<u8> {
+    c.request(
+        Method::POST,
+        &format!("/containers/{}/rename?name={}", a.container, urlencode(&a.new_name)),
+        empty(),
+        None,
+    )
+    .await?;
+    Ok(0)
+}
+
+#[derive(Args)]
+pub struct OneArgs {
+    container: String,
+}
+
+pub async fn top(c: &Client, a: OneArgs) -> anyhow::Result<u8> {
+    let v: Value = c.get_json(&format!("/containers/{}/top", a.container)).await?;
+    let mut rows = vec![v["Titles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| t.as_str().unwrap_or("").to_string())
+        .collect::<Vec<_>>()];
+    for p in v["Processes"].as_array().into_iter().flatten() {
+        rows.push(
+            p.as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| t.as_str().unwrap_or("").to_string())
+                .collect(),
+        );
+    }
+    print!("{}", table(&rows));
+    Ok(0)
+}
+
+pub async fn diff(c: &Client, a: OneArgs) -> anyhow::Result<u8> {
+    let v: Vec<Value> = c.get_json(&format!("/containers/{}/changes", a.container)).await?;
+    for ch in v {
+        let k = match ch["Kind"].as_i64() {
+            Some(1) => "A",
+            Some(2) => "D",
+            _ => "C",
+        };
+        println!("{k} {}", ch["Path"].as_str().unwrap_or(""));
+    }
+    Ok(0)
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    force: bool,
+}
+
+pub async fn prune(c: &Client, a: PruneArgs) -> anyhow::Result<u8> {
+    if !a.force
+        && !super::images::confirm(
+            "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ",
+        )?
+    {
+        return Ok(0);
+    }
+    let v: Value = c.send_json(Method::POST, "/containers/prune").await?;
+    let ids: Vec<&str> = v["ContainersDeleted"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.as_str())
+        .collect();
+    if !ids.is_empty() {
+        println!("Deleted Containers:\n{}\n", ids.join("\n"));
+    }
+    println!("Total reclaimed space: 0B");
+    Ok(0)
 }

@@ -56,6 +56,19 @@ pub enum Cmd {
     Wait(containers::WaitArgs),
     /// Execute a command in a running container
     Exec(containers::ExecArgs),
+    /// Pause all processes within one or more containers
+    Pause(containers::NamesArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(containers::NamesArgs),
+    /// Rename a container
+    Rename(containers::RenameArgs),
+    /// Display the running processes of a container
+    Top(containers::OneArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(containers::OneArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCmd),
     /// List images
     #[command(visible_alias = "image-ls")]
     Images(images::ImagesArgs),
@@ -92,6 +105,12 @@ pub enum Cmd {
     Logout(registry::LogoutArgs),
 }
 
+#[derive(Subcommand)]
+pub enum ContainerCmd {
+    /// Remove all stopped containers
+    Prune(containers::PruneArgs),
+}
+
 pub async fn run(cli: Cli) -> Result<u8, anyhow::Error> {
     if let Cmd::Daemon(args) = cli.cmd {
         return crate::daemon::run(args).await.map(|_| 0);
@@ -110,6 +129,12 @@ pub async fn run(cli: Cli) -> Result<u8, anyhow::Error> {
         Cmd::Rm(a) => return containers::rm(&client, a).await,
         Cmd::Wait(a) => return containers::wait(&client, a).await,
         Cmd::Exec(a) => return containers::exec(&client, a).await,
+        Cmd::Pause(a) => return containers::pause(&client, a, "pause").await,
+        Cmd::Unpause(a) => return containers::pause(&client, a, "unpause").await,
+        Cmd::Rename(a) => return containers::rename(&client, a).await,
+        Cmd::Top(a) => return containers::top(&client, a).await,
+        Cmd::Diff(a) => return containers::diff(&client, a).await,
+        Cmd::Container(ContainerCmd::Prune(a)) => return containers::prune(&client, a).await,
         Cmd::Version(a) => system::version(&client, a).await,
         Cmd::Info(a) => system::info(&client, a).await,
         Cmd::Images(a) => images::list(&client, a).await,

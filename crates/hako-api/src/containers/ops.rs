@@ -1,0 +1,177 @@
+//! The smaller container operations: pause/unpause (the freezer), rename, prune, top,
+//! diff (the container's upper directory read as changes).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use hako_runtime::cgroups::Cgroup;
+
+use super::Containers;
+use crate::error::ApiError;
+
+fn conflict(m: String) -> ApiError {
+    ApiError::new(http::StatusCode::CONFLICT, m)
+}
+
+impl Containers {
+    fn cgroup_of(&self, id: &str) -> Result<Cgroup, ApiError> {
+        Cgroup::open(&format!("hako-{id}")).map_err(|e| ApiError::internal(format!("container {id}: {e}")))
+    }
+
+    /// `pause` (freeze: true) and `unpause`.
+    pub fn set_paused(&self, name: &str, freeze: bool) -> Result<(), ApiError> {
+        let e = self.get(name)?;
+        let mut r = e.rec.lock().unwrap(); // unwrap: poisoned only after a panic
+        if !r.state.running {
+            return Err(conflict(format!("Container {} is not running", r.id)));
+        }
+        if r.state.paused == freeze {
+            return Err(conflict(if freeze {
+                format!("Container {} is already paused", r.id)
+            } else {
+                format!("Container {} is not paused", r.id)
+            }));
+        }
+        let cg = self.cgroup_of(&r.id)?;
+        if freeze { cg.freeze() } else { cg.thaw() }.map_err(|e| ApiError::internal(e.to_string()))?;
+        r.state.paused = freeze;
+        r.state.status = if freeze { "paused" } else { "running" }.into();
+        let snapshot = r.clone();
+        drop(r);
+        self.save(&snapshot)
+    }
+
+    pub fn rename(&self, name: &str, new_name: &str) -> Result<(), ApiError> {
+        let valid = new_name
+            .chars()
+            .next()
+            .map(|c| c.is_ascii_alphanumeric())
+            .unwrap_or(false)
+            && new_name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !valid {
+            return Err(ApiError::bad_request(format!(
+                "Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        let slashed = format!("/{new_name}");
+        if let Ok(other) = self.get(&slashed) {
+            let oid = other.rec.lock().unwrap().id.clone(); // unwrap: see above
+            return Err(conflict(format!(
+                "Conflict. The container name \"{slashed}\" is already in use by container \"{oid}\". You have to remove (or rename) that container to be able to reuse that name."
+            )));
+        }
+        let e = self.get(name)?;
+        let mut r = e.rec.lock().unwrap(); // unwrap: see above
+        r.name = slashed;
+        let snapshot = r.clone();
+        drop(r);
+        self.save(&snapshot)
+    }
+
+    /// `container prune`: every stopped container.
+    pub async fn prune(self: &Arc<Self>) -> Result<Value, ApiError> {
+        let mut deleted = Vec::new();
+        for e in self.all() {
+            let (id, running) = {
+                let r = e.rec.lock().unwrap(); // unwrap: see above
+                (r.id.clone(), r.state.running)
+            };
+            if !running && self.remove(&id, false, false).await.is_ok() {
+                deleted.push(id);
+            }
+        }
+        Ok(
+            json!({"ContainersDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": 0}),
+        )
+    }
+
+    /// `top`: the container's processes (from its cgroup) as `ps -ef` shows them.
+    pub fn top(&self, name: &str) -> Result<Value, ApiError> {
+        let e = self.get(name)?;
+        let r = e.rec.lock().unwrap().clone(); // unwrap: see above
+        if !r.state.running {
+            return Err(conflict(format!("Container {} is not running", r.id)));
+        }
+        let mut pids = self
+            .cgroup_of(&r.id)?
+            .pids()
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        pids.sort();
+        let mut rows = Vec::new();
+        for pid in pids {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().nth(1))
+                .unwrap_or("0")
+                .to_string();
+            let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("Uid:"))
+                        .and_then(|l| l.split_whitespace().nth(1).map(String::from))
+                })
+                .unwrap_or_default();
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ").trim().to_string();
+            rows.push(json!([uid, pid.to_string(), ppid, "0", "-", "?", "00:00:00", cmd]));
+        }
+        Ok(json!({"Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], "Processes": rows}))
+    }
+
+    /// `diff`: what the container changed, from its upper directory (a 0/0 character device
+    /// is a deletion; a directory with the opaque xattr replaced the lower one).
+    pub fn diff(&self, name: &str) -> Result<Value, ApiError> {
+        let e = self.get(name)?;
+        let r = e.rec.lock().unwrap().clone(); // unwrap: see above
+        let upper = self.container_dir(&r.id).join("rootfs/upper");
+        let img = self.images.resolve(&r.image)?;
+        let lowers: Vec<std::path::PathBuf> = img
+            .layers
+            .iter()
+            .map(|l| self.images.snapshot_path(&l.chain_id))
+            .collect();
+        let mut out = Vec::new();
+        walk(&upper, &upper, &lowers, &mut out);
+        out.sort_by(|a, b| a["Path"].as_str().cmp(&b["Path"].as_str()));
+        Ok(Value::Array(out))
+    }
+}
+
+const MOUNT_POINTS: [&str; 3] = ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"];
+
+fn walk(root: &Path, dir: &Path, lowers: &[std::path::PathBuf], out: &mut Vec<Value>) {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::fs::MetadataExt;
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for ent in rd.flatten() {
+        let p = ent.path();
+        let rel = Path::new("/").join(p.strip_prefix(root).unwrap_or(&p));
+        // Mount points of the per-container /etc files are hako's, not the container's changes.
+        if MOUNT_POINTS.iter().any(|m| rel == Path::new(m))
+            && std::fs::metadata(&p).map(|m| m.len() == 0).unwrap_or(false)
+        {
+            continue;
+        }
+        let Ok(m) = std::fs::symlink_metadata(&p) else { continue };
+        let in_lower = lowers
+            .iter()
+            .any(|l| l.join(rel.strip_prefix("/").unwrap_or(&rel)).symlink_metadata().is_ok());
+        // Kind: 0 modified, 1 added, 2 deleted (Docker's numbering).
+        let kind = if m.file_type().is_char_device() && m.rdev() == 0 {
+            2
+        } else if in_lower {
+            0
+        } else {
+            1
+        };
+        out.push(json!({"Path": rel.display().to_string(), "Kind": kind}));
+        if m.is_dir() {
+            walk(root, &p, lowers, out);
+        }
+    }
+}
