@@ -18,9 +18,8 @@ die() { echo "run.sh: $*" >&2; exit 1; }
 for t in podman crun runc hyperfine jq unshare tar; do
   command -v "$t" >/dev/null || die "$t not found (apt-get install -y podman crun runc hyperfine jq)"
 done
-if [ "$SKIP_HAKO" != 1 ]; then
-  [ -x "$HAKO" ] || die "hako binary not found at $HAKO (cargo build --release, or set HAKO=, or SKIP_HAKO=1)"
-fi
+[ "$SKIP_HAKO" = 1 ] || [ -x "$HAKO" ] ||
+  die "hako binary not found at $HAKO (cargo build --release, or set HAKO=, or SKIP_HAKO=1)"
 [ "$(id -u)" = 0 ] || die "run as root (podman overlay storage, runtimes, cgroup mounts)"
 YOUKI=$(command -v youki || true)
 
@@ -28,8 +27,7 @@ YOUKI=$(command -v youki || true)
 TMP=$(mktemp -d "${TMPDIR:-/var/tmp}/hako-bench-run.XXXXXX")
 # podman refuses a runroot path longer than 50 characters
 ((${#TMP} + 11 <= 50)) || { rmdir "$TMP"; die "TMPDIR too long for podman's runroot: use a shorter one"; }
-HAKO_PID='' MON_CID='' PODMAN_USED=0 HUGETLB_MOUNTED=0 HUGETLB_MKDIR=0
-HUGETLB=/sys/fs/cgroup/hugetlb
+HAKO_PID='' MON_CID='' PODMAN_USED=0 HUGETLB=/sys/fs/cgroup/hugetlb HUGETLB_MOUNTED=0 HUGETLB_MKDIR=0
 # podman (cgroupfs manager) leaves /libpod_parent/conmon in every hierarchy: remove only
 # the ones that did not exist before this script, so a system podman's stay untouched.
 PRE_LIBPOD=$(ls -d /sys/fs/cgroup/*/libpod_parent 2>/dev/null || true)
@@ -57,11 +55,8 @@ hugetlb_release() {
   [ "$HUGETLB_MOUNTED" = 1 ] || return 0
   # Unmounting a v1 hierarchy that still has child cgroups keeps it alive unseen, and hugetlb
   # would never return to cgroup2: leave it mounted and say so instead.
-  if [ -n "$(find "$HUGETLB" -mindepth 1 -type d 2>/dev/null | head -1)" ]; then
-    echo "warning: child cgroups left in $HUGETLB, not unmounting it:" >&2
-    find "$HUGETLB" -mindepth 1 -type d >&2
-    return 0
-  fi
+  local left; left=$(find "$HUGETLB" -mindepth 1 -type d 2>/dev/null)
+  [ -z "$left" ] || { echo "warning: cgroups left in $HUGETLB, not unmounting it: $left" >&2; return 0; }
   umount "$HUGETLB" || return 0
   HUGETLB_MOUNTED=0
   # An umount racing the release of a just-removed child cgroup leaves the hierarchy alive but
@@ -70,14 +65,10 @@ hugetlb_release() {
   local i
   for i in 1 2 3 4 5 6 7 8 9 10; do
     hugetlb_on_v2 && break; sleep 0.5; hugetlb_on_v2 && break
-    echo "note: hugetlb's v1 hierarchy outlived its umount, mounting and unmounting it again" >&2
     mount -t cgroup -o hugetlb cgroup "$HUGETLB" && umount "$HUGETLB"
   done
-  if ! hugetlb_on_v2; then
-    echo "warning: hugetlb is still held by a v1 hierarchy (a mount namespace copied while it" \
-      "was mounted?): mount it on $HUGETLB and unmount it again later" >&2
-    return 0
-  fi
+  hugetlb_on_v2 || { echo "warning: hugetlb still held by a v1 hierarchy (a mount namespace copied" \
+    "while it was mounted?): mount it on $HUGETLB and unmount it again later" >&2; return 0; }
   [ "$HUGETLB_MKDIR" = 1 ] && rmdir "$HUGETLB"
   return 0
 }
@@ -141,8 +132,14 @@ declare -A MED   # name -> median, ms
 bench() {
   local name=$1 cmd=$2 prep=(); [ -n "${3:-}" ] && prep=(--prepare "$3")
   echo "== $name: $cmd"
-  hyperfine -N --style basic --warmup 3 --runs "$RUNS" "${prep[@]}" \
-    --export-json "$TMP/$name.json" "$cmd"
+  if ! hyperfine -N --style basic --warmup 3 --runs "$RUNS" "${prep[@]}" \
+    --export-json "$TMP/$name.json" "$cmd"; then
+    # hyperfine hides the command's output: run it once more with it, for the cause
+    echo "$name failed; once more with its output:" >&2
+    $cmd >&2 || true
+    [ "$name" != hako ] || tail -n 20 "$TMP/hako.log" >&2
+    die "$name: benchmark failed"
+  fi
   MED[$name]=$(jq '.results[0].median * 1000' "$TMP/$name.json")
 }
 # bench_runtime RT: create + start + wait + delete in one `RT run` (no --detach: it deletes on
@@ -201,26 +198,24 @@ hugetlb_release
 # ---- report ----
 echo
 echo "run --rm --network none busybox true: median of $RUNS runs ($(date -u +%FT%TZ), $(nproc) CPUs)"
-printf '%-22s %10s %9s\n' name median_ms x_hako
+printf '%-22s %10s %9s\n' name median_ms row/hako
 row() {  # row LABEL NAME
-  local m=${MED[$2]:-}
-  if [ -z "$m" ]; then printf '%-22s %10s %9s\n' "$1" - -; return; fi
-  local r=-
+  local m=${MED[$2]:-} r=-
+  [ -n "$m" ] || { [ "$2" = youki ] || printf '%-22s %10s %9s\n' "$1" - -; return; }
   [ -n "${MED[hako]:-}" ] && r=$(awk -v a="$m" -v b="${MED[hako]}" 'BEGIN { printf "%.2f", a / b }')
   printf '%-22s %10.2f %9s\n' "$1" "$m" "$r"
 }
-row "hako run" hako
-row "podman run (crun)" podman-crun
-row "podman run (runc)" podman-runc
-row "crun run (bundle)" crun
-row "runc run (bundle)" runc
-[ -n "$YOUKI" ] && row "youki run (bundle)" youki || echo "youki: not on PATH (cargo install youki), skipped"
+for r in "hako run=hako" "podman run (crun)=podman-crun" "podman run (runc)=podman-runc" \
+  "crun run (bundle)=crun" "runc run (bundle)=runc" "youki run (bundle)=youki"; do
+  row "${r%=*}" "${r#*=}"
+done
+[ -n "$YOUKI" ] || echo "youki: not on PATH (cargo install youki), skipped"
 echo "hako runtime: not implemented yet"
 row "unshare floor" floor
 echo "target: hako run >= 10x faster than podman+crun"
 if [ -n "${MED[hako]:-}" ]; then
   awk -v a="${MED[podman-crun]}" -v b="${MED[hako]}" \
-    'BEGIN { r = a / b; printf "podman-crun/hako: %.2fx (%s)\n", r, r >= 10 ? "met" : "not met" }'
+    'BEGIN { r = a / b; printf "podman-crun/hako: %.2fx (%s)\n", r, (r >= 10 ? "met" : "not met") }'
   echo "hako daemon RSS, idle after the runs: $DAEMON_RSS"
   echo "hako monitor RSS, one running container: $MONITOR_RSS"
 fi

@@ -557,3 +557,75 @@ fn pause_rename_top_diff_prune() {
     assert_eq!(d.ok(&["ps", "-aq"]).lines().count(), 1, "the running one stays");
     d.ok(&["rm", "-f", "p2"]);
 }
+
+#[test]
+fn restart_policies() {
+    let mut d = daemon();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    let start = Instant::now();
+    loop {
+        let s = d.ok(&["inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "flaky"]);
+        if s.trim() == "2 exited" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "on-failure:2 did not settle: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.RestartCount}} {{.State.ExitCode}}", "flaky"])
+            .trim(),
+        "2 3"
+    );
+    d.ok(&["rm", "flaky"]);
+
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "always",
+        "--restart",
+        "always",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    d.ok(&["run", "-d", "--name", "never", "busybox", "sleep", "60"]);
+    // A daemon crash and a host-like loss of the monitors: `always` comes back, the other does not.
+    d.kill9();
+    let out = Command::new("pkill")
+        .args(["-9", "-f", &format!("monitor {}", d.root().display())])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    d.spawn();
+    let start = Instant::now();
+    while !d.ok(&["ps", "--format", "{{.Names}}"]).contains("always") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the always container did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!d.ok(&["ps", "--format", "{{.Names}}"]).contains("never"));
+    // A manual stop is respected.
+    d.ok(&["stop", "-t", "1", "always"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!d.ok(&["ps", "--format", "{{.Names}}"]).contains("always"));
+    d.ok(&["rm", "always", "never"]);
+}

@@ -646,25 +646,10 @@ fn info_version_and_bad_usage() {
 
 #[test]
 fn rmi_refuses_an_image_a_container_uses() {
-    let mut d = TestDaemon::start();
+    let d = TestDaemon::start();
     let f = write(d.dir.path(), "a.tar", &rootfs_tar(100, "used"));
     let id = d.ok(&["import", &f, "used:1"]).trim().to_string();
-    // A container record as the runtime stores it, written while the daemon is down (the
-    // daemon holds the database open).
-    assert!(d.stop().success());
-    {
-        let meta = hako_store::MetaStore::open(&d.root().join("meta.redb")).unwrap();
-        meta.write(|t| {
-            t.put(
-                hako_store::meta::CONTAINERS,
-                "c1",
-                &serde_json::json!({"Id": "c1", "Image": id}),
-            )?;
-            Ok::<_, hako_store::MetaError>(())
-        })
-        .unwrap();
-    }
-    d.spawn();
+    d.ok(&["create", "--name", "user", "used:1", "/bin/tool"]);
     let o = d.hako(&["rmi", "used:1"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(

@@ -42,6 +42,8 @@ pub struct Entry {
     pub started: Arc<Notify>,
     /// Serializes start/stop/remove of one container.
     pub op: tokio::sync::Mutex<()>,
+    /// The restart policy's current back-off.
+    pub backoff_ms: Mutex<u64>,
 }
 
 pub struct Containers {
@@ -69,17 +71,39 @@ impl Containers {
             map: Mutex::new(HashMap::new()),
             execs: exec::Execs::default(),
         });
-        let records: Vec<(String, ContainerRecord)> = c
+        let records: Vec<(String, Value)> = c
             .images
             .meta()
             .list(meta::CONTAINERS)
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        for (_, rec) in records {
+        for (key, raw) in records {
+            // One unreadable record must not keep the daemon (and every other container) down.
+            let rec: ContainerRecord = match serde_json::from_value(raw) {
+                Ok(r) => r,
+                Err(err) => {
+                    tracing::warn!(container = %key, error = %err, "skipping an unreadable container record");
+                    continue;
+                }
+            };
             let running = rec.state.running;
             let id = rec.id.clone();
+            let comeback = !running
+                && matches!(
+                    rec.host_config.pointer("/RestartPolicy/Name").and_then(Value::as_str),
+                    Some("always" | "unless-stopped")
+                )
+                && !rec.has_been_manually_stopped;
             let entry = c.insert(rec);
             if running {
                 c.readopt(&id, entry);
+            } else if comeback {
+                // `always` (and `unless-stopped` not stopped by hand) come back with the daemon.
+                let this = c.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = this.start_inner(&id, false).await {
+                        tracing::warn!(container = %id, error = %err.message, "restart policy: start failed");
+                    }
+                });
             }
         }
         Ok(c)
@@ -98,6 +122,7 @@ impl Containers {
             pending_attach: Mutex::new(0),
             started: Arc::new(Notify::new()),
             op: tokio::sync::Mutex::new(()),
+            backoff_ms: Mutex::new(0),
         });
         self.map.lock().unwrap().insert(id, e.clone()); // unwrap: poisoned only after a panic
         e
@@ -213,6 +238,7 @@ impl Containers {
             config,
             host_config,
             restart_count: 0,
+            has_been_manually_stopped: false,
             log_path: dir.join(format!("{id}-json.log")).display().to_string(),
             resolv_conf_path: dir.join("resolv.conf").display().to_string(),
             hostname_path: dir.join("hostname").display().to_string(),
@@ -237,7 +263,14 @@ impl Containers {
 
     /// `POST /containers/{id}/start`. Returns false if it was already running (304).
     pub async fn start(self: &Arc<Self>, name: &str) -> Result<bool, ApiError> {
+        self.start_inner(name, true).await
+    }
+
+    async fn start_inner(self: &Arc<Self>, name: &str, by_user: bool) -> Result<bool, ApiError> {
         let e = self.get(name)?;
+        if by_user {
+            e.rec.lock().unwrap().has_been_manually_stopped = false; // unwrap: see insert
+        }
         let _op = e.op.lock().await;
         let rec = e.rec.lock().unwrap().clone(); // unwrap: see insert
         if rec.state.running {
@@ -381,7 +414,54 @@ impl Containers {
         });
         if auto_remove {
             let _ = self.remove(id, true, true).await;
+            return;
         }
+        if record::should_restart(
+            &snapshot.host_config,
+            code,
+            snapshot.restart_count,
+            snapshot.has_been_manually_stopped,
+        ) {
+            self.schedule_restart(id, e);
+        }
+    }
+
+    /// Docker's back-off: 100 ms, doubling up to a minute; back to 100 ms after a run of 10 s.
+    fn schedule_restart(self: &Arc<Self>, id: &str, e: &Arc<Entry>) {
+        let ran_long = {
+            let r = e.rec.lock().unwrap(); // unwrap: see insert
+            let t = |s: &str| {
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .map(|t| t.timestamp_millis())
+                    .unwrap_or(0)
+            };
+            t(&r.state.finished_at) - t(&r.state.started_at) > 10_000
+        };
+        let delay = {
+            let mut b = e.backoff_ms.lock().unwrap(); // unwrap: see insert
+            *b = if ran_long || *b == 0 { 100 } else { (*b * 2).min(60_000) };
+            *b
+        };
+        let this = self.clone();
+        let id = id.to_string();
+        let e = e.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            let stopped = {
+                let r = e.rec.lock().unwrap(); // unwrap: see insert
+                r.has_been_manually_stopped || r.state.running
+            };
+            if stopped || this.get(&id).is_err() {
+                return;
+            }
+            {
+                let mut r = e.rec.lock().unwrap(); // unwrap: see insert
+                r.restart_count += 1;
+            }
+            if let Err(err) = this.start_inner(&id, false).await {
+                tracing::warn!(container = %id, error = %err.message, "restart policy: start failed");
+            }
+        });
     }
 
     fn readopt(self: &Arc<Self>, id: &str, e: Arc<Entry>) {
@@ -391,7 +471,12 @@ impl Containers {
                 self.watch(id, e, st.monitor_pid, None);
             }
             _ => {
-                // The monitor is gone (host reboot, or killed): record what it left.
+                // The monitor is gone (host reboot, or killed). Whatever it left running has
+                // no owner now: end it and drop its cgroup, then record the exit.
+                if let Ok(cg) = hako_runtime::cgroups::Cgroup::open(&format!("hako-{id}")) {
+                    let _ = cg.kill_all(libc::SIGKILL);
+                    let _ = cg.remove();
+                }
                 let this = self.clone();
                 let id = id.to_string();
                 tokio::spawn(async move { this.record_exit(&id, &e).await });
@@ -435,7 +520,8 @@ impl Containers {
     ) -> Result<bool, ApiError> {
         let e = self.get(name)?;
         let (running, cfg) = {
-            let r = e.rec.lock().unwrap(); // unwrap: see insert
+            let mut r = e.rec.lock().unwrap(); // unwrap: see insert
+            r.has_been_manually_stopped = true;
             (r.state.running, r.config.clone())
         };
         if !running {
@@ -470,6 +556,7 @@ impl Containers {
                     e.rec.lock().unwrap().name // unwrap: see insert
                 )));
             }
+            e.rec.lock().unwrap().has_been_manually_stopped = true; // unwrap: see insert
             let mut rx = e.events.subscribe();
             let _ = self.kill(&id, libc::SIGKILL);
             let _ = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|ev| !ev.running)).await;

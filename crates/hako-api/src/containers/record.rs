@@ -36,6 +36,9 @@ pub struct ContainerRecord {
     pub config: Value,
     pub host_config: Value,
     pub restart_count: u32,
+    /// Set by `stop`, cleared by `start`: restart policies leave such a container alone.
+    #[serde(default)]
+    pub has_been_manually_stopped: bool,
     pub log_path: String,
     pub resolv_conf_path: String,
     pub hostname_path: String,
@@ -43,6 +46,27 @@ pub struct ContainerRecord {
 }
 
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// Whether a restart policy brings a container back after it exited with `code`.
+/// `restarts` is how many times it was restarted already (for `on-failure:N`).
+pub fn should_restart(host_config: &Value, code: i32, restarts: u32, manually_stopped: bool) -> bool {
+    let policy = host_config
+        .pointer("/RestartPolicy/Name")
+        .and_then(Value::as_str)
+        .unwrap_or("no");
+    let max = host_config
+        .pointer("/RestartPolicy/MaximumRetryCount")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if manually_stopped {
+        return false;
+    }
+    match policy {
+        "always" | "unless-stopped" => true,
+        "on-failure" => code != 0 && (max <= 0 || (restarts as i64) < max),
+        _ => false,
+    }
+}
 
 /// Docker's `Env` merge: the container's entries override the image's by name.
 pub fn merge_env(image: &[String], container: &[String]) -> Vec<String> {
