@@ -592,7 +592,24 @@ pub async fn connect_monitor(dir: &Path) -> std::io::Result<tokio::net::UnixStre
         rustix::fs::Mode::empty(),
     )?;
     let path = format!("/proc/self/fd/{}/attach.sock", std::os::fd::AsRawFd::as_raw_fd(&d));
-    tokio::net::UnixStream::connect(path).await
+    // The monitor binds, then listens: a connect in between is refused. Retry briefly.
+    let mut tries = 0;
+    loop {
+        match tokio::net::UnixStream::connect(&path).await {
+            Ok(s) => return Ok(s),
+            Err(e)
+                if tries < 400
+                    && matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+                    ) =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 async fn wait_started(dir: &Path) -> Option<MonitorState> {

@@ -234,15 +234,31 @@ pub async fn create(
             tag: reference.as_ref(),
             source: &src,
         };
-        Ok(d.images.import(reader, &opts)?)
+        let mut reader = reader;
+        let r = d.images.import(&mut reader, &opts);
+        drain_on_error(&r, &mut reader);
+        Ok(r?)
     })
     .await?;
     Ok(json_lines(&[json!({"status": rec.id.to_string()})]))
 }
 
+/// After a refused upload, reads the rest of the client's body: a client still sending
+/// would otherwise see a broken connection instead of the error that says what was wrong.
+fn drain_on_error<T, E>(r: &Result<T, E>, reader: &mut impl std::io::Read) {
+    if r.is_err() {
+        let _ = std::io::copy(reader, &mut std::io::sink());
+    }
+}
+
 pub async fn load(AxState(d): AxState<State>, body: Body) -> Result<Response, ApiError> {
-    let reader = body_reader(body);
-    let lines = blocking(move || Ok(d.images.load(reader)?)).await?;
+    let mut reader = body_reader(body);
+    let lines = blocking(move || {
+        let r = d.images.load(&mut reader);
+        drain_on_error(&r, &mut reader);
+        Ok(r?)
+    })
+    .await?;
     let msgs: Vec<Value> = lines.iter().map(|l| json!({"stream": format!("{l}\n")})).collect();
     Ok(json_lines(&msgs))
 }
