@@ -549,6 +549,22 @@ fn pause_rename_top_diff_prune() {
     let o = d.hako(&["pause", "p1"]);
     assert!(stderr(&o).contains("already paused"), "{}", stderr(&o));
     d.ok(&["unpause", "p1"]);
+    // A paused container can still be killed: the signal is not left pending.
+    let fid = d
+        .ok(&["run", "-d", "--name", "frozen", "busybox", "sleep", "60"])
+        .trim()
+        .to_string();
+    d.ok(&["pause", "frozen"]);
+    d.ok(&["rm", "-f", "frozen"]);
+    let start = Instant::now();
+    while hako_cgroups().iter().any(|p| p.contains(&fid)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the paused container's cgroup stayed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(monitors_of(&d), 1, "the paused container's monitor did not exit");
     d.ok(&["rename", "p1", "p2"]);
     assert_eq!(d.ok(&["ps", "--format", "{{.Names}}"]).trim(), "p2");
     d.ok(&["create", "--name", "stopped", "busybox", "true"]);

@@ -508,6 +508,15 @@ impl Containers {
             let err = std::io::Error::last_os_error();
             return Err(ApiError::internal(format!("Cannot kill container: {name}: {err}")));
         }
+        // A frozen container would hold the signal pending forever: thaw it, as Docker does.
+        if r.state.paused {
+            if let Ok(cg) = hako_runtime::cgroups::Cgroup::open(&format!("hako-{}", r.id)) {
+                let _ = cg.thaw();
+            }
+            let mut rec = e.rec.lock().unwrap(); // unwrap: see insert
+            rec.state.paused = false;
+            rec.state.status = "running".into();
+        }
         Ok(())
     }
 
