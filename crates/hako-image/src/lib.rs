@@ -6,6 +6,7 @@ pub mod apply;
 pub mod archive;
 pub mod changes;
 pub mod compression;
+pub mod diff;
 pub mod import;
 pub mod model;
 pub mod reference;

@@ -557,3 +557,66 @@ pub fn now_rfc3339() -> String {
 pub fn parse_time(s: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp())
 }
+
+/// What `commit` records besides the changes themselves.
+pub struct CommitOptions<'a> {
+    /// The container's Config (Docker commits it as the new image's config).
+    pub config: Value,
+    pub changes: &'a [String],
+    pub comment: &'a str,
+    pub author: &'a str,
+    /// The container's command, for the history entry.
+    pub created_by: &'a str,
+    pub tag: Option<&'a Reference>,
+}
+
+impl ImageService {
+    /// `commit`: the container's upper directory becomes a layer on top of its image.
+    pub fn commit(&self, parent: &ImageRecord, upper: &Path, opts: &CommitOptions) -> Result<ImageRecord, ImageError> {
+        let mut cfg_obj = match &opts.config {
+            Value::Object(m) => m.clone(),
+            _ => serde_json::Map::new(),
+        };
+        for c in opts.changes {
+            crate::changes::apply_change(&mut cfg_obj, c)?;
+        }
+        let lease = self.lease();
+        let ing = self.content.ingest()?;
+        let ing = crate::diff::write_layer(upper, ing)
+            .map_err(ImageError::io("writing the container's changes as a layer"))?;
+        let blob = self.content.commit(ing, &lease, None, None)?;
+        let parent_chain = parent.layers.last().map(|l| l.chain_id.clone());
+        let layer = self.ensure_layer(
+            &lease,
+            &blob,
+            "application/vnd.oci.image.layer.v1.tar",
+            parent_chain.as_ref(),
+            None,
+            &BTreeMap::new(),
+        )?;
+        let mut cfg = self.config(parent)?;
+        let now = now_rfc3339();
+        cfg["config"] = Value::Object(cfg_obj);
+        cfg["created"] = json!(now);
+        cfg["author"] = json!(opts.author);
+        cfg["comment"] = json!(opts.comment);
+        let diff = json!(layer.diff_id.to_string());
+        match cfg.pointer_mut("/rootfs/diff_ids").and_then(Value::as_array_mut) {
+            Some(ids) => ids.push(diff),
+            None => cfg["rootfs"] = json!({"type": "layers", "diff_ids": [diff]}),
+        }
+        let entry =
+            json!({"created": now, "created_by": opts.created_by, "comment": opts.comment, "author": opts.author});
+        match cfg.get_mut("history").and_then(Value::as_array_mut) {
+            Some(h) => h.push(entry),
+            None => cfg["history"] = json!([entry]),
+        }
+        let bytes = serde_json::to_vec(&cfg).expect("json of plain values"); // invariant
+        let mut layers = parent.layers.clone();
+        layers.push(layer);
+        let rec = self.finish_image(&lease, &bytes, layers, Some(now))?;
+        let tags: Vec<Reference> = opts.tag.cloned().into_iter().collect();
+        self.register(&rec, &tags, &[])?;
+        Ok(rec)
+    }
+}

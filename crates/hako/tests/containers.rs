@@ -645,3 +645,49 @@ fn restart_policies() {
     assert!(!d.ok(&["ps", "--format", "{{.Names}}"]).contains("always"));
     d.ok(&["rm", "always", "never"]);
 }
+
+#[test]
+fn commit_makes_an_image_of_the_changes() {
+    let d = daemon();
+    d.ok(&[
+        "run",
+        "--name",
+        "work",
+        "busybox",
+        "sh",
+        "-c",
+        "echo new > /added.txt; rm /etc/group; mkdir -p /var/x && echo y > /var/x/y",
+    ]);
+    let id = d
+        .ok(&[
+            "commit",
+            "-m",
+            "my change",
+            "-a",
+            "me",
+            "-c",
+            "ENV COMMITTED=1",
+            "-c",
+            "CMD [\"cat\", \"/added.txt\"]",
+            "work",
+            "committed:1",
+        ])
+        .trim()
+        .to_string();
+    assert!(id.starts_with("sha256:"), "{id}");
+    d.ok(&["rm", "work"]);
+    // The new image has the new file, not the deleted one, and the changes' config.
+    let o = run(&d, &["committed:1"]);
+    assert_eq!(stdout(&o), "new\n", "{}", stderr(&o));
+    let o = run(&d, &["committed:1", "sh", "-c", "test -e /etc/group && echo present || echo gone; cat /var/x/y; echo $COMMITTED; test -s /etc/hostname && echo hostname-mounted"]);
+    assert_eq!(stdout(&o), "gone\ny\n1\nhostname-mounted\n", "{}", stderr(&o));
+    let h = d.ok(&["history", "committed:1"]);
+    assert!(h.lines().nth(1).unwrap().contains("my change"), "{h}");
+    assert_eq!(d.ok(&["inspect", "-f", "{{.Author}}", "committed:1"]).trim(), "me");
+    // It saves and loads like any image.
+    let tar = d.dir.path().join("c.tar");
+    d.ok(&["save", "-o", tar.to_str().unwrap(), "committed:1"]);
+    d.ok(&["rmi", "committed:1"]);
+    d.ok(&["load", "-i", tar.to_str().unwrap()]);
+    assert_eq!(stdout(&run(&d, &["committed:1"])), "new\n");
+}

@@ -2,7 +2,7 @@
 //! running container, and watchers that learn of exits.
 
 pub mod exec;
-mod ops;
+pub mod ops;
 pub mod record;
 mod setup;
 

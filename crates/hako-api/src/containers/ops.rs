@@ -175,3 +175,69 @@ fn walk(root: &Path, dir: &Path, lowers: &[std::path::PathBuf], out: &mut Vec<Va
         }
     }
 }
+
+/// What `POST /commit` asks for.
+pub struct CommitRequest {
+    pub container: String,
+    pub reference: Option<hako_image::Reference>,
+    pub comment: String,
+    pub author: String,
+    pub changes: Vec<String>,
+    pub pause: bool,
+    /// A Config given in the body, merged over the container's.
+    pub config: Option<Value>,
+}
+
+impl Containers {
+    /// `commit`: the container's changes become a new image (paused meanwhile, by default).
+    pub fn commit(&self, req: &CommitRequest) -> Result<String, ApiError> {
+        let e = self.get(&req.container)?;
+        let r = e.rec.lock().unwrap().clone(); // unwrap: poisoned only after a panic
+        let parent = self.images.resolve(&r.image)?;
+        let mut config = r.config.clone();
+        if let (Some(Value::Object(over)), Some(base)) = (&req.config, config.as_object_mut()) {
+            for (k, v) in over {
+                if !v.is_null() {
+                    base.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        // The hostname and attach settings are the container's, not the image's.
+        if let Some(o) = config.as_object_mut() {
+            for k in [
+                "Hostname",
+                "AttachStdin",
+                "AttachStdout",
+                "AttachStderr",
+                "OpenStdin",
+                "StdinOnce",
+                "Tty",
+            ] {
+                o.remove(k);
+            }
+            o.insert("Image".into(), json!(r.image));
+        }
+        let freeze = req.pause && r.state.running && !r.state.paused;
+        let cg = if freeze { self.cgroup_of(&r.id).ok() } else { None };
+        if let Some(cg) = &cg {
+            cg.freeze().map_err(|e| ApiError::internal(e.to_string()))?;
+        }
+        let mut created_by = vec![r.path.clone()];
+        created_by.extend(r.args.iter().cloned());
+        let opts = hako_image::service::CommitOptions {
+            config,
+            changes: &req.changes,
+            comment: &req.comment,
+            author: &req.author,
+            created_by: &created_by.join(" "),
+            tag: req.reference.as_ref(),
+        };
+        let res = self
+            .images
+            .commit(&parent, &self.container_dir(&r.id).join("rootfs/upper"), &opts);
+        if let Some(cg) = &cg {
+            let _ = cg.thaw();
+        }
+        Ok(res?.id.to_string())
+    }
+}

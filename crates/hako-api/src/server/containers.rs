@@ -624,3 +624,41 @@ pub async fn diff(AxState(d): AxState<State>, Path(id): Path<String>) -> Result<
     let c = d.containers.clone();
     Ok(Json(super::blocking(move || c.diff(&id)).await?))
 }
+
+/// `POST /commit?container=&repo=&tag=&comment=&author=&changes=&pause=`.
+pub async fn commit(AxState(d): AxState<State>, RawQuery(q): RawQuery, body: Bytes) -> Result<Response, ApiError> {
+    let pairs = query_pairs(&q);
+    let container = first(&pairs, "container")
+        .cloned()
+        .ok_or_else(|| ApiError::bad_request("container is required"))?;
+    let repo = first(&pairs, "repo").cloned().unwrap_or_default();
+    let tag = first(&pairs, "tag").cloned().unwrap_or_default();
+    let reference = if repo.is_empty() {
+        None
+    } else {
+        let full = if tag.is_empty() { repo } else { format!("{repo}:{tag}") };
+        Some(hako_image::Reference::parse(&full).map_err(|e| ApiError::bad_request(e.to_string()))?)
+    };
+    let config = if body.is_empty() {
+        None
+    } else {
+        serde_json::from_slice(&body).ok()
+    };
+    let req = crate::containers::ops::CommitRequest {
+        container,
+        reference,
+        comment: first(&pairs, "comment").cloned().unwrap_or_default(),
+        author: first(&pairs, "author").cloned().unwrap_or_default(),
+        changes: pairs
+            .iter()
+            .filter(|(k, _)| k == "changes")
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+            .collect(),
+        pause: first(&pairs, "pause").map(|p| p != "0" && p != "false").unwrap_or(true),
+        config,
+    };
+    let c = d.containers.clone();
+    let id = super::blocking(move || c.commit(&req)).await?;
+    Ok((StatusCode::CREATED, Json(json!({"Id": id}))).into_response())
+}

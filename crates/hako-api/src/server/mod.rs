@@ -66,6 +66,7 @@ pub fn router(state: State) -> Router {
         .route("/exec/{id}/json", get(containers::exec_inspect))
         .route("/containers/{id}", axum::routing::delete(containers::remove))
         .route("/containers/prune", post(containers::prune))
+        .route("/commit", post(containers::commit))
         .route("/containers/{id}/pause", post(containers::pause))
         .route("/containers/{id}/unpause", post(containers::unpause))
         .route("/containers/{id}/rename", post(containers::rename))

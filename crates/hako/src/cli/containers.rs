@@ -1007,3 +1007,45 @@ pub async fn prune(c: &Client, a: PruneArgs) -> anyhow::Result<u8> {
     println!("Total reclaimed space: 0B");
     Ok(0)
 }
+
+#[derive(Args)]
+pub struct CommitArgs {
+    /// Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")
+    #[arg(short, long)]
+    author: Option<String>,
+    /// Apply Dockerfile instruction to the created image
+    #[arg(short, long = "change")]
+    change: Vec<String>,
+    /// Commit message
+    #[arg(short, long)]
+    message: Option<String>,
+    /// Pause container during commit
+    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set)]
+    pause: bool,
+    container: String,
+    /// REPOSITORY[:TAG]
+    reference: Option<String>,
+}
+
+pub async fn commit(c: &Client, a: CommitArgs) -> anyhow::Result<u8> {
+    let mut q = format!("container={}&pause={}", urlencode(&a.container), a.pause as u8);
+    if let Some(r) = &a.reference {
+        let (repo, tag) = match r.rsplit_once(':') {
+            Some((rp, t)) if !t.contains('/') => (rp.to_string(), t.to_string()),
+            _ => (r.clone(), String::new()),
+        };
+        q.push_str(&format!("&repo={}&tag={}", urlencode(&repo), urlencode(&tag)));
+    }
+    if let Some(m) = &a.message {
+        q.push_str(&format!("&comment={}", urlencode(m)));
+    }
+    if let Some(au) = &a.author {
+        q.push_str(&format!("&author={}", urlencode(au)));
+    }
+    for ch in &a.change {
+        q.push_str(&format!("&changes={}", urlencode(ch)));
+    }
+    let v: Value = read_json(c.request(Method::POST, &format!("/commit?{q}"), empty(), None).await?).await?;
+    println!("{}", v["Id"].as_str().unwrap_or(""));
+    Ok(0)
+}

@@ -66,6 +66,8 @@ pub enum Cmd {
     Top(containers::OneArgs),
     /// Inspect changes to files or directories on a container's filesystem
     Diff(containers::OneArgs),
+    /// Create a new image from a container's changes
+    Commit(containers::CommitArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCmd),
@@ -134,6 +136,7 @@ pub async fn run(cli: Cli) -> Result<u8, anyhow::Error> {
         Cmd::Rename(a) => return containers::rename(&client, a).await,
         Cmd::Top(a) => return containers::top(&client, a).await,
         Cmd::Diff(a) => return containers::diff(&client, a).await,
+        Cmd::Commit(a) => return containers::commit(&client, a).await,
         Cmd::Container(ContainerCmd::Prune(a)) => return containers::prune(&client, a).await,
         Cmd::Version(a) => system::version(&client, a).await,
         Cmd::Info(a) => system::info(&client, a).await,
