@@ -476,7 +476,11 @@ fn run_inner(dir: &Path) -> io::Result<()> {
         .map(|c| c.oom_killed().unwrap_or(false))
         .unwrap_or(false);
     if let Some(cg) = &cgroup {
-        let _ = cg.kill_all(libc::SIGKILL);
+        // The kernel ends a PID namespace's processes with its init; only processes that
+        // escaped it (or a shared namespace) can remain. Freezing an empty cgroup costs time.
+        if !cg.pids().unwrap_or_default().is_empty() {
+            let _ = cg.kill_all(libc::SIGKILL);
+        }
         remove_cgroup(cg);
     }
     for c in &mut clients {

@@ -72,7 +72,24 @@ impl MetaStore {
 
     /// Runs `f` in one write transaction; it commits only if `f` returns Ok.
     pub fn write<R, E: From<MetaError>>(&self, f: impl FnOnce(&mut Txn) -> Result<R, E>) -> Result<R, E> {
-        let txn = self.db.begin_write().map_err(db_err)?;
+        self.write_with(redb::Durability::Immediate, f)
+    }
+
+    /// As [`MetaStore::write`], atomic but not fsynced: for records that can be rebuilt from
+    /// other state (a container's runtime state is also in its monitor's state file). A
+    /// process crash loses nothing; a power loss may lose the last such commits, never the
+    /// database's consistency.
+    pub fn write_eventual<R, E: From<MetaError>>(&self, f: impl FnOnce(&mut Txn) -> Result<R, E>) -> Result<R, E> {
+        self.write_with(redb::Durability::Eventual, f)
+    }
+
+    fn write_with<R, E: From<MetaError>>(
+        &self,
+        durability: redb::Durability,
+        f: impl FnOnce(&mut Txn) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let mut txn = self.db.begin_write().map_err(db_err)?;
+        txn.set_durability(durability);
         let mut w = Txn { txn };
         let r = f(&mut w)?;
         w.txn.commit().map_err(db_err)?;

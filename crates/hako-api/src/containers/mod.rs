@@ -168,7 +168,7 @@ impl Containers {
     pub fn save(&self, rec: &ContainerRecord) -> Result<(), ApiError> {
         self.images
             .meta()
-            .write(|t| {
+            .write_eventual(|t| {
                 t.put(meta::CONTAINERS, &rec.id, rec)?;
                 Ok::<_, hako_store::MetaError>(())
             })
@@ -578,7 +578,7 @@ impl Containers {
         let id2 = id.clone();
         tokio::task::spawn_blocking(move || {
             let _ = std::fs::remove_dir_all(&dir);
-            images.meta().write(|t| {
+            images.meta().write_eventual(|t| {
                 t.delete(meta::CONTAINERS, &id2)?;
                 Ok::<_, hako_store::MetaError>(())
             })
