@@ -148,18 +148,7 @@ impl Client {
         if resp.status().is_success() || resp.status() == StatusCode::NOT_MODIFIED {
             return Ok(resp);
         }
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
-        let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(String::from))
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
-        Err(ClientError::Api { status, message })
+        Err(api_error(resp).await)
     }
 
     /// Sends an upgrade request (attach, exec start) and returns the raw bidirectional stream
@@ -196,18 +185,7 @@ impl Client {
             .await
             .map_err(|e| ClientError::Protocol(format!("request to {} failed: {e}", self.host)))?;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-            let status = resp.status();
-            let bytes = resp
-                .into_body()
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
-            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(String::from))
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
-            return Err(ClientError::Api { status, message });
+            return Err(api_error(resp).await);
         }
         let up = hyper::upgrade::on(resp)
             .await
@@ -224,6 +202,22 @@ impl Client {
         let resp = self.request(method, path, empty(), None).await?;
         read_json(resp).await
     }
+}
+
+/// The daemon's error answer: its status and the `message` of its JSON body.
+async fn api_error(resp: Response<Incoming>) -> ClientError {
+    let status = resp.status();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(String::from))
+        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
+    ClientError::Api { status, message }
 }
 
 pub async fn read_json<T: DeserializeOwned>(resp: Response<Incoming>) -> Result<T, ClientError> {

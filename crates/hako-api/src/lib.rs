@@ -6,6 +6,7 @@ pub mod bridge;
 pub mod client;
 pub mod containers;
 pub mod error;
+pub mod human;
 pub mod server;
 pub mod version;
 

@@ -17,6 +17,7 @@ use super::{flag, State};
 use crate::containers::parse_signal;
 use crate::containers::record::ContainerRecord;
 use crate::error::ApiError;
+use crate::human::human_duration;
 
 fn first<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a String> {
     pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v)
@@ -237,25 +238,6 @@ fn status_text(r: &ContainerRecord) -> String {
         ),
         "created" => "Created".into(),
         other => other.to_string(),
-    }
-}
-
-fn human_duration(s: i64) -> String {
-    let s = s.max(0);
-    if s < 1 {
-        "Less than a second".into()
-    } else if s < 60 {
-        format!("{s} seconds")
-    } else if s < 120 {
-        "About a minute".into()
-    } else if s < 3600 {
-        format!("{} minutes", s / 60)
-    } else if s < 7200 {
-        "About an hour".into()
-    } else if s < 48 * 3600 {
-        format!("{} hours", s / 3600)
-    } else {
-        format!("{} days", s / 86400)
     }
 }
 
