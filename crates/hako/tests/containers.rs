@@ -691,3 +691,83 @@ fn commit_makes_an_image_of_the_changes() {
     d.ok(&["load", "-i", tar.to_str().unwrap()]);
     assert_eq!(stdout(&run(&d, &["committed:1"])), "new\n");
 }
+
+#[test]
+fn logs_rotate_by_size() {
+    let d = daemon();
+    let id = d
+        .ok(&[
+            "run",
+            "-d",
+            "--log-opt",
+            "max-size=2k",
+            "--log-opt",
+            "max-file=3",
+            "busybox",
+            "sh",
+            "-c",
+            "for i in $(seq 400); do echo line $i; done",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(d.ok(&["wait", &id]).trim(), "0");
+    let dir = d.root().join("containers").join(&id);
+    let log = dir.join(format!("{id}-json.log"));
+    for f in [
+        log.clone(),
+        dir.join(format!("{id}-json.log.1")),
+        dir.join(format!("{id}-json.log.2")),
+    ] {
+        let len = std::fs::metadata(&f)
+            .unwrap_or_else(|_| panic!("{} missing", f.display()))
+            .len();
+        assert!(len <= 2048, "{} is {len} bytes", f.display());
+    }
+    assert!(
+        !dir.join(format!("{id}-json.log.3")).exists(),
+        "max-file=3 keeps three files"
+    );
+    // `logs` reads the rotated files in order: the newest lines, contiguous, ending with 400.
+    let out = d.ok(&["logs", &id]);
+    let nums: Vec<u32> = out
+        .lines()
+        .map(|l| l.trim_start_matches("line ").parse().unwrap())
+        .collect();
+    assert_eq!(*nums.last().unwrap(), 400);
+    assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "gaps in the rotated logs");
+    assert!(nums.len() < 400, "nothing was rotated away");
+    d.ok(&["rm", &id]);
+}
+
+#[test]
+fn stats_come_from_the_cgroup() {
+    let d = daemon();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        "-m",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do :; done",
+    ]);
+    let out = d.ok(&["stats", "--no-stream", "busy"]);
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[1], "busy", "{out}");
+    let cpu: f64 = row[2].trim_end_matches('%').parse().unwrap();
+    assert!(cpu > 20.0, "a busy loop should show CPU use: {out}");
+    assert_eq!(row[5], "64MiB", "the memory limit: {out}");
+    assert_eq!(*row.last().unwrap(), "1", "one process: {out}");
+    // The docker CLI reads the same endpoint.
+    let o = d.docker(&["stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}", "busy"]);
+    assert!(
+        stdout(&o).starts_with("busy ") && stdout(&o).contains("/ 64MiB"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    d.ok(&["rm", "-f", "busy"]);
+}

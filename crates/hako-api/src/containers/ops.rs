@@ -241,3 +241,71 @@ impl Containers {
         Ok(res?.id.to_string())
     }
 }
+
+/// The host's total CPU time in nanoseconds (Docker's `system_cpu_usage`).
+fn system_cpu_ns() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let jiffies: u64 = stat
+        .lines()
+        .next()
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .take(7)
+                .filter_map(|v| v.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    // USER_HZ is 100 on Linux.
+    jiffies * 10_000_000
+}
+
+fn host_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+impl Containers {
+    /// One sample of Docker's stats JSON, from the container's cgroup counters; `pre` is the
+    /// previous sample's CPU figures (for the CPU percentage).
+    pub fn stats_sample(&self, name: &str, pre: Option<&Value>) -> Result<Value, ApiError> {
+        let e = self.get(name)?;
+        let r = e.rec.lock().unwrap().clone(); // unwrap: poisoned only after a panic
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let now = hako_image::service::now_rfc3339();
+        let (mem, mem_limit, inactive, cpu, pids) = if r.state.running {
+            let s = self
+                .cgroup_of(&r.id)?
+                .stats()
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            (
+                s.memory_usage,
+                s.memory_limit.unwrap_or_else(host_memory),
+                s.memory_inactive_file,
+                s.cpu_usage_ns,
+                s.pids_current,
+            )
+        } else {
+            (0, 0, 0, 0, 0)
+        };
+        Ok(json!({
+            "read": now,
+            "preread": pre.and_then(|p| p.get("read").cloned()).unwrap_or(json!(super::ZERO)),
+            "id": r.id,
+            "name": r.name,
+            "pids_stats": {"current": pids},
+            "cpu_stats": {"cpu_usage": {"total_usage": cpu}, "system_cpu_usage": system_cpu_ns(), "online_cpus": cpus},
+            "precpu_stats": pre.and_then(|p| p.get("cpu_stats").cloned()).unwrap_or(json!({"cpu_usage": {"total_usage": 0}})),
+            "memory_stats": {"usage": mem, "limit": mem_limit, "stats": {"inactive_file": inactive}},
+            "blkio_stats": {},
+            "networks": {},
+        }))
+    }
+}

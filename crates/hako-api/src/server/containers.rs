@@ -644,3 +644,45 @@ pub async fn commit(AxState(d): AxState<State>, RawQuery(q): RawQuery, body: Byt
     let id = super::blocking(move || c.commit(&req)).await?;
     Ok((StatusCode::CREATED, Json(json!({"Id": id}))).into_response())
 }
+
+/// `GET /containers/{id}/stats`: one sample (`stream=false`, taken over half a second so the
+/// CPU share means something; `one-shot=true` skips the wait) or one per second.
+pub async fn stats(
+    AxState(d): AxState<State>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(&q);
+    let stream = first(&pairs, "stream")
+        .map(|s| s != "0" && s != "false")
+        .unwrap_or(true);
+    let one_shot = flag(first(&pairs, "one-shot"));
+    let first_sample = d.containers.stats_sample(&id, None)?;
+    if !stream {
+        let v = if one_shot {
+            first_sample
+        } else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            d.containers.stats_sample(&id, Some(&first_sample))?
+        };
+        return Ok(Json(v).into_response());
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::spawn(async move {
+        let mut pre = first_sample;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let Ok(v) = d.containers.stats_sample(&id, Some(&pre)) else {
+                return;
+            };
+            if tx.send(Ok(Bytes::from(format!("{v}\n")))).await.is_err() {
+                return;
+            }
+            pre = v;
+        }
+    });
+    let mut r = Response::new(Body::from_stream(crate::bridge::receiver_stream(rx)));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(r)
+}

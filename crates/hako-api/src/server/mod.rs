@@ -71,6 +71,7 @@ pub fn router(state: State) -> Router {
         .route("/containers/{id}/unpause", post(containers::unpause))
         .route("/containers/{id}/rename", post(containers::rename))
         .route("/containers/{id}/top", get(containers::top))
+        .route("/containers/{id}/stats", get(containers::stats))
         .route("/containers/{id}/changes", get(containers::diff))
         .route("/networks/prune", post(system::prune_nothing))
         .route("/volumes/prune", post(system::prune_nothing))

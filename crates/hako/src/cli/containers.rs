@@ -1049,3 +1049,112 @@ pub async fn commit(c: &Client, a: CommitArgs) -> anyhow::Result<u8> {
     println!("{}", v["Id"].as_str().unwrap_or(""));
     Ok(0)
 }
+
+#[derive(Args)]
+pub struct StatsArgs {
+    /// Disable streaming stats and only pull the first result
+    #[arg(long)]
+    no_stream: bool,
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    all: bool,
+    containers: Vec<String>,
+}
+
+/// Docker's CPU %: the container's share of the host's CPU time over the interval, times CPUs.
+fn cpu_percent(v: &Value) -> f64 {
+    let cpu = v
+        .pointer("/cpu_stats/cpu_usage/total_usage")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    let pre = v
+        .pointer("/precpu_stats/cpu_usage/total_usage")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    let sys = v
+        .pointer("/cpu_stats/system_cpu_usage")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    let presys = v
+        .pointer("/precpu_stats/system_cpu_usage")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    let cpus = v
+        .pointer("/cpu_stats/online_cpus")
+        .and_then(Value::as_f64)
+        .unwrap_or(1.0);
+    if sys > presys && cpu >= pre {
+        (cpu - pre) / (sys - presys) * cpus * 100.0
+    } else {
+        0.0
+    }
+}
+
+fn stats_row(v: &Value) -> Vec<String> {
+    let mem = v.pointer("/memory_stats/usage").and_then(Value::as_f64).unwrap_or(0.0)
+        - v.pointer("/memory_stats/stats/inactive_file")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
+    let limit = v.pointer("/memory_stats/limit").and_then(Value::as_f64).unwrap_or(0.0);
+    let bin = |b: f64| {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+        let mut x = b.max(0.0);
+        let mut i = 0;
+        while x >= 1024.0 && i < units.len() - 1 {
+            x /= 1024.0;
+            i += 1;
+        }
+        format!("{x:.4}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+            + units[i]
+    };
+    vec![
+        v["id"].as_str().unwrap_or("").chars().take(12).collect(),
+        v["name"].as_str().unwrap_or("").trim_start_matches('/').to_string(),
+        format!("{:.2}%", cpu_percent(v)),
+        format!("{} / {}", bin(mem), bin(limit)),
+        format!("{:.2}%", if limit > 0.0 { mem / limit * 100.0 } else { 0.0 }),
+        "0B / 0B".into(),
+        "0B / 0B".into(),
+        v.pointer("/pids_stats/current")
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+    ]
+}
+
+pub async fn stats(c: &Client, a: StatsArgs) -> anyhow::Result<u8> {
+    let names = if a.containers.is_empty() {
+        let list: Vec<Value> = c.get_json(&format!("/containers/json?all={}", a.all as u8)).await?;
+        list.iter().filter_map(|v| v["Id"].as_str().map(String::from)).collect()
+    } else {
+        a.containers.clone()
+    };
+    let header: Vec<String> = [
+        "CONTAINER ID",
+        "NAME",
+        "CPU %",
+        "MEM USAGE / LIMIT",
+        "MEM %",
+        "NET I/O",
+        "BLOCK I/O",
+        "PIDS",
+    ]
+    .map(String::from)
+    .to_vec();
+    loop {
+        let mut rows = vec![header.clone()];
+        for n in &names {
+            let v: Value = c.get_json(&format!("/containers/{n}/stats?stream=false")).await?;
+            rows.push(stats_row(&v));
+        }
+        if !a.no_stream && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            print!("\x1b[2J\x1b[H");
+        }
+        print!("{}", table(&rows));
+        if a.no_stream {
+            return Ok(0);
+        }
+    }
+}

@@ -68,6 +68,8 @@ pub enum Cmd {
     Diff(containers::OneArgs),
     /// Create a new image from a container's changes
     Commit(containers::CommitArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(containers::StatsArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCmd),
@@ -137,6 +139,7 @@ pub async fn run(cli: Cli) -> Result<u8, anyhow::Error> {
         Cmd::Top(a) => return containers::top(&client, a).await,
         Cmd::Diff(a) => return containers::diff(&client, a).await,
         Cmd::Commit(a) => return containers::commit(&client, a).await,
+        Cmd::Stats(a) => return containers::stats(&client, a).await,
         Cmd::Container(ContainerCmd::Prune(a)) => return containers::prune(&client, a).await,
         Cmd::Version(a) => system::version(&client, a).await,
         Cmd::Info(a) => system::info(&client, a).await,
