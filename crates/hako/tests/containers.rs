@@ -771,3 +771,42 @@ fn stats_come_from_the_cgroup() {
     );
     d.ok(&["rm", "-f", "busy"]);
 }
+
+#[test]
+fn attach_and_detach() {
+    let d = daemon();
+    d.ok(&["run", "-d", "-i", "--name", "shell", "busybox", "sh"]);
+    // Commands go in, output comes out; ctrl-p ctrl-q detaches and leaves it running.
+    let mut c = d
+        .cmd(&["attach", "shell"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    stdin.write_all(b"echo hello from attach\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    stdin.write_all(&[0x10, 0x11]).unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(stdout(&o), "hello from attach\n");
+    assert!(stderr(&o).contains("read escape sequence"), "{}", stderr(&o));
+    assert!(
+        d.ok(&["ps", "--format", "{{.Names}}"]).contains("shell"),
+        "detaching stopped the container"
+    );
+    // Attach again; the container's own exit ends the attach with its code.
+    let mut c = d
+        .cmd(&["attach", "shell"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(b"exit 5\n").unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(5));
+    let o = d.hako(&["attach", "shell"]);
+    assert!(stderr(&o).contains("start it first"), "{}", stderr(&o));
+    d.ok(&["rm", "shell"]);
+}

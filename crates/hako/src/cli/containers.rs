@@ -164,7 +164,9 @@ fn env_file_lines(path: &str) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-fn create_body(a: &CreateArgs) -> anyhow::Result<Value> {
+/// `stdin_once`: the container's stdin closes when the first attached client's input ends
+/// (Docker sets it for an attached `run -i`, not for `create` or `run -d`).
+fn create_body(a: &CreateArgs, stdin_once: bool) -> anyhow::Result<Value> {
     let mut env = Vec::new();
     for f in &a.env_file {
         env.extend(env_file_lines(f)?);
@@ -247,7 +249,7 @@ fn create_body(a: &CreateArgs) -> anyhow::Result<Value> {
         "Labels": labels,
         "Tty": a.tty,
         "OpenStdin": a.interactive,
-        "StdinOnce": a.interactive,
+        "StdinOnce": a.interactive && stdin_once,
         "AttachStdin": a.interactive,
         "AttachStdout": true,
         "AttachStderr": true,
@@ -275,8 +277,8 @@ fn crossterm_size() -> (u16, u16) {
         .unwrap_or((24, 80))
 }
 
-async fn create_container(c: &Client, a: &CreateArgs) -> anyhow::Result<String> {
-    let body = create_body(a)?;
+async fn create_container(c: &Client, a: &CreateArgs, stdin_once: bool) -> anyhow::Result<String> {
+    let body = create_body(a, stdin_once)?;
     let mut path = "/containers/create".to_string();
     if let Some(n) = &a.name {
         path.push_str(&format!("?name={}", urlencode(n)));
@@ -303,7 +305,7 @@ async fn create_container(c: &Client, a: &CreateArgs) -> anyhow::Result<String> 
 
 /// `create`: prints the ID.
 pub async fn create(c: &Client, a: CreateArgs) -> anyhow::Result<u8> {
-    let id = create_container(c, &a).await.map_err(daemon_error)?;
+    let id = create_container(c, &a, false).await.map_err(daemon_error)?;
     println!("{id}");
     Ok(0)
 }
@@ -390,7 +392,7 @@ pub async fn run(c: &Client, a: RunArgs) -> anyhow::Result<u8> {
     if a.detach && ca.rm && ca.restart.as_deref().map(|r| r != "no").unwrap_or(false) {
         anyhow::bail!("Conflicting options: --restart and --rm");
     }
-    let id = create_container(c, ca).await.map_err(daemon_error)?;
+    let id = create_container(c, ca, !a.detach).await.map_err(daemon_error)?;
     if a.detach {
         c.request(Method::POST, &format!("/containers/{id}/start"), empty(), None)
             .await
@@ -1157,4 +1159,117 @@ pub async fn stats(c: &Client, a: StatsArgs) -> anyhow::Result<u8> {
             return Ok(0);
         }
     }
+}
+
+#[derive(Args)]
+pub struct AttachArgs {
+    /// Do not attach STDIN
+    #[arg(long)]
+    no_stdin: bool,
+    /// Override the key sequence for detaching a container (default ctrl-p,ctrl-q)
+    #[arg(long = "detach-keys", default_value = "ctrl-p,ctrl-q")]
+    detach_keys: String,
+    container: String,
+}
+
+/// `ctrl-p,ctrl-q` -> [0x10, 0x11]; a single character stands for itself.
+fn parse_detach_keys(s: &str) -> anyhow::Result<Vec<u8>> {
+    s.split(',')
+        .map(|k| {
+            let k = k.trim();
+            match k.strip_prefix("ctrl-") {
+                Some(c) if c.len() == 1 && c.as_bytes()[0].is_ascii_alphabetic() => {
+                    Ok(c.as_bytes()[0].to_ascii_lowercase() - b'a' + 1)
+                }
+                Some("@") => Ok(0),
+                Some("[") => Ok(27),
+                Some("\\") => Ok(28),
+                Some("]") => Ok(29),
+                Some("^") => Ok(30),
+                Some("_") => Ok(31),
+                None if k.len() == 1 => Ok(k.as_bytes()[0]),
+                _ => Err(anyhow::anyhow!("Invalid detach keys ({s}) provided")),
+            }
+        })
+        .collect()
+}
+
+/// `attach`: the container's output, and stdin if it has one open; the detach keys leave it
+/// running.
+pub async fn attach(c: &Client, a: AttachArgs) -> anyhow::Result<u8> {
+    let keys = parse_detach_keys(&a.detach_keys)?;
+    let info: Value = c.get_json(&format!("/containers/{}/json", a.container)).await?;
+    if !info["State"]["Running"].as_bool().unwrap_or(false) {
+        anyhow::bail!("You cannot attach to a stopped container, start it first");
+    }
+    let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+    let stdin = !a.no_stdin && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+    let conn = c
+        .hijack(
+            Method::POST,
+            &format!(
+                "/containers/{}/attach?stream=1&stdout=1&stderr=1&stdin={}",
+                a.container, stdin as u8
+            ),
+            empty(),
+        )
+        .await?;
+    let (rd, mut wr) = tokio::io::split(conn);
+    let _raw = RawMode::enter(tty);
+    let (detached_tx, mut detached_rx) = tokio::sync::oneshot::channel::<()>();
+    if stdin {
+        tokio::spawn(async move {
+            let mut input = tokio::io::stdin();
+            let mut buf = vec![0u8; 4096];
+            let mut matched = 0;
+            loop {
+                let n = match input.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                for &b in &buf[..n] {
+                    if b == keys[matched] {
+                        matched += 1;
+                        if matched == keys.len() {
+                            let _ = detached_tx.send(());
+                            return;
+                        }
+                        continue;
+                    }
+                    // Not the sequence after all: pass on what was held back.
+                    let held = keys[..matched].to_vec();
+                    matched = 0;
+                    let _ = wr.write_all(&held).await;
+                    let _ = wr.write_all(&[b]).await;
+                }
+            }
+            let _ = wr.shutdown().await;
+        });
+    } else {
+        drop(wr);
+        drop(detached_tx);
+    }
+    tokio::select! {
+        _ = pump_output(rd, tty) => {}
+        r = &mut detached_rx => {
+            if r.is_ok() {
+                drop(_raw);
+                eprintln!("\r\nread escape sequence");
+                return Ok(0);
+            }
+        }
+    }
+    drop(_raw);
+    // The output ended: the container is exiting; its code comes once it has.
+    let v: Value = read_json(
+        c.request(
+            Method::POST,
+            &format!("/containers/{}/wait?condition=not-running", a.container),
+            empty(),
+            None,
+        )
+        .await?,
+    )
+    .await?;
+    Ok(v["StatusCode"].as_i64().unwrap_or(0).clamp(0, 255) as u8)
 }

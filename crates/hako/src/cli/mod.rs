@@ -70,6 +70,8 @@ pub enum Cmd {
     Commit(containers::CommitArgs),
     /// Display a live stream of container(s) resource usage statistics
     Stats(containers::StatsArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(containers::AttachArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCmd),
@@ -140,6 +142,7 @@ pub async fn run(cli: Cli) -> Result<u8, anyhow::Error> {
         Cmd::Diff(a) => return containers::diff(&client, a).await,
         Cmd::Commit(a) => return containers::commit(&client, a).await,
         Cmd::Stats(a) => return containers::stats(&client, a).await,
+        Cmd::Attach(a) => return containers::attach(&client, a).await,
         Cmd::Container(ContainerCmd::Prune(a)) => return containers::prune(&client, a).await,
         Cmd::Version(a) => system::version(&client, a).await,
         Cmd::Info(a) => system::info(&client, a).await,
