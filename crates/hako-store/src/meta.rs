@@ -24,7 +24,10 @@ pub const REPO_DIGESTS: Table = TableDefinition::new("repo_digests");
 /// Containers by ID (records written by the container runtime; images check it before removal).
 pub const CONTAINERS: Table = TableDefinition::new("containers");
 
-const ALL: [Table; 4] = [IMAGES, TAGS, REPO_DIGESTS, CONTAINERS];
+/// Volumes by name.
+pub const VOLUMES: Table = TableDefinition::new("volumes");
+
+const ALL: [Table; 5] = [IMAGES, TAGS, REPO_DIGESTS, CONTAINERS, VOLUMES];
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {

@@ -810,3 +810,69 @@ fn attach_and_detach() {
     assert!(stderr(&o).contains("start it first"), "{}", stderr(&o));
     d.ok(&["rm", "shell"]);
 }
+
+#[test]
+fn named_and_anonymous_volumes() {
+    let d = daemon();
+    // A named volume keeps its data across containers.
+    d.ok(&["volume", "create", "keep"]);
+    assert_eq!(
+        run(
+            &d,
+            &["-v", "keep:/data", "busybox", "sh", "-c", "echo persisted > /data/f"]
+        )
+        .status
+        .code(),
+        Some(0)
+    );
+    assert_eq!(
+        stdout(&run(&d, &["-v", "keep:/data", "busybox", "cat", "/data/f"])),
+        "persisted\n"
+    );
+    assert!(d.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "keep"));
+    // An image with content at a VOLUME path: a fresh volume is seeded from it; the image's
+    // VOLUME gives an anonymous volume; `rm -v` removes the anonymous one only.
+    d.ok(&[
+        "run",
+        "--name",
+        "mk",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /seed && echo from-image > /seed/file",
+    ]);
+    d.ok(&["commit", "-c", "VOLUME /seed", "mk", "seeded:1"]);
+    d.ok(&["rm", "mk"]);
+    assert_eq!(
+        stdout(&run(&d, &["-v", "fresh:/seed", "seeded:1", "cat", "/seed/file"])),
+        "from-image\n"
+    );
+    let before: Vec<String> = d.ok(&["volume", "ls", "-q"]).lines().map(String::from).collect();
+    d.ok(&[
+        "run",
+        "--name",
+        "anon",
+        "seeded:1",
+        "sh",
+        "-c",
+        "cat /seed/file > /seed/copy",
+    ]);
+    let mounts = d.ok(&["inspect", "-f", "{{json .Mounts}}", "anon"]);
+    let mounts: serde_json::Value = serde_json::from_str(&mounts).unwrap();
+    let anon = mounts[0]["Name"].as_str().unwrap().to_string();
+    assert_eq!(mounts[0]["Destination"], "/seed");
+    assert!(!before.contains(&anon));
+    let o = d.hako(&["volume", "rm", &anon]);
+    assert!(stderr(&o).contains("volume is in use"), "{}", stderr(&o));
+    d.ok(&["rm", "-v", "anon"]);
+    let after = d.ok(&["volume", "ls", "-q"]);
+    assert!(!after.lines().any(|l| l == anon), "rm -v left the anonymous volume");
+    assert!(
+        after.lines().any(|l| l == "keep") && after.lines().any(|l| l == "fresh"),
+        "named volumes must stay"
+    );
+    d.ok(&["volume", "rm", "keep", "fresh"]);
+    assert!(!d.root().join("volumes/keep").exists());
+    let o = d.hako(&["run", "--rm", "-v", "bad name:/x", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+}

@@ -5,6 +5,7 @@ pub mod exec;
 pub mod ops;
 pub mod record;
 mod setup;
+pub mod volumes;
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -196,6 +197,12 @@ impl Containers {
         }
         let host_config = body.get("HostConfig").cloned().unwrap_or(json!({}));
         setup::validate_host_config(&host_config)?;
+        let image_volumes: Vec<String> = config
+            .get("Volumes")
+            .and_then(Value::as_object)
+            .map(|v| v.keys().cloned().collect())
+            .unwrap_or_default();
+        let mounts = self.resolve_mounts(&host_config, &image_volumes)?;
         let id = random_id();
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => {
@@ -238,6 +245,7 @@ impl Containers {
             config,
             host_config,
             restart_count: 0,
+            mounts,
             has_been_manually_stopped: false,
             log_path: dir.join(format!("{id}-json.log")).display().to_string(),
             resolv_conf_path: dir.join("resolv.conf").display().to_string(),
@@ -555,7 +563,7 @@ impl Containers {
     }
 
     /// `rm`: refuses a running container unless forced.
-    pub async fn remove(self: &Arc<Self>, name: &str, force: bool, _volumes: bool) -> Result<(), ApiError> {
+    pub async fn remove(self: &Arc<Self>, name: &str, force: bool, volumes: bool) -> Result<(), ApiError> {
         let e = self.get(name)?;
         let id = e.rec.lock().unwrap().id.clone(); // unwrap: see insert
         if e.rec.lock().unwrap().state.running {
@@ -586,6 +594,20 @@ impl Containers {
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::internal(e.to_string()))?;
+        if volumes {
+            // `rm -v`: the container's anonymous volumes go with it; named ones stay.
+            let mounts = e.rec.lock().unwrap().mounts.clone(); // unwrap: see insert
+            for m in mounts.iter().filter(|m| m["Type"] == "volume") {
+                let n = m["Name"].as_str().unwrap_or("");
+                if self
+                    .volume_get(n)
+                    .map(|v| v["Anonymous"].as_bool().unwrap_or(false))
+                    .unwrap_or(false)
+                {
+                    let _ = self.volume_remove(n, true);
+                }
+            }
+        }
         e.events.send_modify(|ev| ev.removed = true);
         Ok(())
     }

@@ -36,6 +36,10 @@ pub struct ContainerRecord {
     pub config: Value,
     pub host_config: Value,
     pub restart_count: u32,
+    /// Volumes and binds, as `docker inspect` shows them (`Type`, `Name`, `Source`,
+    /// `Destination`, `RW`), resolved at create.
+    #[serde(default)]
+    pub mounts: Vec<Value>,
     /// Set by `stop`, cleared by `start`: restart policies leave such a container alone.
     #[serde(default)]
     pub has_been_manually_stopped: bool,

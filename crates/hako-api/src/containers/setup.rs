@@ -43,7 +43,7 @@ pub fn validate_host_config(hc: &Value) -> Result<(), ApiError> {
 }
 
 /// `/host:/ctr[:ro|rw]`.
-fn parse_bind(s: &str) -> Result<(String, String, bool), ApiError> {
+pub(crate) fn parse_bind(s: &str) -> Result<(String, String, bool), ApiError> {
     let parts: Vec<&str> = s.split(':').collect();
     let bad = || ApiError::bad_request(format!("invalid volume specification: '{s}'"));
     let (src, dst, mode) = match parts.as_slice() {
@@ -54,9 +54,9 @@ fn parse_bind(s: &str) -> Result<(String, String, bool), ApiError> {
     if !dst.starts_with('/') || src.is_empty() {
         return Err(bad());
     }
-    if !src.starts_with('/') {
+    if !src.starts_with('/') && !src.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
         return Err(ApiError::bad_request(format!(
-            "named volume {src:?}: named volumes are not supported yet; use a host path"
+            "invalid volume specification: '{s}': {src:?} is neither an absolute path nor a volume name"
         )));
     }
     let ro = mode.split(',').any(|m| m == "ro");
@@ -216,17 +216,18 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
     ] {
         mounts.push(json!({"destination": dest, "type": "bind", "source": dir.join(file).display().to_string(), "options": ["rbind", "rprivate"]}));
     }
-    for b in hc.get("Binds").and_then(Value::as_array).into_iter().flatten() {
-        let (src, dst, ro) = parse_bind(b.as_str().unwrap_or(""))?;
-        if !Path::new(&src).exists() {
+    c.seed_volumes(rec)?;
+    for m in &rec.mounts {
+        let src = m["Source"].as_str().unwrap_or("");
+        if m["Type"] == "bind" && !Path::new(src).exists() {
             // Docker creates a missing host directory for -v.
-            fs::create_dir_all(&src).map_err(io_err("creating the bind mount source"))?;
+            fs::create_dir_all(src).map_err(io_err("creating the bind mount source"))?;
         }
         let mut opts = vec!["rbind", "rprivate"];
-        if ro {
+        if m["RW"] == false {
             opts.push("ro");
         }
-        mounts.push(json!({"destination": dst, "type": "bind", "source": src, "options": opts}));
+        mounts.push(json!({"destination": m["Destination"], "type": "bind", "source": src, "options": opts}));
     }
     for m in hc.get("Mounts").and_then(Value::as_array).into_iter().flatten() {
         let kind = m.get("Type").and_then(Value::as_str).unwrap_or("");
@@ -244,6 +245,7 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
                 }
                 mounts.push(json!({"destination": target, "type": "bind", "source": src, "options": opts}));
             }
+            "volume" => {} // resolved at create, in the record's mounts
             "tmpfs" => mounts.push(json!({"destination": target, "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "noexec"]})),
             other => return Err(ApiError::bad_request(format!("mount type {other:?} is not supported yet"))),
         }

@@ -322,7 +322,7 @@ pub async fn inspect(AxState(d): AxState<State>, Path(id): Path<String>) -> Resu
     v["AppArmorProfile"] = json!("");
     v["ExecIDs"] = Value::Null;
     v["GraphDriver"] = json!({"Name": "overlay", "Data": {"UpperDir": dir.join("rootfs/upper"), "WorkDir": dir.join("rootfs/work"), "MergedDir": dir.join("rootfs/merged")}});
-    v["Mounts"] = json!([]);
+    v["Mounts"] = json!(r.mounts);
     v["NetworkSettings"] =
         json!({"Ports": {}, "Networks": {}, "SandboxKey": "", "IPAddress": "", "Gateway": "", "MacAddress": ""});
     Ok(Json(v))

@@ -4,6 +4,7 @@ mod containers;
 mod images;
 mod registry;
 mod system;
+mod volumes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -74,7 +75,10 @@ pub fn router(state: State) -> Router {
         .route("/containers/{id}/stats", get(containers::stats))
         .route("/containers/{id}/changes", get(containers::diff))
         .route("/networks/prune", post(system::prune_nothing))
-        .route("/volumes/prune", post(system::prune_nothing))
+        .route("/volumes/prune", post(volumes::prune))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/{name}", get(volumes::inspect).delete(volumes::remove))
         .route("/build/prune", post(system::prune_nothing))
         .route("/hako/v1/system/check", get(system::check))
         .fallback(not_found)

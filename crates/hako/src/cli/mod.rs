@@ -4,6 +4,7 @@ mod containers;
 mod images;
 mod registry;
 mod system;
+mod volumes;
 
 use clap::{Parser, Subcommand};
 
@@ -72,6 +73,9 @@ pub enum Cmd {
     Stats(containers::StatsArgs),
     /// Attach local standard input, output, and error streams to a running container
     Attach(containers::AttachArgs),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volumes::VolumeCmd),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCmd),
@@ -143,6 +147,7 @@ pub async fn run(cli: Cli) -> Result<u8, anyhow::Error> {
         Cmd::Commit(a) => return containers::commit(&client, a).await,
         Cmd::Stats(a) => return containers::stats(&client, a).await,
         Cmd::Attach(a) => return containers::attach(&client, a).await,
+        Cmd::Volume(c) => return volumes::run(&client, c).await,
         Cmd::Container(ContainerCmd::Prune(a)) => return containers::prune(&client, a).await,
         Cmd::Version(a) => system::version(&client, a).await,
         Cmd::Info(a) => system::info(&client, a).await,
