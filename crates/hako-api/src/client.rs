@@ -32,6 +32,7 @@ pub enum ClientError {
     Io(#[from] io::Error),
 }
 
+#[derive(Clone)]
 pub struct Client {
     socket: PathBuf,
     host: String,

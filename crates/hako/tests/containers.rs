@@ -876,3 +876,21 @@ fn named_and_anonymous_volumes() {
     let o = d.hako(&["run", "--rm", "-v", "bad name:/x", "busybox", "true"]);
     assert_eq!(o.status.code(), Some(125));
 }
+
+#[test]
+fn a_tty_gets_the_terminal_size() {
+    let d = daemon();
+    let o = Command::new("script")
+        .args([
+            "-qec",
+            &format!(
+                "stty rows 30 cols 100; {} run --rm -it busybox stty size",
+                common::hako_bin()
+            ),
+            "/dev/null",
+        ])
+        .env("HAKO_HOST", d.host())
+        .output()
+        .unwrap();
+    assert!(stdout(&o).contains("30 100"), "{}{}", stdout(&o), stderr(&o));
+}

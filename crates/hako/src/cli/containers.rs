@@ -352,6 +352,33 @@ impl Drop for RawMode {
     }
 }
 
+/// Sends the terminal's size now and on every SIGWINCH, as the docker CLI does.
+fn follow_terminal_size(c: &Client, id: &str) {
+    let Ok(mut winch) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()) else {
+        return;
+    };
+    let c = c.clone();
+    let id = id.to_string();
+    tokio::spawn(async move {
+        loop {
+            let (h, w) = crossterm_size();
+            if h > 0 && w > 0 {
+                let _ = c
+                    .request(
+                        Method::POST,
+                        &format!("/containers/{id}/resize?h={h}&w={w}"),
+                        empty(),
+                        None,
+                    )
+                    .await;
+            }
+            if winch.recv().await.is_none() {
+                return;
+            }
+        }
+    });
+}
+
 /// Copies a multiplexed stream to stdout/stderr (or raw bytes with a TTY).
 async fn pump_output<R: tokio::io::AsyncRead + Unpin>(mut r: R, tty: bool) -> std::io::Result<()> {
     let mut out = tokio::io::stdout();
@@ -439,6 +466,9 @@ pub async fn run(c: &Client, a: RunArgs) -> anyhow::Result<u8> {
         return Err(anyhow::anyhow!(SilentError).context(ExitWith(code)));
     }
     let _raw = RawMode::enter(ca.tty);
+    if ca.tty {
+        follow_terminal_size(c, &id);
+    }
     let (rd, mut wr) = tokio::io::split(conn);
     if ca.interactive {
         tokio::spawn(async move {
