@@ -45,7 +45,11 @@ fn main() -> ExitCode {
             return ExitCode::from(125);
         }
     };
-    match rt.block_on(cli::run(cli)) {
+    let result = rt.block_on(cli::run(cli));
+    // A read of stdin may still block a runtime thread (after `run -i` or `attach`): do not
+    // wait for it.
+    rt.shutdown_background();
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let msg = cli::describe(&e);
