@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Sets everything up on a fresh Debian 12 machine (as root) and runs hako's job for real:
 # builds hako, makes the busybox and debian base images from Debian packages, starts a
-# daemon on its own root and socket, imports the images, and drives it with hako's CLI and
-# the docker CLI. The daemon is stopped and its temporary root removed at the end.
+# daemon on its own root and socket, imports the images, runs containers, and drives it with
+# hako's CLI and the docker CLI. The daemon is stopped and its temporary root removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -29,7 +29,16 @@ if command -v docker >/dev/null; then
   echo "--- the docker CLI against hakod"
   DOCKER_HOST=$HAKO_HOST docker images
 fi
-echo "--- a file from the unpacked busybox layer"
-lower=$("$HAKO" inspect --format '{{.GraphDriver.Data.LowerDir}}' busybox)
-ls -l "$lower/bin/busybox"
+echo "--- containers: one-shot, detached with logs and exec, and through the docker CLI"
+"$HAKO" run --rm busybox sh -c 'echo "hello from $(hostname), pid $$ in its own namespaces"'
+"$HAKO" run --rm debian:bookworm sh -c 'echo "debian $(cat /etc/debian_version)"'
+"$HAKO" run -d --name ticker busybox sh -c 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done' >/dev/null
+sleep 1
+"$HAKO" ps
+"$HAKO" logs --tail 2 ticker
+"$HAKO" exec ticker sh -c 'echo "exec sees: $(cat /proc/1/cmdline | tr "\0" " ")"'
+"$HAKO" rm -f ticker >/dev/null
+if command -v docker >/dev/null; then
+  DOCKER_HOST=$HAKO_HOST docker run --rm busybox echo "hello through the docker CLI"
+fi
 "$HAKO" system check
