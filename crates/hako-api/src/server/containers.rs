@@ -12,16 +12,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use hako_runtime::monitor::AttachRequest;
 
-use super::images::{parse_filters, query_pairs};
+use super::images::{first, parse_filters, query_pairs};
 use super::{flag, State};
 use crate::containers::parse_signal;
 use crate::containers::record::ContainerRecord;
 use crate::error::ApiError;
 use crate::human::human_duration;
-
-fn first<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a String> {
-    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-}
 
 pub async fn create(AxState(d): AxState<State>, RawQuery(q): RawQuery, body: Bytes) -> Result<Response, ApiError> {
     let pairs = query_pairs(&q);

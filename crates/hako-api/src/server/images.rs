@@ -34,7 +34,7 @@ pub(crate) fn query_pairs(q: &Option<String>) -> Vec<(String, String)> {
         .collect()
 }
 
-fn first<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a String> {
+pub(crate) fn first<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a String> {
     pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 

@@ -7,13 +7,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::images::{parse_filters, query_pairs};
+use super::images::{first, parse_filters, query_pairs};
 use super::{blocking, flag, State};
 use crate::error::ApiError;
-
-fn first<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a String> {
-    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-}
 
 pub async fn create(AxState(d): AxState<State>, body: Bytes) -> Result<Response, ApiError> {
     let body: Value = if body.is_empty() {

@@ -535,10 +535,20 @@ pub async fn start(c: &Client, a: StartArgs) -> anyhow::Result<u8> {
         let status: Value = read_json(wait).await?;
         return Ok(status["StatusCode"].as_i64().unwrap_or(0).clamp(0, 255) as u8);
     }
-    each(&a.containers, |n| async move {
-        c.request(Method::POST, &format!("/containers/{n}/start"), empty(), None)
-            .await
-            .map(|_| ())
+    request_each(c, &a.containers, Method::POST, |n| format!("/containers/{n}/start")).await
+}
+
+/// One request per container, as `each` reports them: `path` gives the request's path.
+async fn request_each(
+    c: &Client,
+    names: &[String],
+    method: Method,
+    path: impl Fn(&str) -> String,
+) -> anyhow::Result<u8> {
+    let path = &path;
+    each(names, |n| {
+        let method = method.clone();
+        async move { c.request(method, &path(n), empty(), None).await.map(|_| ()) }
     })
     .await
 }
@@ -588,13 +598,8 @@ pub async fn stop(c: &Client, a: StopArgs, verb: &str) -> anyhow::Result<u8> {
         q.push(format!("signal={}", urlencode(s)));
     }
     let q = q.join("&");
-    each(&a.containers, |n| {
-        let q = q.clone();
-        async move {
-            c.request(Method::POST, &format!("/containers/{n}/{verb}?{q}"), empty(), None)
-                .await
-                .map(|_| ())
-        }
+    request_each(c, &a.containers, Method::POST, |n| {
+        format!("/containers/{n}/{verb}?{q}")
     })
     .await
 }
@@ -610,18 +615,8 @@ pub struct KillArgs {
 
 pub async fn kill(c: &Client, a: KillArgs) -> anyhow::Result<u8> {
     let sig = urlencode(&a.signal);
-    each(&a.containers, |n| {
-        let sig = sig.clone();
-        async move {
-            c.request(
-                Method::POST,
-                &format!("/containers/{n}/kill?signal={sig}"),
-                empty(),
-                None,
-            )
-            .await
-            .map(|_| ())
-        }
+    request_each(c, &a.containers, Method::POST, |n| {
+        format!("/containers/{n}/kill?signal={sig}")
     })
     .await
 }
@@ -640,15 +635,7 @@ pub struct RmArgs {
 
 pub async fn rm(c: &Client, a: RmArgs) -> anyhow::Result<u8> {
     let q = format!("force={}&v={}", a.force as u8, a.volumes as u8);
-    each(&a.containers, |n| {
-        let q = q.clone();
-        async move {
-            c.request(Method::DELETE, &format!("/containers/{n}?{q}"), empty(), None)
-                .await
-                .map(|_| ())
-        }
-    })
-    .await
+    request_each(c, &a.containers, Method::DELETE, |n| format!("/containers/{n}?{q}")).await
 }
 
 #[derive(Args)]
@@ -947,12 +934,7 @@ pub struct NamesArgs {
 
 /// `pause` / `unpause`.
 pub async fn pause(c: &Client, a: NamesArgs, verb: &str) -> anyhow::Result<u8> {
-    each(&a.containers, |n| async move {
-        c.request(Method::POST, &format!("/containers/{n}/{verb}"), empty(), None)
-            .await
-            .map(|_| ())
-    })
-    .await
+    request_each(c, &a.containers, Method::POST, |n| format!("/containers/{n}/{verb}")).await
 }
 
 #[derive(Args)]
