@@ -39,22 +39,55 @@ pub fn run(spec_path: &Path) -> i32 {
 
 fn run_inner(spec_path: &Path) -> io::Result<i32> {
     let spec: ExecSpec = serde_json::from_slice(&fs::read(spec_path)?).map_err(io::Error::other)?;
-    let filter = match &spec.seccomp {
-        Some(p) => {
-            let profile: crate::seccomp::Profile = serde_json::from_value(p.clone()).map_err(io::Error::other)?;
-            let caps = spec
-                .process
-                .capabilities
-                .as_ref()
-                .map(|c| c.bounding.clone())
-                .unwrap_or_default();
-            Some(crate::seccomp::compile(&profile, &caps).map_err(io::Error::other)?)
-        }
-        None => None,
+    let filter = crate::seccomp::compile_config(spec.seccomp.as_ref(), spec.process.capabilities.as_ref())?;
+    let cgroup = crate::cgroups::Cgroup::open(&spec.cgroup_name).ok();
+    let console = if spec.process.terminal {
+        Some(socketpair()?)
+    } else {
+        None
     };
-    let pid = rustix::process::Pid::from_raw(spec.init_pid).ok_or_else(|| io::Error::other("no container init"))?;
+    let child = spawn(
+        spec.init_pid,
+        cgroup.as_ref(),
+        &spec.process,
+        filter.as_deref(),
+        console.as_ref().map(|(_, theirs)| theirs),
+        0,
+    )?;
+    if let Some((ours, theirs)) = console {
+        drop(theirs);
+        if let Some(master) = crate::console::recv_fd(&ours)? {
+            relay_terminal(&master);
+        }
+    }
+    Ok(wait(child))
+}
+
+pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// Joins the container whose init is `init_pid` (its cgroup, then all its namespaces) and
+/// forks `process` there; returns the process' PID. The caller stays in the container's
+/// namespaces afterwards, so it must be a process of its own (`exec-init`, `hako runtime
+/// exec`), single-threaded so that it may setns and fork. With `console`, the process gets
+/// a terminal whose master goes to that socket.
+pub fn spawn(
+    init_pid: i32,
+    cgroup: Option<&crate::cgroups::Cgroup>,
+    process: &Process,
+    filter: Option<&[libc::sock_filter]>,
+    console: Option<&OwnedFd>,
+    keep_fds: u32,
+) -> io::Result<i32> {
+    let pid = rustix::process::Pid::from_raw(init_pid).ok_or_else(|| io::Error::other("no container init"))?;
     let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
-    if let Ok(cg) = crate::cgroups::Cgroup::open(&spec.cgroup_name) {
+    if let Some(cg) = cgroup {
         cg.add_task(std::process::id() as i32).map_err(io::Error::other)?;
     }
     let flags = libc::CLONE_NEWNS
@@ -72,31 +105,20 @@ fn run_inner(spec_path: &Path) -> io::Result<i32> {
     }
     drop(pidfd);
     std::env::set_current_dir("/")?;
-    let console = if spec.process.terminal {
-        let (a, b) = rustix::net::socketpair(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::STREAM,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )?;
-        Some((a, b))
-    } else {
-        None
-    };
-    // SAFETY: this process is single-threaded; the child only sets itself up and execs.
+    // SAFETY: the caller is single-threaded; the child only sets itself up and execs.
     let child = unsafe { libc::fork() };
     if child < 0 {
         return Err(io::Error::last_os_error());
     }
     if child == 0 {
-        if let Some((_, theirs)) = &console {
-            if let Err(e) = crate::console::setup_in_container(theirs, None) {
+        if let Some(sock) = console {
+            if let Err(e) = crate::console::setup_in_container(sock, None) {
                 let _ = writeln!(io::stderr(), "hako exec: terminal: {e}");
                 // SAFETY: leaving the forked child.
                 unsafe { libc::_exit(126) };
             }
         }
-        let e = match init::become_process(&spec.process, filter.as_deref()) {
+        let e = match init::become_process(process, filter, keep_fds) {
             Ok(never) => match never {},
             Err(e) => e,
         };
@@ -104,26 +126,29 @@ fn run_inner(spec_path: &Path) -> io::Result<i32> {
         // SAFETY: leaving the forked child.
         unsafe { libc::_exit(e.code) };
     }
-    if let Some((ours, theirs)) = console {
-        drop(theirs);
-        if let Some(master) = crate::console::recv_fd(&ours)? {
-            relay_terminal(&master, child);
-        }
-    }
+    Ok(child)
+}
+
+/// Waits for child `pid`; its exit code, or 128+N for a death by signal N.
+pub fn wait(pid: i32) -> i32 {
     let mut status = 0;
     // SAFETY: reaping our own child.
-    unsafe { libc::waitpid(child, &mut status, 0) };
-    Ok(if libc::WIFEXITED(status) {
+    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return 255;
+        }
+    }
+    if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else if libc::WIFSIGNALED(status) {
         128 + libc::WTERMSIG(status)
     } else {
         255
-    })
+    }
 }
 
 /// Copies stdin to the terminal and the terminal to stdout until the command's side closes.
-fn relay_terminal(master: &OwnedFd, _child: i32) {
+pub fn relay_terminal(master: &OwnedFd) {
     use rustix::event::{poll, PollFd, PollFlags};
     let stdin = io::stdin();
     let mut stdin_open = true;

@@ -78,9 +78,34 @@ fn mount_raw(
 /// The console socket and the initial terminal size, for a container with a terminal.
 pub type Console<'a> = Option<(&'a OwnedFd, Option<(u16, u16)>)>;
 
+/// Where a standalone OCI runtime steps into the init (runc's create/start split and the
+/// hooks); the daemon's monitor needs none of them ([`NoStages`]).
+pub trait Stages {
+    /// The rootfs and its mounts are ready, pivot_root comes next.
+    fn before_pivot(&mut self) -> Result<(), InitError> {
+        Ok(())
+    }
+    /// Everything but the process' own settings is done; execve comes next.
+    fn before_exec(&mut self) -> Result<(), InitError> {
+        Ok(())
+    }
+    /// Descriptors above stdio the process keeps open (runc's `--preserve-fds`).
+    fn preserved_fds(&self) -> u32 {
+        0
+    }
+}
+
+pub struct NoStages;
+impl Stages for NoStages {}
+
 /// Runs the container setup and execs; returns only on failure.
-pub fn run(cfg: &Config, seccomp: Option<&[libc::sock_filter]>, console: Console) -> InitError {
-    match setup(cfg, seccomp, console) {
+pub fn run(
+    cfg: &Config,
+    seccomp: Option<&[libc::sock_filter]>,
+    console: Console,
+    stages: &mut dyn Stages,
+) -> InitError {
+    match setup(cfg, seccomp, console, stages) {
         Ok(never) => match never {},
         Err(e) => e,
     }
@@ -88,7 +113,12 @@ pub fn run(cfg: &Config, seccomp: Option<&[libc::sock_filter]>, console: Console
 
 pub enum Never {}
 
-fn setup(cfg: &Config, seccomp: Option<&[libc::sock_filter]>, console: Console) -> Result<Never, InitError> {
+fn setup(
+    cfg: &Config,
+    seccomp: Option<&[libc::sock_filter]>,
+    console: Console,
+    stages: &mut dyn Stages,
+) -> Result<Never, InitError> {
     let rootfs = PathBuf::from(&cfg.root.path);
     // Nothing mounted here propagates back to the host.
     mount_raw(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None)
@@ -126,7 +156,19 @@ fn setup(cfg: &Config, seccomp: Option<&[libc::sock_filter]>, console: Console) 
         }
     }
     drop(root_fd);
+    if let Some(adj) = cfg.process.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| fail("oom_score_adj", e))?;
+    }
+    stages.before_pivot()?;
     pivot(&rootfs).map_err(|e| fail("pivot_root", e))?;
+    // Before /proc/sys turns read-only below.
+    for (key, value) in &cfg.linux.sysctl {
+        if key.contains("..") {
+            return Err(fail(format!("sysctl {key}"), "invalid name"));
+        }
+        let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+        std::fs::write(&path, value).map_err(|e| fail(format!("sysctl {key}"), e))?;
+    }
     for p in &cfg.linux.masked_paths {
         mask(p).map_err(|e| fail(format!("masking {p}"), e))?;
     }
@@ -151,13 +193,18 @@ fn setup(cfg: &Config, seccomp: Option<&[libc::sock_filter]>, console: Console) 
         let _ = std::fs::create_dir_all(&p.cwd);
     }
     set_rlimits(cfg)?;
-    become_process(p, seccomp)
+    stages.before_exec()?;
+    become_process(p, seccomp, stages.preserved_fds())
 }
 
 /// The last steps of any process entering a container (the init, or an exec): seccomp,
 /// capabilities, user and groups, no_new_privs, working directory, execve. Returns only on
 /// failure.
-pub fn become_process(p: &crate::config::Process, seccomp: Option<&[libc::sock_filter]>) -> Result<Never, InitError> {
+pub fn become_process(
+    p: &crate::config::Process,
+    seccomp: Option<&[libc::sock_filter]>,
+    keep_fds: u32,
+) -> Result<Never, InitError> {
     // Without no_new_privs the kernel takes a filter only from a process holding
     // CAP_SYS_ADMIN: install it now, before the capabilities go (runc does the same).
     // Every call left before execve is one the default profile allows.
@@ -203,7 +250,7 @@ pub fn become_process(p: &crate::config::Process, seccomp: Option<&[libc::sock_f
     let cwd = if p.cwd.is_empty() { "/" } else { p.cwd.as_str() };
     std::env::set_current_dir(cwd).map_err(|e| fail(format!("chdir to {cwd}"), e))?;
     let (path, argv, envp) = prepare_exec(p)?;
-    close_inherited_fds();
+    close_inherited_fds(keep_fds);
     if p.no_new_privileges {
         if let Some(filter) = seccomp {
             crate::seccomp::install(filter).map_err(|e| fail("loading the seccomp profile", e))?;
@@ -272,12 +319,12 @@ fn prepare_exec(p: &crate::config::Process) -> Result<ExecArgs, InitError> {
     Ok((cstr(path.as_os_str()), argv, envp))
 }
 
-/// Marks every descriptor above stdio close-on-exec, so no host descriptor reaches the
-/// container (the error pipe already is).
-fn close_inherited_fds() {
+/// Marks every descriptor above stdio (and the `keep` the caller passes on on purpose)
+/// close-on-exec, so no host descriptor reaches the container.
+fn close_inherited_fds(keep: u32) {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only flags descriptors.
     unsafe {
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+        libc::syscall(libc::SYS_close_range, 3 + keep, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
     }
 }
 
@@ -373,7 +420,12 @@ fn mount_flags(options: &[String]) -> (libc::c_ulong, Vec<String>) {
             "rbind" => flags |= libc::MS_BIND | libc::MS_REC,
             "relatime" => flags |= libc::MS_RELATIME,
             "strictatime" => flags |= libc::MS_STRICTATIME,
+            "noatime" => flags |= libc::MS_NOATIME,
+            "nodiratime" => flags |= libc::MS_NODIRATIME,
             "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" => {}
+            // crun's copy of the image's files into a new tmpfs, which podman asks for;
+            // hako does not copy, and the kernel must not see the word.
+            "tmpcopyup" | "notmpcopyup" => {}
             other => data.push(other.to_string()),
         }
     }

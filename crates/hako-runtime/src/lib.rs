@@ -10,6 +10,7 @@ pub mod exe;
 pub mod exec;
 pub mod init;
 pub mod monitor;
+pub mod oci;
 pub mod seccomp;
 pub mod spec;
 pub mod user;

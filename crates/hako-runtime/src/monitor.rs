@@ -161,19 +161,7 @@ fn run_inner(dir: &Path) -> io::Result<()> {
         },
     )?;
 
-    let filter = match &cfg.linux.seccomp {
-        Some(p) => {
-            let profile: crate::seccomp::Profile = serde_json::from_value(p.clone()).map_err(io::Error::other)?;
-            let caps = cfg
-                .process
-                .capabilities
-                .as_ref()
-                .map(|c| c.bounding.clone())
-                .unwrap_or_default();
-            Some(crate::seccomp::compile(&profile, &caps).map_err(io::Error::other)?)
-        }
-        None => None,
-    };
+    let filter = crate::seccomp::compile_config(cfg.linux.seccomp.as_ref(), cfg.process.capabilities.as_ref())?;
 
     // stdio: pipes, or a terminal the container creates in its own devpts and hands back
     // over the console socket.
@@ -709,7 +697,7 @@ fn child_start(
             return 125;
         }
     }
-    let e = init::run(cfg, filter, console);
+    let e = init::run(cfg, filter, console, &mut init::NoStages);
     init::report(err, &e);
     e.code
 }

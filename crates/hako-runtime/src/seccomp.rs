@@ -883,6 +883,18 @@ pub fn compile(profile: &Profile, caps: &[String]) -> Result<Vec<libc::sock_filt
     compile_for_kernel(profile, caps, host_kernel())
 }
 
+/// Compiles a config.json `linux.seccomp` object for a process whose capabilities are
+/// `caps` (or `None` when the process has no profile).
+pub fn compile_config(
+    profile: Option<&serde_json::Value>,
+    caps: Option<&crate::config::Capabilities>,
+) -> std::io::Result<Option<Vec<libc::sock_filter>>> {
+    let Some(p) = profile else { return Ok(None) };
+    let profile: Profile = serde_json::from_value(p.clone()).map_err(std::io::Error::other)?;
+    let bounding = caps.map(|c| c.bounding.as_slice()).unwrap_or_default();
+    Ok(Some(compile(&profile, bounding).map_err(std::io::Error::other)?))
+}
+
 /// [`compile`] against a given kernel version, for `minKernel` rules.
 pub fn compile_for_kernel(
     profile: &Profile,

@@ -3,6 +3,7 @@
 mod cli;
 mod daemon;
 mod output;
+mod runtime_cli;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,14 @@ fn main() -> ExitCode {
     if args.len() == 3 && args[1] == "exec-init" {
         let code = hako_runtime::exec::run(std::path::Path::new(&args[2]));
         return ExitCode::from(code as u8);
+    }
+    // The OCI runtime forks and joins namespaces too; `hako-runtime` is the name runtime
+    // callers like podman use (a link to hako).
+    if std::path::Path::new(&args[0]).file_name() == Some(std::ffi::OsStr::new("hako-runtime")) {
+        return ExitCode::from(runtime_cli::main(args));
+    }
+    if args.len() >= 2 && args[1] == "runtime" {
+        return ExitCode::from(runtime_cli::main(args[1..].to_vec()));
     }
     let cli = match Cli::try_parse() {
         Ok(c) => c,

@@ -1,0 +1,426 @@
+//! `create`: sets a container up from an OCI bundle and leaves its init waiting, just
+//! before execve, on the exec fifo that `start` opens (runc's create/start split).
+//!
+//! The init is cloned from this process into the new namespaces and talks back over two
+//! pipes: `status` (init to runtime: `H` "run the prestart and createRuntime hooks", `R`
+//! "ready, waiting on the fifo", `E` + code + message "failed") and `sync` (runtime to
+//! init: one byte to go on after the cgroup placement, and `C` after the hooks).
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags};
+
+use super::state::{self, Saved, FIFO};
+use super::{hooks, resources, Error};
+use crate::cgroups::Cgroup;
+use crate::config::{Config, Hooks};
+use crate::init::{self, InitError, Stages};
+
+pub struct CreateOpts {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: u32,
+}
+
+/// A container whose init waits on its exec fifo.
+pub struct Created {
+    pub saved: Saved,
+    pub config: Config,
+    /// EOF once the init has executed the process; `E` and its error if that failed.
+    pub status: File,
+}
+
+/// Where cgroupsPath puts the container: absolute paths from each hierarchy's root,
+/// relative ones from this process's own cgroup, none at all under hako's default parent.
+pub fn cgroup_place(cfg: &Config, id: &str) -> Result<(Option<PathBuf>, String), Error> {
+    let Some(p) = cfg.linux.cgroups_path.as_deref().filter(|p| !p.is_empty()) else {
+        return Ok((None, id.to_string()));
+    };
+    if p.contains(':') {
+        return Err(Error::msg(format!(
+            "cgroupsPath {p:?} is in systemd's slice:prefix:name form; hako uses cgroupfs paths (e.g. /mygroup/{id})"
+        )));
+    }
+    let path = Path::new(p);
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::msg(format!("cgroupsPath {p:?} has no last component")))?;
+    // "/a/b/c" hangs from /a/b in every hierarchy; "b/c" and "c" from this process's own
+    // cgroup.
+    let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok((Some(parent), name.to_string()))
+}
+
+/// Undoes a half-made container when create fails.
+struct Cleanup<'a> {
+    dir: &'a Path,
+    cgroup: Option<Cgroup>,
+    child: Option<i32>,
+    armed: bool,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(pid) = self.child {
+            // SAFETY: killing and reaping our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.remove();
+        }
+        let _ = fs::remove_dir_all(self.dir);
+    }
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
+pub fn create(root: &Path, o: &CreateOpts, console: Option<OwnedFd>) -> Result<Created, Error> {
+    state::check_id(&o.id)?;
+    fs::create_dir_all(root).map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
+    let dir = state::dir(root, &o.id);
+    match fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return Err(Error::msg(format!("container with id exists: {}", o.id)))
+        }
+        Err(e) => return Err(Error::io(format!("creating {}", dir.display()), e)),
+    }
+    let mut cleanup = Cleanup {
+        dir: &dir,
+        cgroup: None,
+        child: None,
+        armed: true,
+    };
+    let bundle = fs::canonicalize(&o.bundle).map_err(|e| Error::io(format!("bundle {}", o.bundle.display()), e))?;
+    let cfg_path = bundle.join("config.json");
+    let raw = fs::read(&cfg_path).map_err(|e| Error::io(format!("reading {}", cfg_path.display()), e))?;
+    let mut cfg: Config =
+        serde_json::from_slice(&raw).map_err(|e| Error::msg(format!("{}: {e}", cfg_path.display())))?;
+    let rootfs = bundle.join(&cfg.root.path);
+    if !rootfs.is_dir() {
+        return Err(Error::msg(format!("rootfs {} is not a directory", rootfs.display())));
+    }
+    cfg.root.path = rootfs.to_string_lossy().into_owned();
+    if cfg.linux.namespaces.iter().any(|n| n.kind == "user") {
+        return Err(Error::msg(
+            "user namespaces are not supported by hako runtime yet: remove the \"user\" namespace and the id mappings from config.json",
+        ));
+    }
+    if !cfg.linux.namespaces.iter().any(|n| n.kind == "mount") {
+        return Err(Error::msg("config.json must ask for a mount namespace"));
+    }
+    match (cfg.process.terminal, &console) {
+        (true, None) => {
+            return Err(Error::msg(
+                "cannot allocate a terminal without a console socket: pass --console-socket, or set process.terminal to false",
+            ))
+        }
+        (false, Some(_)) => {
+            return Err(Error::msg(
+                "--console-socket given but process.terminal is false in config.json",
+            ))
+        }
+        _ => {}
+    }
+    let filter = crate::seccomp::compile_config(cfg.linux.seccomp.as_ref(), cfg.process.capabilities.as_ref())
+        .map_err(|e| Error::msg(format!("seccomp profile: {e}")))?;
+
+    let (cg_parent, cg_name) = cgroup_place(&cfg, &o.id)?;
+    let res = resources::from_oci(cfg.linux.resources.as_ref())?;
+    let cgroup = Cgroup::create(cg_parent.as_deref(), &cg_name, &res)
+        .map_err(|e| Error::msg(format!("creating the container's cgroup: {e}")))?;
+    cleanup.cgroup = Some(cgroup);
+
+    let fifo_path = dir.join(FIFO);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo_path,
+        rustix::fs::FileType::Fifo,
+        Mode::from_raw_mode(0o600),
+        0,
+    )
+    .map_err(|e| Error::io("creating the exec fifo".into(), e.into()))?;
+    let fifo = rustix::fs::open(&fifo_path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Error::io("opening the exec fifo".into(), e.into()))?;
+
+    // Namespaces given by path are joined: the PID one here (it applies to children), the
+    // others by the init.
+    let mut join = Vec::new();
+    let mut flags: libc::c_long = libc::SIGCHLD as libc::c_long;
+    for ns in &cfg.linux.namespaces {
+        let f = match ns.kind.as_str() {
+            "mount" => libc::CLONE_NEWNS,
+            "pid" => libc::CLONE_NEWPID,
+            "uts" => libc::CLONE_NEWUTS,
+            "ipc" => libc::CLONE_NEWIPC,
+            "network" => libc::CLONE_NEWNET,
+            "cgroup" => libc::CLONE_NEWCGROUP,
+            other => return Err(Error::msg(format!("unknown namespace type {other:?} in config.json"))),
+        };
+        match &ns.path {
+            None if f == libc::CLONE_NEWCGROUP => {}
+            None => flags |= f as libc::c_long,
+            Some(p) => {
+                let fd = rustix::fs::open(p, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                    .map_err(|e| Error::io(format!("opening {} namespace {p}", ns.kind), e.into()))?;
+                if f == libc::CLONE_NEWPID {
+                    // SAFETY: setns on a namespace descriptor we opened.
+                    if unsafe { libc::setns(fd.as_raw_fd(), f) } != 0 {
+                        return Err(Error::io(
+                            format!("joining pid namespace {p}"),
+                            io::Error::last_os_error(),
+                        ));
+                    }
+                } else {
+                    join.push((fd, f));
+                }
+            }
+        }
+    }
+    let new_cgroup_ns = cfg.has_namespace("cgroup");
+
+    let (sync_r, sync_w) = pipe().map_err(|e| Error::io("pipe".into(), e))?;
+    let (status_r, status_w) = pipe().map_err(|e| Error::io("pipe".into(), e))?;
+    let mut saved = Saved {
+        id: o.id.clone(),
+        pid: 0,
+        start_time: 0,
+        bundle: bundle.clone(),
+        rootfs: rootfs.clone(),
+        created: crate::monitor::now(),
+        annotations: cfg.annotations.clone(),
+        cgroup_parent: cg_parent,
+        cgroup_name: cg_name,
+        paused: false,
+    };
+
+    // SAFETY: `hako runtime` is single-threaded, so a fork-like clone is safe; the child
+    // only runs init code and execs or exits.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) } as i32;
+    if pid < 0 {
+        return Err(Error::io("clone".into(), io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        drop(sync_w);
+        drop(status_r);
+        let mut stages = OciStages {
+            status: &status_w,
+            sync: &sync_r,
+            fifo: &fifo,
+            hooks: &cfg.hooks,
+            state: saved.clone(),
+            preserve_fds: o.preserve_fds,
+        };
+        let e = child(
+            &cfg,
+            filter.as_deref(),
+            console.as_ref(),
+            &join,
+            new_cgroup_ns,
+            &mut stages,
+        );
+        tell_failure(&status_w, &e);
+        // SAFETY: leaving the child without running the parent's destructors.
+        unsafe { libc::_exit(e.code) };
+    }
+    cleanup.child = Some(pid);
+    drop(sync_r);
+    drop(status_w);
+    drop(console);
+    if let Some(cg) = &cleanup.cgroup {
+        cg.add_task(pid)
+            .map_err(|e| Error::msg(format!("moving the init into its cgroup: {e}")))?;
+    }
+    let mut sync = File::from(sync_w);
+    let mut status = File::from(status_r);
+    sync.write_all(b"g")
+        .map_err(|e| Error::io("starting the init".into(), e))?;
+    saved.pid = pid;
+    saved.start_time = state::start_time(pid).unwrap_or(0);
+    loop {
+        let mut tag = [0u8; 1];
+        let n = status
+            .read(&mut tag)
+            .map_err(|e| Error::io("reading the init's status".into(), e))?;
+        match (n, tag[0]) {
+            (1, b'H') => {
+                let st = saved.hook_state("creating");
+                hooks::run("prestart", &cfg.hooks.prestart, &st)
+                    .and_then(|()| hooks::run("createRuntime", &cfg.hooks.create_runtime, &st))
+                    .map_err(Error::msg)?;
+                sync.write_all(b"C")
+                    .map_err(|e| Error::io("resuming the init".into(), e))?;
+            }
+            (1, b'R') => break,
+            (1, b'E') => {
+                let mut msg = String::new();
+                let _ = status.read_to_string(&mut msg);
+                let (code, text) = msg.split_once('\n').unwrap_or(("125", msg.as_str()));
+                return Err(Error::Init {
+                    code: code.parse().unwrap_or(125),
+                    message: text.to_string(),
+                });
+            }
+            _ => return Err(Error::msg("the container's init died during setup")),
+        }
+    }
+    state::save(root, &saved)?;
+    if let Some(p) = &o.pid_file {
+        write_pid_file(p, pid)?;
+    }
+    cleanup.armed = false;
+    Ok(Created {
+        saved,
+        config: cfg,
+        status,
+    })
+}
+
+/// Written then renamed, as runc does: whoever watches the file never reads half a PID.
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
+    ));
+    fs::write(&tmp, pid.to_string())
+        .and_then(|()| fs::rename(&tmp, path))
+        .map_err(|e| Error::io(format!("writing the pid file {}", path.display()), e))
+}
+
+/// The init's failure, to the runtime if it still listens, else on the container's stderr
+/// (after `create` returned, nobody reads the status pipe).
+fn tell_failure(status: &OwnedFd, e: &InitError) {
+    let msg = format!("E{}\n{}", e.code, e.message);
+    if rustix::io::write(status, msg.as_bytes()).is_err() {
+        let _ = writeln!(io::stderr(), "hako runtime: {}", e.message);
+    }
+}
+
+fn child(
+    cfg: &Config,
+    filter: Option<&[libc::sock_filter]>,
+    console: Option<&OwnedFd>,
+    join: &[(OwnedFd, libc::c_int)],
+    new_cgroup_ns: bool,
+    stages: &mut OciStages,
+) -> InitError {
+    let fail = |what: &str, e: io::Error| InitError {
+        code: 125,
+        message: format!("{what}: {e}"),
+    };
+    for (fd, kind) in join {
+        // SAFETY: setns on a namespace descriptor opened by the runtime.
+        if unsafe { libc::setns(fd.as_raw_fd(), *kind) } != 0 {
+            return fail("joining a namespace", io::Error::last_os_error());
+        }
+    }
+    let mut b = [0u8; 1];
+    if rustix::io::read(stages.sync, &mut b).unwrap_or(0) != 1 {
+        return fail("waiting for the runtime", io::ErrorKind::UnexpectedEof.into());
+    }
+    if new_cgroup_ns {
+        // After the runtime moved us into our cgroup: it becomes this namespace's root.
+        // SAFETY: a new cgroup namespace changes no memory of this process.
+        if let Err(e) = unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) } {
+            return fail("unshare cgroup namespace", e.into());
+        }
+    }
+    init::run(cfg, filter, console.map(|s| (s, None)), stages)
+}
+
+/// The init's side of the create/start split and of the hooks that run inside.
+struct OciStages<'a> {
+    status: &'a OwnedFd,
+    sync: &'a OwnedFd,
+    fifo: &'a OwnedFd,
+    hooks: &'a Hooks,
+    state: Saved,
+    preserve_fds: u32,
+}
+
+impl OciStages<'_> {
+    fn tell(&self, tag: &[u8]) -> Result<(), InitError> {
+        rustix::io::write(self.status, tag).map(|_| ()).map_err(|e| InitError {
+            code: 125,
+            message: format!("talking to the runtime: {e}"),
+        })
+    }
+}
+
+fn hook_failure(message: String) -> InitError {
+    InitError { code: 125, message }
+}
+
+impl Stages for OciStages<'_> {
+    fn before_pivot(&mut self) -> Result<(), InitError> {
+        // The host /proc is still visible here: it names our PID as the host sees it, which
+        // is what hooks get.
+        if let Some(pid) = fs::read_link("/proc/self")
+            .ok()
+            .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
+        {
+            self.state.pid = pid;
+        }
+        if !self.hooks.prestart.is_empty() || !self.hooks.create_runtime.is_empty() {
+            self.tell(b"H")?;
+            let mut b = [0u8; 1];
+            if rustix::io::read(self.sync, &mut b).unwrap_or(0) != 1 || b[0] != b'C' {
+                return Err(hook_failure("the prestart or createRuntime hooks failed".into()));
+            }
+        }
+        hooks::run(
+            "createContainer",
+            &self.hooks.create_container,
+            &self.state.hook_state("creating"),
+        )
+        .map_err(hook_failure)
+    }
+
+    fn before_exec(&mut self) -> Result<(), InitError> {
+        self.tell(b"R")?;
+        // Blocks until `start` opens the other end. The fifo is reached through our own
+        // descriptor: its path is outside the container's root.
+        let path = format!("/proc/self/fd/{}", self.fifo.as_raw_fd());
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| hook_failure(format!("waiting for start: {e}")))?;
+        f.write_all(b"0")
+            .map_err(|e| hook_failure(format!("waiting for start: {e}")))?;
+        drop(f);
+        hooks::run(
+            "startContainer",
+            &self.hooks.start_container,
+            &self.state.hook_state("created"),
+        )
+        .map_err(hook_failure)
+    }
+
+    fn preserved_fds(&self) -> u32 {
+        self.preserve_fds
+    }
+}
+
+/// Connects to the console socket a caller (conmon, containerd-shim) listens on.
+pub fn connect_console(path: &Path) -> Result<OwnedFd, Error> {
+    UnixStream::connect(path)
+        .map(OwnedFd::from)
+        .map_err(|e| Error::io(format!("connecting to the console socket {}", path.display()), e))
+}

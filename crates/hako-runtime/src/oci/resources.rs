@@ -1,0 +1,83 @@
+//! OCI `linux.resources` to hako's cgroup [`Resources`].
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::Error;
+use crate::cgroups::Resources;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Oci {
+    memory: Option<Memory>,
+    cpu: Option<Cpu>,
+    pids: Option<Pids>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Memory {
+    limit: Option<i64>,
+    swap: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Cpu {
+    shares: Option<u64>,
+    quota: Option<i64>,
+    period: Option<u64>,
+    cpus: Option<String>,
+    mems: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Pids {
+    limit: Option<i64>,
+}
+
+pub fn from_oci(v: Option<&Value>) -> Result<Resources, Error> {
+    let Some(v) = v else { return Ok(Resources::default()) };
+    let o: Oci =
+        serde_json::from_value(v.clone()).map_err(|e| Error::msg(format!("config.json linux.resources: {e}")))?;
+    let memory = o.memory.unwrap_or_default();
+    let cpu = o.cpu.unwrap_or_default();
+    Ok(Resources {
+        memory: memory.limit,
+        memory_swap: memory.swap,
+        cpu_quota: cpu.quota,
+        cpu_period: cpu.period,
+        cpu_shares: cpu.shares,
+        cpuset_cpus: cpu.cpus.filter(|s| !s.is_empty()),
+        cpuset_mems: cpu.mems.filter(|s| !s.is_empty()),
+        pids_limit: o.pids.and_then(|p| p.limit),
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_the_oci_fields() {
+        let v = serde_json::json!({
+            "memory": {"limit": 33554432, "swap": 67108864},
+            "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": ""},
+            "pids": {"limit": 20},
+            "blockIO": {"weight": 10}
+        });
+        let r = from_oci(Some(&v)).unwrap();
+        assert_eq!(r.memory, Some(33554432));
+        assert_eq!(r.memory_swap, Some(67108864));
+        assert_eq!(
+            (r.cpu_quota, r.cpu_period, r.cpu_shares),
+            (Some(50000), Some(100000), Some(512))
+        );
+        assert_eq!(r.cpuset_cpus.as_deref(), Some("0"));
+        assert_eq!(r.cpuset_mems, None);
+        assert_eq!(r.pids_limit, Some(20));
+        assert!(from_oci(Some(&serde_json::json!({"memory": {"limit": "lots"}}))).is_err());
+    }
+}

@@ -1,0 +1,174 @@
+//! What the standalone runtime remembers of a container between commands: one directory per
+//! container under the runtime root (`/run/hako-runtime` by default, `--root` otherwise),
+//! holding `state.json` and, until `start`, the `exec.fifo` the init waits on.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::Error;
+
+pub const DEFAULT_ROOT: &str = "/run/hako-runtime";
+pub const FIFO: &str = "exec.fifo";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Saved {
+    pub id: String,
+    pub pid: i32,
+    /// The init's start time in clock ticks (/proc/PID/stat field 22): with the PID, it names
+    /// the process even after PIDs wrap.
+    pub start_time: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    #[serde(default)]
+    pub annotations: HashMap<String, String>,
+    /// Where the container's cgroup is: the parent as given to [`crate::cgroups::Cgroup`]
+    /// and the leaf name.
+    pub cgroup_parent: Option<PathBuf>,
+    pub cgroup_name: String,
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// The runtime spec's state: `creating`, `created`, `running`, `stopped` (plus runc's
+/// `paused`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub oci_version: &'static str,
+    pub id: String,
+    pub status: &'static str,
+    pub pid: i32,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    pub owner: String,
+    pub annotations: HashMap<String, String>,
+}
+
+pub const OCI_VERSION: &str = "1.2.0";
+
+/// A container id names a directory: keep it to runc's alphabet.
+pub fn check_id(id: &str) -> Result<(), Error> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && id != "."
+        && id != ".."
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::msg(format!(
+            "invalid container id {id:?}: use letters, digits, '_', '+', '-' and '.'"
+        )))
+    }
+}
+
+pub fn dir(root: &Path, id: &str) -> PathBuf {
+    root.join(id)
+}
+
+pub fn load(root: &Path, id: &str) -> Result<Saved, Error> {
+    check_id(id)?;
+    match fs::read(dir(root, id).join("state.json")) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::msg(format!("container {id}: corrupt state: {e}"))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::msg(format!("container does not exist: {id}"))),
+        Err(e) => Err(Error::io(format!("reading the state of {id}"), e)),
+    }
+}
+
+pub fn save(root: &Path, s: &Saved) -> Result<(), Error> {
+    let d = dir(root, &s.id);
+    let tmp = d.join(".state.json.tmp");
+    let body = serde_json::to_vec(s).map_err(|e| Error::msg(e.to_string()))?;
+    fs::write(&tmp, body)
+        .and_then(|()| fs::rename(&tmp, d.join("state.json")))
+        .map_err(|e| Error::io(format!("saving the state of {}", s.id), e))
+}
+
+/// The start time of process `pid`, or `None` if there is no such process (or it is a
+/// zombie: it has exited).
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
+        return None;
+    }
+    // Field 22 overall is the 20th after the state (field 3).
+    fields.get(19)?.parse().ok()
+}
+
+impl Saved {
+    pub fn alive(&self) -> bool {
+        self.pid > 0 && start_time(self.pid) == Some(self.start_time)
+    }
+
+    pub fn status(&self, root: &Path) -> &'static str {
+        if !self.alive() {
+            "stopped"
+        } else if dir(root, &self.id).join(FIFO).exists() {
+            "created"
+        } else if self.paused {
+            "paused"
+        } else {
+            "running"
+        }
+    }
+
+    pub fn report(&self, root: &Path) -> Report {
+        let status = self.status(root);
+        Report {
+            oci_version: OCI_VERSION,
+            id: self.id.clone(),
+            status,
+            pid: if status == "stopped" { 0 } else { self.pid },
+            bundle: self.bundle.clone(),
+            rootfs: self.rootfs.clone(),
+            created: self.created.clone(),
+            owner: "root".into(),
+            annotations: self.annotations.clone(),
+        }
+    }
+
+    /// The state hooks get on stdin.
+    pub fn hook_state(&self, status: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "ociVersion": OCI_VERSION,
+            "id": self.id,
+            "status": status,
+            "pid": self.pid,
+            "bundle": self.bundle,
+            "annotations": self.annotations,
+        }))
+        .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        for ok in ["abc", "a.b-c_d+1", "0123456789abcdef"] {
+            check_id(ok).unwrap();
+        }
+        for bad in ["", ".", "..", "a/b", "../x", "a b", "a\0b"] {
+            assert!(check_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn own_start_time() {
+        let me = std::process::id() as i32;
+        assert!(start_time(me).is_some());
+        assert_eq!(start_time(me), start_time(me));
+        assert_eq!(start_time(i32::MAX), None);
+    }
+}
