@@ -13,8 +13,9 @@ use hako_runtime::oci::{self, CreateOpts, Error, ExecOpts};
 #[derive(Parser)]
 #[command(name = "hako runtime", version, about = "hako's OCI runtime (runc's command line)")]
 struct RuntimeCli {
-    /// Where container state lives.
-    #[arg(long, global = true, default_value = oci::state::DEFAULT_ROOT)]
+    /// Where container state lives. The variable reaches every call of a caller's: podman
+    /// does not pass its --runtime-flag options to `delete`.
+    #[arg(long, global = true, env = "HAKO_RUNTIME_ROOT", default_value = oci::state::DEFAULT_ROOT)]
     root: PathBuf,
     /// Also write errors to this file.
     #[arg(long, global = true)]

@@ -1029,3 +1029,144 @@ fn skopeo_copies_of_hako_archives_load_back() {
         diffs.to_string()
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// 3. podman driving hako's OCI runtime
+
+/// The `libpod_parent` cgroups podman (cgroupfs manager) makes and leaves in every hierarchy;
+/// dropping this removes the ones that were not there when it was made.
+struct LibpodCgroups(Vec<PathBuf>);
+
+impl LibpodCgroups {
+    fn list() -> Vec<PathBuf> {
+        std::fs::read_dir("/sys/fs/cgroup")
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path().join("libpod_parent"))
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for LibpodCgroups {
+    fn drop(&mut self) {
+        for d in Self::list().into_iter().filter(|d| !self.0.contains(d)) {
+            // Deepest first; rmdir only removes empty cgroups, so nobody's processes are hit.
+            let _ = Command::new("find")
+                .arg(&d)
+                .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
+                .status();
+        }
+    }
+}
+
+#[test]
+fn podman_runs_containers_on_hako_runtime() {
+    let _cgroups = LibpodCgroups(LibpodCgroups::list());
+    let p = Podman::new();
+    p.import_busybox();
+    // podman takes a runtime as a program path: hako answers to the name hako-runtime.
+    let rt = p.path().join("hako-runtime");
+    std::os::unix::fs::symlink(common::hako_bin(), &rt).unwrap();
+    // podman passes neither its --runtime-flag options to every call nor its environment to
+    // conmon: the runtime keeps its state in its default root.
+    let state = PathBuf::from("/run/hako-runtime");
+    let state_existed = state.exists();
+    let pm = |args: &[&str]| {
+        let mut a = vec!["--runtime", rt.to_str().unwrap()];
+        a.extend_from_slice(args);
+        p.cmd(&a).stdin(Stdio::null()).output().unwrap()
+    };
+    // podman's own cleanup (system reset) goes through its default runtime: remove what ran
+    // on hako's first, even when an assertion fails.
+    struct OnDrop<F: Fn()>(F);
+    impl<F: Fn()> Drop for OnDrop<F> {
+        fn drop(&mut self) {
+            (self.0)()
+        }
+    }
+    let _rm_all = OnDrop(|| {
+        let _ = pm(&["rm", "-af", "-t", "0"]);
+        if !state_existed {
+            let _ = std::fs::remove_dir(&state);
+        }
+    });
+    let ok = |args: &[&str]| {
+        let o = pm(args);
+        assert!(o.status.success(), "podman {args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+
+    // Output and exit code come back through conmon.
+    let o = pm(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi; echo err >&2; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "hi\n");
+    assert!(stderr(&o).contains("err"), "{}", stderr(&o));
+
+    let id = ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--memory",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
+        "echo up; exec sleep 300",
+    ]);
+    let id = id.trim();
+    // The state podman reads is hako's.
+    let st: Value = serde_json::from_slice(
+        &Command::new(&rt)
+            .arg("--root")
+            .arg(&state)
+            .args(["state", id])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(st["status"], "running", "{st}");
+    assert_eq!(ok(&["exec", id, "cat", "/proc/1/comm"]), "sleep\n");
+    assert_eq!(pm(&["exec", id, "sh", "-c", "exit 5"]).status.code(), Some(5));
+    // hako placed the container in the cgroup podman named (cgroupfs: /libpod_parent/libpod-ID).
+    let limit = ["/sys/fs/cgroup/memory", "/sys/fs/cgroup"]
+        .iter()
+        .map(|h| Path::new(h).join(format!("libpod_parent/libpod-{id}")))
+        .find(|d| d.is_dir())
+        .map(|d| {
+            let f = if d.join("memory.max").exists() {
+                "memory.max"
+            } else {
+                "memory.limit_in_bytes"
+            };
+            std::fs::read_to_string(d.join(f)).unwrap()
+        });
+    assert_eq!(limit.as_deref().map(str::trim), Some("67108864"));
+    ok(&["pause", id]);
+    assert_eq!(ok(&["inspect", "-f", "{{.State.Status}}", id]).trim(), "paused");
+    ok(&["unpause", id]);
+    assert!(ok(&["logs", id]).contains("up"));
+    assert!(ok(&["top", id]).contains("sleep 300"));
+    ok(&["stop", "-t", "1", id]);
+    assert_eq!(ok(&["inspect", "-f", "{{.State.ExitCode}}", id]).trim(), "137");
+    ok(&["rm", id]);
+    assert!(!state.join(id).exists(), "state left in {}", state.display());
+    let cgroups = LibpodCgroups::list()
+        .iter()
+        .filter(|d| d.join(format!("libpod-{id}")).exists())
+        .count();
+    assert_eq!(cgroups, 0, "the container's cgroups outlived it");
+}

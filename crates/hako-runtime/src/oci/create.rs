@@ -92,7 +92,11 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 
 pub fn create(root: &Path, o: &CreateOpts, console: Option<OwnedFd>) -> Result<Created, Error> {
     state::check_id(&o.id)?;
-    fs::create_dir_all(root).map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
     let dir = state::dir(root, &o.id);
     match fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
@@ -294,13 +298,59 @@ pub fn create(root: &Path, o: &CreateOpts, console: Option<OwnedFd>) -> Result<C
 
 /// Written then renamed, as runc does: whoever watches the file never reads half a PID.
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
-    ));
-    fs::write(&tmp, pid.to_string())
-        .and_then(|()| fs::rename(&tmp, path))
-        .map_err(|e| Error::io(format!("writing the pid file {}", path.display()), e))
+    PidFile::open(path)?.write(pid)
+}
+
+/// A pid file's directory, opened ahead: `exec` writes the file after it has joined the
+/// container's mount namespace, where the path means something else.
+pub struct PidFile {
+    dir: OwnedFd,
+    name: std::ffi::OsString,
+    shown: PathBuf,
+}
+
+impl PidFile {
+    pub fn open(path: &Path) -> Result<PidFile, Error> {
+        let err = |e: io::Error| Error::io(format!("the pid file {}", path.display()), e);
+        let name = path
+            .file_name()
+            .ok_or_else(|| err(io::ErrorKind::InvalidInput.into()))?
+            .to_os_string();
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let dir = rustix::fs::open(
+            parent,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| err(e.into()))?;
+        Ok(PidFile {
+            dir,
+            name,
+            shown: path.to_path_buf(),
+        })
+    }
+
+    pub fn write(&self, pid: i32) -> Result<(), Error> {
+        let err = |e: rustix::io::Errno| Error::io(format!("writing the pid file {}", self.shown.display()), e.into());
+        let mut tmp = std::ffi::OsString::from(".");
+        tmp.push(&self.name);
+        tmp.push(".tmp");
+        // O_PATH descriptors cannot be written through: reopen the directory.
+        let dir =
+            rustix::fs::openat(&self.dir, ".", OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(err)?;
+        let f = rustix::fs::openat(
+            &dir,
+            &tmp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(err)?;
+        rustix::io::write(&f, pid.to_string().as_bytes()).map_err(err)?;
+        rustix::fs::renameat(&dir, &tmp, &dir, &self.name).map_err(err)
+    }
 }
 
 /// The init's failure, to the runtime if it still listens, else on the container's stderr

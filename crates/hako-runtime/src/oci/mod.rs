@@ -208,6 +208,8 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Error> {
             fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("removing {}", dir.display()), e))?;
             return if force { Ok(()) } else { Err(e) };
         }
+        // As runc: forcing the removal of what is not there is not an error.
+        Err(Error::Msg(_)) if force && !dir.exists() => return Ok(()),
         Err(e) => return Err(e),
     };
     let status = s.status(root);
@@ -433,6 +435,7 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32, Error> {
     let filter = crate::seccomp::compile_config(cfg.linux.seccomp.as_ref(), process.capabilities.as_ref())
         .map_err(|e| Error::msg(format!("seccomp profile: {e}")))?;
     let cgroup = open_cgroup(&s).ok();
+    let pid_file = o.pid_file.as_deref().map(create::PidFile::open).transpose()?;
     let pid = crate::exec::spawn(
         s.pid,
         cgroup.as_ref(),
@@ -442,8 +445,8 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32, Error> {
         o.preserve_fds,
     )
     .map_err(|e| Error::io("exec".into(), e))?;
-    if let Some(p) = &o.pid_file {
-        create::write_pid_file(p, pid)?;
+    if let Some(p) = pid_file {
+        p.write(pid)?;
     }
     if o.detach {
         return Ok(0);
