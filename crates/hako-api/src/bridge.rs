@@ -23,14 +23,19 @@ pub struct BodyWriter {
 const FLUSH_AT: usize = 256 << 10;
 
 pub fn body_channel() -> (BodyWriter, Body) {
+    let (w, rx) = writer_channel();
+    (w, Body::from_stream(receiver_stream(rx)))
+}
+
+/// A blocking writer and the receiving end of its chunks (a client's request body).
+pub fn writer_channel() -> (BodyWriter, mpsc::Receiver<Result<Bytes, io::Error>>) {
     let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(16);
-    let stream = receiver_stream(rx);
     (
         BodyWriter {
             tx,
             buf: Vec::with_capacity(FLUSH_AT),
         },
-        Body::from_stream(stream),
+        rx,
     )
 }
 

@@ -10,6 +10,10 @@
 //! OCI whiteouts become overlayfs whiteouts: `.wh.NAME` a 0/0 character device `NAME`,
 //! `.wh..wh..opq` the `trusted.overlay.opaque=y` xattr on its directory. Each layer is
 //! unpacked into its own directory, so whiteouts are recorded, not applied.
+//!
+//! [`apply_tar`] with [`ApplyOptions`] is the same code for `docker cp`'s extractions: into a
+//! directory of a container's root (symlinks resolve as inside the container, with
+//! `RESOLVE_IN_ROOT`), or into a directory on the host.
 
 use std::ffi::OsStr;
 use std::io::{self, Read};
@@ -43,6 +47,53 @@ pub struct ApplyStats {
     pub size: u64,
 }
 
+/// Who owns what an apply creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// The owners the tar names.
+    FromTar,
+    /// These IDs for every entry (`docker cp -a` into a container with a user).
+    Fixed(u32, u32),
+    /// Whoever runs the apply (`docker cp` out to the host).
+    Process,
+}
+
+/// How an apply resolves names and what it does beyond writing entries.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// The directory, relative to the root, that entry names count from.
+    pub base: PathBuf,
+    /// Resolve symlinks as if the root were `/` (a container's filesystem) instead of
+    /// refusing those that leave it.
+    pub in_root: bool,
+    /// Turn OCI whiteouts into overlay whiteouts (layers); otherwise `.wh.` names are files.
+    pub whiteouts: bool,
+    /// Refuse to replace a directory with a non-directory or the reverse.
+    pub no_overwrite_dir_non_dir: bool,
+    pub owner: Owner,
+    /// Apply the metadata of an entry naming the base directory itself (layers do; `cp`
+    /// leaves an existing destination directory as it is, as Docker does).
+    pub base_metadata: bool,
+    /// Renames entries whose name starts with the first string to start with the second
+    /// (Docker's RebaseArchiveEntries, for `cp` to a new name).
+    pub rebase: Option<(String, String)>,
+}
+
+impl ApplyOptions {
+    /// A layer unpacked into its snapshot directory.
+    pub fn layer() -> ApplyOptions {
+        ApplyOptions {
+            base: PathBuf::new(),
+            in_root: false,
+            whiteouts: true,
+            no_overwrite_dir_non_dir: false,
+            owner: Owner::FromTar,
+            base_metadata: true,
+            rebase: None,
+        }
+    }
+}
+
 /// Applies the uncompressed layer tar `src` to the directory `target`.
 pub fn apply_layer<R: Read>(src: R, target: &Path) -> Result<ApplyStats, ApplyError> {
     let root = rfs::open(
@@ -54,8 +105,14 @@ pub fn apply_layer<R: Read>(src: R, target: &Path) -> Result<ApplyStats, ApplyEr
         entry: target.display().to_string(),
         source: e.into(),
     })?;
+    apply_tar(src, root, ApplyOptions::layer())
+}
+
+/// Applies the uncompressed tar `src` beneath the directory `root` as `opts` say.
+pub fn apply_tar<R: Read>(src: R, root: OwnedFd, opts: ApplyOptions) -> Result<ApplyStats, ApplyError> {
     let mut ap = Applier {
         root,
+        opts,
         parent_cache: None,
         dir_times: Vec::new(),
         stats: ApplyStats::default(),
@@ -72,6 +129,7 @@ pub fn apply_layer<R: Read>(src: R, target: &Path) -> Result<ApplyStats, ApplyEr
 
 struct Applier {
     root: OwnedFd,
+    opts: ApplyOptions,
     /// The last parent directory opened: tar entries come grouped by directory.
     parent_cache: Option<(PathBuf, OwnedFd)>,
     dir_times: Vec<(PathBuf, u64)>,
@@ -96,19 +154,38 @@ pub fn clean_entry_path(p: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
-fn resolve_flags() -> ResolveFlags {
-    ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS
+fn resolve_flags(in_root: bool) -> ResolveFlags {
+    if in_root {
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS
+    } else {
+        ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS
+    }
+}
+
+/// `name` with its leading `old` replaced by `new`, as Docker's RebaseArchiveEntries does.
+fn rebased(name: &Path, rebase: &Option<(String, String)>) -> PathBuf {
+    match rebase {
+        Some((old, new)) => match name.as_os_str().as_bytes().strip_prefix(old.as_bytes()) {
+            Some(rest) => {
+                let mut b = new.as_bytes().to_vec();
+                b.extend_from_slice(rest);
+                PathBuf::from(OsStr::from_bytes(&b))
+            }
+            None => name.to_path_buf(),
+        },
+        None => name.to_path_buf(),
+    }
 }
 
 impl Applier {
     fn entry<R: Read>(&mut self, e: &mut tar::Entry<R>) -> Result<(), ApplyError> {
-        let raw = e.path().map_err(ApplyError::Read)?.into_owned();
+        let raw = rebased(&e.path().map_err(ApplyError::Read)?, &self.opts.rebase);
         let name_s = raw.display().to_string();
         let refuse = |reason: &str| ApplyError::Refused {
             entry: name_s.clone(),
             reason: reason.to_string(),
         };
-        let rel =
+        let cleaned =
             clean_entry_path(&raw).ok_or_else(|| refuse("the name climbs out of the layer root with '..'; refused"))?;
         let kind = e.header().entry_type();
         if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
@@ -119,21 +196,33 @@ impl Applier {
         let mode = hdr.mode().map_err(ApplyError::Read)? & 0o7777;
         let uid = id_field(&hdr.as_old().uid, hdr.uid()).map_err(ApplyError::Read)?;
         let gid = id_field(&hdr.as_old().gid, hdr.gid()).map_err(ApplyError::Read)?;
+        let ids = match self.opts.owner {
+            Owner::FromTar => Some((uid_of(uid), gid_of(gid))),
+            Owner::Fixed(u, g) => Some((uid_of(u), gid_of(g))),
+            Owner::Process => None,
+        };
         let mtime = hdr.mtime().unwrap_or(0);
         let io = |source: io::Error| ApplyError::Io {
             entry: name_s.clone(),
             source,
         };
+        let flags = resolve_flags(self.opts.in_root);
+        let whiteouts = self.opts.whiteouts;
 
-        if rel.as_os_str().is_empty() {
-            // The root itself ("./"): keep its metadata, as Docker does.
-            if kind == EntryType::Directory {
-                rfs::fchown(&self.root, Some(uid_of(uid)), Some(gid_of(gid))).map_err(|e| io(e.into()))?;
-                rfs::fchmod(&self.root, Mode::from_raw_mode(mode)).map_err(|e| io(e.into()))?;
-                self.dir_times.push((rel, mtime));
+        if cleaned.as_os_str().is_empty() {
+            // The base itself ("./"): keep its metadata, as Docker does for layers.
+            if kind == EntryType::Directory && self.opts.base_metadata {
+                let base = self.opts.base.clone();
+                let dir = open_beneath(self.root.as_fd(), &base, flags).map_err(|e| io(e.into()))?;
+                if let Some((u, g)) = ids {
+                    rfs::fchown(&dir, Some(u), Some(g)).map_err(|e| io(e.into()))?;
+                }
+                rfs::fchmod(&dir, Mode::from_raw_mode(mode)).map_err(|e| io(e.into()))?;
+                self.dir_times.push((base, mtime));
             }
             return Ok(());
         }
+        let rel = self.opts.base.join(&cleaned);
         let file_name = rel
             .file_name()
             .expect("cleaned non-empty path has a file name")
@@ -149,12 +238,12 @@ impl Applier {
         let parent_fd = parent.as_fd();
 
         let fname = file_name.as_bytes();
-        if fname == OPAQUE_MARKER.as_bytes() {
+        if whiteouts && fname == OPAQUE_MARKER.as_bytes() {
             rfs::fsetxattr(parent_fd, OVERLAY_OPAQUE_XATTR, b"y", rfs::XattrFlags::empty())
                 .map_err(|e| io(e.into()))?;
             return Ok(());
         }
-        if let Some(hidden) = fname.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+        if let Some(hidden) = fname.strip_prefix(WHITEOUT_PREFIX.as_bytes()).filter(|_| whiteouts) {
             let hidden = OsStr::from_bytes(hidden);
             if hidden.is_empty() || hidden == ".." || hidden == "." {
                 return Err(refuse("malformed whiteout name"));
@@ -169,14 +258,9 @@ impl Applier {
                 rfs::makedev(0, 0),
             )
             .map_err(|e| io(e.into()))?;
-            rfs::chownat(
-                parent,
-                hidden,
-                Some(uid_of(uid)),
-                Some(gid_of(gid)),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| io(e.into()))?;
+            if let Some((u, g)) = ids {
+                rfs::chownat(parent, hidden, Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| io(e.into()))?;
+            }
             return Ok(());
         }
 
@@ -184,9 +268,20 @@ impl Applier {
         let link_name = e.link_name().map_err(ApplyError::Read)?.map(|l| l.into_owned());
         let parent = self.cached_parent(&parent_rel);
         let f = file_name.as_os_str();
+        let existing = rfs::statat(parent, f, AtFlags::SYMLINK_NOFOLLOW);
+        if self.opts.no_overwrite_dir_non_dir {
+            if let Ok(st) = &existing {
+                let was_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+                if was_dir && kind != EntryType::Directory {
+                    return Err(refuse("cannot overwrite a directory with a non-directory"));
+                }
+                if !was_dir && kind == EntryType::Directory {
+                    return Err(refuse("cannot overwrite a non-directory with a directory"));
+                }
+            }
+        }
         match kind {
             EntryType::Directory => {
-                let existing = rfs::statat(parent, f, AtFlags::SYMLINK_NOFOLLOW);
                 match existing {
                     Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
                     Ok(_) => {
@@ -205,7 +300,9 @@ impl Applier {
                     Mode::empty(),
                 )
                 .map_err(|e| io(e.into()))?;
-                rfs::fchown(&dir, Some(uid_of(uid)), Some(gid_of(gid))).map_err(|e| io(e.into()))?;
+                if let Some((u, g)) = ids {
+                    rfs::fchown(&dir, Some(u), Some(g)).map_err(|e| io(e.into()))?;
+                }
                 rfs::fchmod(&dir, Mode::from_raw_mode(mode)).map_err(|e| io(e.into()))?;
                 for (k, v) in &xattrs {
                     rfs::fsetxattr(&dir, k.as_str(), v, rfs::XattrFlags::empty()).map_err(|e| io(e.into()))?;
@@ -224,7 +321,9 @@ impl Applier {
                 .map_err(|e| io(e.into()))?;
                 let size = write_sparse(e, &fd, &mut self.buf).map_err(io)?;
                 self.stats.size += size;
-                rfs::fchown(&fd, Some(uid_of(uid)), Some(gid_of(gid))).map_err(|e| io(e.into()))?;
+                if let Some((u, g)) = ids {
+                    rfs::fchown(&fd, Some(u), Some(g)).map_err(|e| io(e.into()))?;
+                }
                 // chmod after chown: chown clears setuid and setgid bits.
                 rfs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| io(e.into()))?;
                 for (k, v) in &xattrs {
@@ -241,12 +340,14 @@ impl Applier {
             }
             EntryType::Link => {
                 let target = link_name.ok_or_else(|| refuse("hardlink without a target"))?;
+                let target = rebased(&target, &self.opts.rebase);
                 let target_rel = clean_entry_path(&target)
                     .filter(|t| !t.as_os_str().is_empty())
+                    .map(|t| self.opts.base.join(t))
                     .ok_or_else(|| refuse("hardlink target climbs out of the layer root; refused"))?;
                 let tparent_rel = target_rel.parent().unwrap_or(Path::new(""));
                 let tname = target_rel.file_name().expect("non-empty cleaned path"); // invariant
-                let tparent = open_beneath(self.root.as_fd(), tparent_rel).map_err(|e| match e {
+                let tparent = open_beneath(self.root.as_fd(), tparent_rel, flags).map_err(|e| match e {
                     Errno::XDEV | Errno::LOOP => refuse("hardlink target resolves outside the layer root; refused"),
                     other => io(other.into()),
                 })?;
@@ -275,14 +376,9 @@ impl Applier {
                 return Err(refuse(&format!("unsupported tar entry type {other:?}")));
             }
         }
-        rfs::chownat(
-            parent,
-            f,
-            Some(uid_of(uid)),
-            Some(gid_of(gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| io(e.into()))?;
+        if let Some((u, g)) = ids {
+            rfs::chownat(parent, f, Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| io(e.into()))?;
+        }
         if kind != EntryType::Symlink {
             // chown cleared set-id bits on devices and fifos; restore the mode.
             rfs::chmodat(parent, f, Mode::from_raw_mode(mode), AtFlags::empty()).map_err(|e| io(e.into()))?;
@@ -303,7 +399,7 @@ impl Applier {
                     Mode::empty(),
                 )?
             } else {
-                match open_beneath(self.root.as_fd(), rel) {
+                match open_beneath(self.root.as_fd(), rel, resolve_flags(self.opts.in_root)) {
                     Ok(fd) => fd,
                     Err(Errno::NOENT) => self.mkdir_all(rel)?,
                     Err(e) => return Err(e),
@@ -338,7 +434,7 @@ impl Applier {
             // `usr/lib64 -> ../lib64` climbs out of its own directory but stays in the layer,
             // and RESOLVE_BENEATH relative to `cur` would refuse it.
             prefix.push(name);
-            cur = open_beneath(self.root.as_fd(), &prefix)?;
+            cur = open_beneath(self.root.as_fd(), &prefix, resolve_flags(self.opts.in_root))?;
         }
         Ok(cur)
     }
@@ -362,7 +458,7 @@ impl Applier {
                     &rel,
                     OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                     Mode::empty(),
-                    resolve_flags(),
+                    resolve_flags(self.opts.in_root),
                 )
             };
             if let Ok(fd) = fd {
@@ -373,7 +469,7 @@ impl Applier {
     }
 }
 
-fn open_beneath(root: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd, Errno> {
+fn open_beneath(root: BorrowedFd<'_>, rel: &Path, flags: ResolveFlags) -> Result<OwnedFd, Errno> {
     if rel.as_os_str().is_empty() {
         return rfs::openat(
             root,
@@ -387,7 +483,7 @@ fn open_beneath(root: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd, Errno> {
         rel,
         OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
         Mode::empty(),
-        resolve_flags(),
+        flags,
     )
 }
 

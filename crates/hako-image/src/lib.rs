@@ -11,6 +11,7 @@ pub mod import;
 pub mod model;
 pub mod reference;
 pub mod service;
+pub mod tree;
 pub mod unpack;
 
 pub use archive::SaveFormat;

@@ -143,6 +143,9 @@ pub struct Linux {
     pub resources: Option<serde_json::Value>,
     #[serde(default)]
     pub sysctl: HashMap<String, String>,
+    /// Device nodes to create beyond the standard ones (`--device`).
+    #[serde(default)]
+    pub devices: Vec<crate::devices::Device>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

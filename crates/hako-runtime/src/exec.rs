@@ -24,6 +24,10 @@ pub struct ExecSpec {
     pub cgroup_name: String,
     pub process: Process,
     pub seccomp: Option<serde_json::Value>,
+    /// With a terminal: the descriptor of a pipe the daemon writes the terminal's size to
+    /// (`POST /exec/{id}/resize`), 4 bytes each time: rows then columns, big-endian.
+    #[serde(default)]
+    pub resize_fd: Option<i32>,
 }
 
 /// Runs the exec; returns the exit code for this process.
@@ -39,6 +43,8 @@ pub fn run(spec_path: &Path) -> i32 {
 
 fn run_inner(spec_path: &Path) -> io::Result<i32> {
     let spec: ExecSpec = serde_json::from_slice(&fs::read(spec_path)?).map_err(io::Error::other)?;
+    // SAFETY: the daemon opened this descriptor for this process alone.
+    let resize = spec.resize_fd.map(|fd| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
     let filter = crate::seccomp::compile_config(spec.seccomp.as_ref(), spec.process.capabilities.as_ref())?;
     let cgroup = crate::cgroups::Cgroup::open(&spec.cgroup_name).ok();
     let console = if spec.process.terminal {
@@ -57,7 +63,7 @@ fn run_inner(spec_path: &Path) -> io::Result<i32> {
     if let Some((ours, theirs)) = console {
         drop(theirs);
         if let Some(master) = crate::console::recv_fd(&ours)? {
-            relay_terminal(&master);
+            relay_terminal_resized(&master, resize.as_ref());
         }
     }
     Ok(wait(child))
@@ -149,6 +155,12 @@ pub fn wait(pid: i32) -> i32 {
 
 /// Copies stdin to the terminal and the terminal to stdout until the command's side closes.
 pub fn relay_terminal(master: &OwnedFd) {
+    relay_terminal_resized(master, None)
+}
+
+/// [`relay_terminal`], also applying the sizes that come on `resize` (see
+/// [`ExecSpec::resize_fd`]) to the terminal.
+fn relay_terminal_resized(master: &OwnedFd, mut resize: Option<&OwnedFd>) {
     use rustix::event::{poll, PollFd, PollFlags};
     let stdin = io::stdin();
     let mut stdin_open = true;
@@ -159,12 +171,38 @@ pub fn relay_terminal(master: &OwnedFd) {
         if stdin_open {
             fds.push(PollFd::new(&stdin, PollFlags::IN));
         }
+        if let Some(r) = resize {
+            fds.push(PollFd::new(r, PollFlags::IN));
+        }
         if poll(&mut fds, None).is_err() {
             continue;
         }
         let m = fds[0].revents();
-        let i = fds.get(1).map(|f| f.revents()).unwrap_or(PollFlags::empty());
+        let i = if stdin_open { fds[1].revents() } else { PollFlags::empty() };
+        let r = if resize.is_some() {
+            fds[fds.len() - 1].revents()
+        } else {
+            PollFlags::empty()
+        };
         drop(fds);
+        if let (false, Some(fd)) = (r.is_empty(), resize) {
+            let mut sizes = [0u8; 64];
+            match rustix::io::read(fd, &mut sizes) {
+                Ok(n) if n >= 4 => {
+                    // Only the latest complete size matters.
+                    let s = &sizes[(n / 4 - 1) * 4..n / 4 * 4];
+                    let ws = rustix::termios::Winsize {
+                        ws_row: u16::from_be_bytes([s[0], s[1]]),
+                        ws_col: u16::from_be_bytes([s[2], s[3]]),
+                        ws_xpixel: 0,
+                        ws_ypixel: 0,
+                    };
+                    let _ = rustix::termios::tcsetwinsize(master, ws);
+                }
+                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+                _ => resize = None,
+            }
+        }
         if !m.is_empty() {
             match rustix::io::read(master, &mut buf) {
                 Ok(0) | Err(_) => return,

@@ -26,6 +26,8 @@ pub struct Overlay {
 }
 
 pub const OVERLAY_ANNOTATION: &str = "dev.hako.rootfs";
+/// `"true"`: run the process under a minimal init that reaps and forwards signals (`--init`).
+pub const INIT_ANNOTATION: &str = "dev.hako.init";
 
 /// Why the init failed, and the exit code Docker gives for it.
 pub struct InitError {
@@ -147,6 +149,7 @@ fn setup(
     {
         populate_dev(&root_fd).map_err(|e| fail("creating /dev", e))?;
     }
+    crate::devices::create(&root_fd, &cfg.linux.devices).map_err(|e| fail("creating devices", e))?;
     if cfg.has_namespace("network") {
         loopback_up().map_err(|e| fail("bringing up lo", e))?;
     }
@@ -194,6 +197,9 @@ fn setup(
     }
     set_rlimits(cfg)?;
     stages.before_exec()?;
+    if cfg.annotations.get(INIT_ANNOTATION).map(String::as_str) == Some("true") {
+        crate::reaper::split()?;
+    }
     become_process(p, seccomp, stages.preserved_fds())
 }
 
@@ -239,7 +245,11 @@ pub fn become_process(
             caps::mask(&capset.inheritable),
         )
         .map_err(|e| fail("setting capabilities", e))?;
-        caps::set_ambient(caps::mask(&capset.ambient)).map_err(|e| fail("ambient capabilities", e))?;
+        // The kernel takes into the ambient set only what is permitted and inheritable too;
+        // configs such as `runc spec`'s list ambient ones without inheritable ones, and runc
+        // skips those as well.
+        let ambient = caps::mask(&capset.ambient) & caps::mask(&capset.permitted) & caps::mask(&capset.inheritable);
+        caps::set_ambient(ambient).map_err(|e| fail("ambient capabilities", e))?;
     }
     if p.no_new_privileges {
         // SAFETY: plain prctl.

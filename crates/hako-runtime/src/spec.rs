@@ -4,6 +4,8 @@
 use serde_json::{json, Value};
 
 use crate::caps;
+use crate::cgroups::{DeviceRule, DeviceType};
+use crate::devices::Device;
 
 /// What the engine decided for one container; turned into a runtime config by [`generate`].
 #[derive(Debug, Clone, Default)]
@@ -33,6 +35,47 @@ pub struct SpecInput {
     pub annotations: serde_json::Map<String, Value>,
     /// rlimits as (name, soft, hard), e.g. ("RLIMIT_NOFILE", 1048576, 1048576).
     pub rlimits: Vec<(String, u64, u64)>,
+    /// Device nodes beyond the standard ones (`--device`), OCI `linux.devices`.
+    pub devices: Vec<Device>,
+    /// Device cgroup rules added to Docker's allow-list (what `--device` grants).
+    pub device_rules: Vec<DeviceRule>,
+}
+
+/// The character devices every Docker container may use (major, minor or `None` for all):
+/// null, zero, full, random, urandom, tty, console, ptmx, the pseudo-terminals, tun.
+pub const DOCKER_DEVICES: [(i64, Option<i64>); 10] = [
+    (1, Some(3)),
+    (1, Some(5)),
+    (1, Some(7)),
+    (1, Some(8)),
+    (1, Some(9)),
+    (5, Some(0)),
+    (5, Some(1)),
+    (5, Some(2)),
+    (136, None),
+    (10, Some(200)),
+];
+
+/// The container's device cgroup rules (OCI `linux.resources.devices`), as Docker sets them:
+/// deny everything, then allow [`DOCKER_DEVICES`], `mknod` of any device (creating a node is
+/// harmless when it cannot be opened; CAP_MKNOD is a default capability), and the extra
+/// rules. `--privileged` allows every device.
+pub fn device_rules(inp: &SpecInput) -> Vec<DeviceRule> {
+    if inp.privileged {
+        return vec![DeviceRule::allow(DeviceType::All, None, None, "rwm")];
+    }
+    let mut rules = vec![
+        DeviceRule::deny_all(),
+        DeviceRule::allow(DeviceType::Char, None, None, "m"),
+        DeviceRule::allow(DeviceType::Block, None, None, "m"),
+    ];
+    rules.extend(
+        DOCKER_DEVICES
+            .iter()
+            .map(|&(major, minor)| DeviceRule::allow(DeviceType::Char, Some(major), minor, "rwm")),
+    );
+    rules.extend(inp.device_rules.iter().cloned());
+    rules
 }
 
 pub const MASKED_PATHS: [&str; 11] = [
@@ -130,7 +173,11 @@ pub fn generate(inp: &SpecInput) -> Result<Value, SpecError> {
         "namespaces": namespaces,
         "maskedPaths": masked,
         "readonlyPaths": readonly,
+        "resources": {"devices": device_rules(inp)},
     });
+    if !inp.devices.is_empty() {
+        linux["devices"] = json!(inp.devices);
+    }
     if !seccomp.is_null() {
         linux["seccomp"] = seccomp;
     }
@@ -210,5 +257,68 @@ mod tests {
             .any(|n| n["type"] == "network"));
         let cfg: crate::config::Config = serde_json::from_value(s).unwrap();
         assert_eq!(cfg.process.args, vec!["sh"]);
+    }
+
+    #[test]
+    fn device_rules_and_nodes() {
+        let fuse = Device {
+            path: "/dev/fuse".into(),
+            kind: "c".into(),
+            major: 10,
+            minor: 229,
+            file_mode: Some(0o600),
+            uid: Some(0),
+            gid: Some(0),
+        };
+        let inp = SpecInput {
+            args: vec!["sh".into()],
+            rootfs: "/x".into(),
+            devices: vec![fuse.clone()],
+            device_rules: vec![DeviceRule::allow(DeviceType::Char, Some(10), Some(229), "rw")],
+            ..Default::default()
+        };
+        let s = generate(&inp).unwrap();
+        let rules: Vec<String> = serde_json::from_value::<Vec<DeviceRule>>(s["linux"]["resources"]["devices"].clone())
+            .unwrap()
+            .iter()
+            .map(|r| format!("{} {r}", if r.allow { "allow" } else { "deny" }))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                "deny a *:* rwm",
+                "allow c *:* m",
+                "allow b *:* m",
+                "allow c 1:3 rwm",
+                "allow c 1:5 rwm",
+                "allow c 1:7 rwm",
+                "allow c 1:8 rwm",
+                "allow c 1:9 rwm",
+                "allow c 5:0 rwm",
+                "allow c 5:1 rwm",
+                "allow c 5:2 rwm",
+                "allow c 136:* rwm",
+                "allow c 10:200 rwm",
+                "allow c 10:229 rw",
+            ]
+        );
+        assert_eq!(
+            s["linux"]["resources"]["devices"][0],
+            json!({"allow": false, "type": "a", "access": "rwm"})
+        );
+        let cfg: crate::config::Config = serde_json::from_value(s).unwrap();
+        assert_eq!(cfg.linux.devices, [fuse]);
+
+        let s = generate(&SpecInput {
+            privileged: true,
+            ..inp
+        })
+        .unwrap();
+        assert_eq!(
+            s["linux"]["resources"]["devices"],
+            json!([{"allow": true, "type": "a", "access": "rwm"}])
+        );
+        // The nodes are still created.
+        assert_eq!(s["linux"]["devices"][0]["path"], "/dev/fuse");
     }
 }

@@ -894,3 +894,171 @@ fn a_tty_gets_the_terminal_size() {
         .unwrap();
     assert!(stdout(&o).contains("30 100"), "{}{}", stdout(&o), stderr(&o));
 }
+
+/// A block device this host lets root open, for opening through a node made in a container:
+/// (path, major, minor). (Some sandboxes deny the root disk even to root.)
+fn host_block_device() -> Option<(String, u32, u32)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    ["/dev/vda", "/dev/sda", "/dev/nvme0n1", "/dev/xvda", "/dev/loop0"]
+        .iter()
+        .find_map(|p| {
+            let md = std::fs::metadata(p).ok()?;
+            (md.file_type().is_block_device() && std::fs::File::open(p).is_ok()).then(|| {
+                (
+                    p.to_string(),
+                    rustix::fs::major(md.rdev()),
+                    rustix::fs::minor(md.rdev()),
+                )
+            })
+        })
+}
+
+#[test]
+fn device_cgroup_allow_list() {
+    let d = daemon();
+    // Docker's defaults: mknod of anything (CAP_MKNOD is a default capability, the cgroup
+    // allows `m`), but a node outside the allow-list cannot be opened.
+    let o = run(
+        &d,
+        &[
+            "busybox",
+            "sh",
+            "-c",
+            "mknod /tmp/sda b 8 0 && echo mknod-ok; head -c1 /tmp/sda || echo read-denied; \
+             echo x >/dev/null && head -c1 /dev/zero | wc -c; head -c1 /dev/urandom | wc -c",
+        ],
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(stdout(&o), "mknod-ok\nread-denied\n1\n1\n", "{}", stderr(&o));
+    assert!(stderr(&o).contains("Operation not permitted"), "{}", stderr(&o));
+
+    // --privileged allows every device: a node of a real block device opens.
+    match host_block_device() {
+        Some((path, major, minor)) => {
+            let script = format!("mknod /tmp/blk b {major} {minor} && true </tmp/blk && echo open-ok");
+            let o = run(&d, &["busybox", "sh", "-c", &script]);
+            assert_eq!(stdout(&o), "", "{path}: {}", stderr(&o));
+            assert!(stderr(&o).contains("Operation not permitted"), "{}", stderr(&o));
+            let o = run(&d, &["--privileged", "busybox", "sh", "-c", &script]);
+            assert_eq!(stdout(&o), "open-ok\n", "{path}: {}", stderr(&o));
+        }
+        None => eprintln!(
+            "skipped the --privileged part: no block device root can open among /dev/vda, sda, nvme0n1, xvda, loop0"
+        ),
+    }
+
+    // --device adds the device's rule, with its permissions: 10:229 is /dev/fuse, 10:237
+    // /dev/loop-control, neither in the default list.
+    let script = "mknod /tmp/fuse c 10 229; mknod /tmp/lc c 10 237; \
+                  true </tmp/fuse && echo fuse-ok; true </tmp/lc && echo lc-read-ok; \
+                  true >/tmp/lc && echo lc-write-ok; true";
+    let o = run(&d, &["busybox", "sh", "-c", script]);
+    assert_eq!(stdout(&o), "", "{}", stderr(&o));
+    let mut args = vec!["--device", "/dev/loop-control:/dev/lc:r"];
+    if std::path::Path::new("/dev/fuse").exists() {
+        args.extend(["--device", "/dev/fuse"]);
+    }
+    args.extend(["busybox", "sh", "-c", script]);
+    let o = run(&d, &args);
+    let want = if args.contains(&"/dev/fuse") {
+        "fuse-ok\nlc-read-ok\n"
+    } else {
+        "lc-read-ok\n"
+    };
+    assert_eq!(stdout(&o), want, "{}", stderr(&o));
+    assert!(stderr(&o).contains("Operation not permitted"), "{}", stderr(&o));
+
+    // Mistakes are reported as Docker does.
+    let o = d.hako(&["run", "--rm", "--device", "/dev/null:/dev/n:rx", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("bad mode specified: rx"), "{}", stderr(&o));
+    let o = d.hako(&["run", "--rm", "--device", "/dev/null:dev/n", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("dev/n is not an absolute path"), "{}", stderr(&o));
+    let o = d.hako(&[
+        "run",
+        "--name",
+        "nodev",
+        "--device",
+        "/dev/no-such-device",
+        "busybox",
+        "true",
+    ]);
+    // 127, as docker's: its CLI maps a start error saying "no such file or directory" to it.
+    assert_eq!(o.status.code(), Some(127));
+    assert!(
+        stderr(&o).contains(
+            "error gathering device information while adding custom device \"/dev/no-such-device\": no such file or directory"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    d.ok(&["rm", "-f", "nodev"]);
+}
+
+/// `--device` creates the node in the container's /dev, with the host node's mode.
+#[test]
+fn device_flag_creates_the_node() {
+    let d = daemon();
+    let o = run(
+        &d,
+        &[
+            "--device",
+            "/dev/loop-control:/dev/sub/lc:r",
+            "busybox",
+            "sh",
+            "-c",
+            "ls -ln /dev/sub/lc; true </dev/sub/lc && echo read-ok; true >/dev/sub/lc || echo write-denied",
+        ],
+    );
+    let out = stdout(&o);
+    // The host node's type, numbers, mode and owner.
+    let ls: Vec<&str> = out.lines().next().unwrap_or("").split_whitespace().collect();
+    let want = ["crw-------", "1", "0", "0", "10,", "237"];
+    assert_eq!(ls.get(..6), Some(&want[..]), "{out}{}", stderr(&o));
+    assert!(out.ends_with("read-ok\nwrite-denied\n"), "{out}{}", stderr(&o));
+}
+
+/// `--init`: PID 1 is a minimal init that forwards signals to the command and reaps orphans,
+/// and holds nothing the container could use against the host.
+#[test]
+fn init_forwards_signals_and_reaps() {
+    let d = daemon();
+    let o = run(
+        &d,
+        &[
+            "--init",
+            "busybox",
+            "sh",
+            "-c",
+            // An orphan (the subshell's sleep) is reparented to PID 1 and must be reaped.
+            "echo pid=$$; cat /proc/1/cmdline; echo; grep -E '^(CapEff|NoNewPrivs)' /proc/1/status; \
+             ls -l /proc/1/exe 2>&1 | grep -c denied; (sleep 0.1 &); sleep 0.5; \
+             grep -l '^State:.Z' /proc/[0-9]*/status | wc -l",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "pid=2", "{out}");
+    assert_eq!(lines[1].trim_end_matches('\0'), "init", "{out}");
+    // CAP_KILL (bit 5) only, so it can signal a command running as another user.
+    assert_eq!(lines[2], "CapEff:\t0000000000000020", "{out}");
+    assert_eq!(lines[3], "NoNewPrivs:\t1", "{out}");
+    assert_eq!(lines[4], "1", "/proc/1/exe must not be reachable: {out}");
+    assert_eq!(lines[5], "0", "a zombie was left: {out}");
+
+    // The exit code is the command's.
+    assert_eq!(run(&d, &["--init", "busybox", "sh", "-c", "exit 9"]).status.code(), Some(9));
+
+    // SIGTERM reaches the command: without an init, a PID 1 `sleep` ignores it and `stop`
+    // waits out its whole timeout.
+    let id = d.ok(&["run", "-d", "--init", "busybox", "sleep", "300"]);
+    let id = id.trim();
+    let t = Instant::now();
+    d.ok(&["stop", "-t", "30", id]);
+    assert!(t.elapsed() < Duration::from_secs(10), "stop took {:?}", t.elapsed());
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.ExitCode}}", id]).trim(), "143");
+    assert_eq!(d.ok(&["inspect", "-f", "{{.HostConfig.Init}}", id]).trim(), "true");
+    d.ok(&["rm", id]);
+}

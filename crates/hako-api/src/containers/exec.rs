@@ -2,6 +2,7 @@
 //! kept for `GET /exec/{id}/json`.
 
 use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -22,6 +23,29 @@ pub struct ExecInstance {
     pub exit_code: Option<i32>,
     pub pid: i32,
     pub spec_path: PathBuf,
+    /// With a terminal: the write end of the pipe its `exec-init` reads sizes from.
+    pub resize: Option<Arc<OwnedFd>>,
+    /// A size asked for before the exec started, sent when it does.
+    pub pending_size: Option<(u16, u16)>,
+}
+
+/// The descriptor number the resize pipe gets in `exec-init`.
+const RESIZE_FD: i32 = 3;
+
+/// One size record for `exec-init` (see `ExecSpec::resize_fd`). The pipe is non-blocking:
+/// sizes an exec does not read (it ended) are dropped, never waited on.
+fn send_size(pipe: &OwnedFd, (h, w): (u16, u16)) {
+    let mut rec = [0u8; 4];
+    rec[..2].copy_from_slice(&h.to_be_bytes());
+    rec[2..].copy_from_slice(&w.to_be_bytes());
+    let _ = rustix::io::write(pipe, &rec);
+}
+
+/// `[h, w]` from a `ConsoleSize` field; none for a zero size.
+pub fn console_size(v: Option<&Value>) -> Option<(u16, u16)> {
+    let a = v?.as_array()?;
+    let (h, w) = (a.first()?.as_u64()? as u16, a.get(1)?.as_u64()? as u16);
+    (h > 0 && w > 0).then_some((h, w))
 }
 
 #[derive(Default)]
@@ -106,6 +130,7 @@ impl Containers {
         let spec = ExecSpec {
             init_pid: pid,
             cgroup_name: format!("hako-{}", rec.id),
+            resize_fd: process.terminal.then_some(RESIZE_FD),
             process,
             seccomp,
         };
@@ -120,6 +145,8 @@ impl Containers {
             exit_code: None,
             pid: 0,
             spec_path,
+            resize: None,
+            pending_size: None,
         };
         self.execs
             .map
@@ -129,8 +156,13 @@ impl Containers {
         Ok(id)
     }
 
-    /// The process of an exec, with its stdio piped to the daemon.
-    pub fn exec_spawn(&self, id: &str) -> Result<(Arc<Mutex<ExecInstance>>, tokio::process::Child), ApiError> {
+    /// The process of an exec, with its stdio piped to the daemon; `size` is the start
+    /// request's terminal size (else the create request's is used).
+    pub fn exec_spawn(
+        &self,
+        id: &str,
+        size: Option<(u16, u16)>,
+    ) -> Result<(Arc<Mutex<ExecInstance>>, tokio::process::Child), ApiError> {
         let inst = self.execs.get(id)?;
         let mut i = inst.lock().unwrap(); // unwrap: see above
         if i.running || i.exit_code.is_some() {
@@ -139,26 +171,83 @@ impl Containers {
                 format!("exec {id} has already run"),
             ));
         }
-        let child = tokio::process::Command::new(&self.monitor_exe)
-            .arg("exec-init")
+        let fail = |e: std::io::Error| ApiError::internal(format!("starting exec: {e}"));
+        let mut cmd = tokio::process::Command::new(&self.monitor_exe);
+        cmd.arg("exec-init")
             .arg(&i.spec_path)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
-            .kill_on_drop(false)
-            .spawn()
-            .map_err(|e| ApiError::internal(format!("starting exec: {e}")))?;
+            .kill_on_drop(false);
+        let tty = i.body.get("Tty").and_then(Value::as_bool).unwrap_or(false);
+        let pipe = if tty {
+            let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK)
+                .map_err(|e| fail(e.into()))?;
+            let raw = r.as_raw_fd();
+            // SAFETY: between fork and exec this runs only dup2 and fcntl, which are
+            // async-signal-safe, on a descriptor that stays open until the spawn returns.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::dup2(raw, RESIZE_FD) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // A dup2 onto itself keeps close-on-exec: clear it in any case.
+                    libc::fcntl(RESIZE_FD, libc::F_SETFD, 0);
+                    Ok(())
+                });
+            }
+            Some((r, w))
+        } else {
+            None
+        };
+        let child = cmd.spawn().map_err(fail)?;
+        if let Some((r, w)) = pipe {
+            drop(r);
+            let first = size.or_else(|| console_size(i.body.get("ConsoleSize")));
+            for s in [first, i.pending_size.take()].into_iter().flatten() {
+                send_size(&w, s);
+            }
+            i.resize = Some(Arc::new(w));
+        }
         i.running = true;
         i.pid = child.id().map(|p| p as i32).unwrap_or(0);
         drop(i);
         Ok((inst, child))
     }
 
+    /// `POST /exec/{id}/resize`: the exec's terminal gets this size (kept until it starts;
+    /// nothing to do without a terminal or once it ended).
+    pub fn exec_resize(&self, id: &str, size: (u16, u16)) -> Result<(), ApiError> {
+        let inst = self.execs.get(id)?;
+        let mut i = inst.lock().unwrap(); // unwrap: see above
+        match &i.resize {
+            Some(pipe) => send_size(pipe, size),
+            None if !i.running && i.exit_code.is_none() => i.pending_size = Some(size),
+            None => {}
+        }
+        Ok(())
+    }
+
     pub fn exec_finished(&self, inst: &Arc<Mutex<ExecInstance>>, code: i32) {
         let mut i = inst.lock().unwrap(); // unwrap: see above
         i.running = false;
         i.exit_code = Some(code);
+        i.resize = None;
         let _ = std::fs::remove_file(&i.spec_path);
+    }
+
+    /// The running execs of a container (its `ExecIDs`).
+    pub fn exec_ids(&self, container_id: &str) -> Vec<String> {
+        let map = self.execs.map.lock().unwrap(); // unwrap: see above
+        let mut ids: Vec<String> = map
+            .values()
+            .filter_map(|e| {
+                let i = e.lock().unwrap(); // unwrap: see above
+                (i.container == container_id && i.running).then(|| i.id.clone())
+            })
+            .collect();
+        ids.sort();
+        ids
     }
 
     pub fn exec_inspect(&self, id: &str) -> Result<Value, ApiError> {

@@ -1,6 +1,7 @@
 //! The container engine of the daemon: records in the metadata store, a monitor process per
 //! running container, and watchers that learn of exits.
 
+pub mod archive;
 pub mod exec;
 pub mod ops;
 pub mod record;

@@ -142,6 +142,34 @@ impl Containers {
     }
 }
 
+impl Containers {
+    /// `ps -s` and `inspect --size`: the bytes the container wrote (its upper directory,
+    /// Docker's SizeRw) and those plus its image's (SizeRootFs).
+    pub fn sizes(&self, rec: &super::record::ContainerRecord) -> (u64, u64) {
+        let mut seen = std::collections::HashSet::new();
+        let rw = tree_size(&self.container_dir(&rec.id).join("rootfs/upper"), &mut seen);
+        let image = self.images.resolve(&rec.image).map(|i| i.size()).unwrap_or(0);
+        (rw, rw + image)
+    }
+}
+
+/// What Docker's directory.Size counts: the sizes of everything but directories, each
+/// inode once.
+fn tree_size(dir: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    let mut total = 0;
+    for ent in rd.flatten() {
+        let Ok(m) = ent.metadata() else { continue };
+        if m.is_dir() {
+            total += tree_size(&ent.path(), seen);
+        } else if m.len() > 0 && seen.insert((m.dev(), m.ino())) {
+            total += m.len();
+        }
+    }
+    total
+}
+
 const MOUNT_POINTS: [&str; 3] = ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"];
 
 fn walk(root: &Path, dir: &Path, lowers: &[std::path::PathBuf], out: &mut Vec<Value>) {

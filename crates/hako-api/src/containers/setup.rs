@@ -7,7 +7,8 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
 
-use hako_runtime::cgroups::Resources;
+use hako_runtime::cgroups::{valid_device_access, DeviceRule, DeviceType, Resources};
+use hako_runtime::devices::Device;
 use hako_runtime::init::{Overlay, OVERLAY_ANNOTATION};
 use hako_runtime::monitor::MonitorSpec;
 use hako_runtime::spec::{generate, SpecInput};
@@ -39,7 +40,53 @@ pub fn validate_host_config(hc: &Value) -> Result<(), ApiError> {
         let s = b.as_str().unwrap_or("");
         parse_bind(s)?;
     }
+    for d in hc.get("Devices").and_then(Value::as_array).into_iter().flatten() {
+        device_mapping(d)?;
+    }
     Ok(())
+}
+
+/// One `HostConfig.Devices` entry: (PathOnHost, PathInContainer, CgroupPermissions), with
+/// Docker's defaults (the host path, `rwm`).
+fn device_mapping(d: &Value) -> Result<(&str, &str, &str), ApiError> {
+    let field = |k: &str| d.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let host = field("PathOnHost").ok_or_else(|| ApiError::bad_request("device mapping without PathOnHost"))?;
+    let ctr = field("PathInContainer").unwrap_or(host);
+    let perms = field("CgroupPermissions").unwrap_or("rwm");
+    if !ctr.starts_with('/') {
+        return Err(ApiError::bad_request(format!("{ctr} is not an absolute path")));
+    }
+    if !valid_device_access(perms) {
+        return Err(ApiError::bad_request(format!("bad mode specified: {perms}")));
+    }
+    Ok((host, ctr, perms))
+}
+
+/// The `--device` nodes of a container and the cgroup rules that let it use them, read from
+/// the host's nodes when the container starts (as Docker does).
+fn host_devices(hc: &Value) -> Result<(Vec<Device>, Vec<DeviceRule>), ApiError> {
+    let mut nodes = Vec::new();
+    let mut rules = Vec::new();
+    for d in hc.get("Devices").and_then(Value::as_array).into_iter().flatten() {
+        let (host, ctr, perms) = device_mapping(d)?;
+        let node = Device::from_host(Path::new(host), ctr).map_err(|e| {
+            let why = match e.kind() {
+                std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+                _ => e.to_string(),
+            };
+            ApiError::bad_request(format!(
+                "error gathering device information while adding custom device \"{host}\": {why}"
+            ))
+        })?;
+        let kind = if node.kind == "b" {
+            DeviceType::Block
+        } else {
+            DeviceType::Char
+        };
+        rules.push(DeviceRule::allow(kind, Some(node.major), Some(node.minor), perms));
+        nodes.push(node);
+    }
+    Ok((nodes, rules))
 }
 
 /// `/host:/ctr[:ro|rw]`.
@@ -81,6 +128,8 @@ pub fn resources(hc: &Value) -> Resources {
         cpuset_cpus: s("CpusetCpus"),
         cpuset_mems: s("CpusetMems"),
         pids_limit: i("PidsLimit").filter(|v| *v > 0),
+        // Device rules need the host's device nodes: `launch` adds them.
+        devices: Vec::new(),
     }
 }
 
@@ -303,8 +352,12 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
         OVERLAY_ANNOTATION.into(),
         json!(serde_json::to_string(&overlay).map_err(|e| ApiError::internal(e.to_string()))?),
     );
+    if hc.get("Init").and_then(Value::as_bool).unwrap_or(false) {
+        annotations.insert(hako_runtime::init::INIT_ANNOTATION.into(), json!("true"));
+    }
     let mut args = vec![rec.path.clone()];
     args.extend(rec.args.iter().cloned());
+    let (devices, device_rules) = host_devices(hc)?;
     let input = SpecInput {
         args,
         env,
@@ -334,6 +387,8 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
         no_new_privileges: nnp,
         annotations,
         rlimits: vec![],
+        devices,
+        device_rules,
     };
     let spec = generate(&input).map_err(|e| ApiError::bad_request(e.to_string()))?;
     fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&spec).expect("json"))
@@ -344,7 +399,11 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
         .and_then(Value::as_array)
         .and_then(|a| Some((a.first()?.as_u64()? as u16, a.get(1)?.as_u64()? as u16)))
         .filter(|(h, w)| *h > 0 && *w > 0);
-    let res = resources(hc);
+    // The monitor enforces the same device rules config.json states.
+    let res = Resources {
+        devices: hako_runtime::spec::device_rules(&input),
+        ..resources(hc)
+    };
     let mspec = MonitorSpec {
         tty,
         open_stdin: cfg.get("OpenStdin").and_then(Value::as_bool).unwrap_or(false),

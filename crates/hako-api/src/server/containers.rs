@@ -218,6 +218,23 @@ pub async fn resize(
     Ok(StatusCode::OK)
 }
 
+/// `POST /exec/{id}/resize?h=&w=`.
+pub async fn exec_resize(
+    AxState(d): AxState<State>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<StatusCode, ApiError> {
+    let pairs = query_pairs(&q);
+    let dim = |k: &str| -> Result<u16, ApiError> {
+        let v = first(&pairs, k).map(String::as_str).unwrap_or("");
+        v.parse()
+            .map_err(|_| ApiError::bad_request(format!("strconv.Atoi: parsing {v:?}: invalid syntax")))
+    };
+    let size = (dim("h")?, dim("w")?);
+    d.containers.exec_resize(&id, size)?;
+    Ok(StatusCode::OK)
+}
+
 fn status_text(r: &ContainerRecord) -> String {
     let since = |t: &str| {
         chrono::DateTime::parse_from_rfc3339(t)
@@ -295,18 +312,30 @@ pub async fn list(AxState(d): AxState<State>, RawQuery(q): RawQuery) -> Result<J
         true
     };
     let explicit_status = filters.contains_key("status") || filters.contains_key("exited");
-    let mut out: Vec<Value> = recs
-        .iter()
+    let mut shown: Vec<ContainerRecord> = recs
+        .into_iter()
         .filter(|r| (all || explicit_status || limit > 0 || r.state.running) && keep(r))
-        .map(summary)
         .collect();
     if limit > 0 {
-        out.truncate(limit as usize);
+        shown.truncate(limit as usize);
+    }
+    let mut out: Vec<Value> = shown.iter().map(summary).collect();
+    if flag(first(&pairs, "size")) {
+        let c = d.containers.clone();
+        let sizes = super::blocking(move || Ok(shown.iter().map(|r| c.sizes(r)).collect::<Vec<_>>())).await?;
+        for (v, (rw, rootfs)) in out.iter_mut().zip(sizes) {
+            v["SizeRw"] = json!(rw);
+            v["SizeRootFs"] = json!(rootfs);
+        }
     }
     Ok(Json(Value::Array(out)))
 }
 
-pub async fn inspect(AxState(d): AxState<State>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn inspect(
+    AxState(d): AxState<State>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     let e = d.containers.get(&id)?;
     let r = e.rec.lock().unwrap().clone(); // unwrap: see above
     let mut v = serde_json::to_value(&r).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -316,11 +345,18 @@ pub async fn inspect(AxState(d): AxState<State>, Path(id): Path<String>) -> Resu
     v["MountLabel"] = json!("");
     v["ProcessLabel"] = json!("");
     v["AppArmorProfile"] = json!("");
-    v["ExecIDs"] = Value::Null;
+    let execs = d.containers.exec_ids(&r.id);
+    v["ExecIDs"] = if execs.is_empty() { Value::Null } else { json!(execs) };
     v["GraphDriver"] = json!({"Name": "overlay", "Data": {"UpperDir": dir.join("rootfs/upper"), "WorkDir": dir.join("rootfs/work"), "MergedDir": dir.join("rootfs/merged")}});
     v["Mounts"] = json!(r.mounts);
     v["NetworkSettings"] =
         json!({"Ports": {}, "Networks": {}, "SandboxKey": "", "IPAddress": "", "Gateway": "", "MacAddress": ""});
+    if flag(first(&query_pairs(&q), "size")) {
+        let c = d.containers.clone();
+        let (rw, rootfs) = super::blocking(move || Ok(c.sizes(&r))).await?;
+        v["SizeRw"] = json!(rw);
+        v["SizeRootFs"] = json!(rootfs);
+    }
     Ok(Json(v))
 }
 
@@ -515,7 +551,8 @@ pub async fn exec_start(
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid exec start config: {e}")))?
     };
     let detach = opts.get("Detach").and_then(Value::as_bool).unwrap_or(false);
-    let (inst, mut child) = d.containers.exec_spawn(&id)?;
+    let size = crate::containers::exec::console_size(opts.get("ConsoleSize"));
+    let (inst, mut child) = d.containers.exec_spawn(&id, size)?;
     let tty = inst
         .lock()
         .unwrap()

@@ -245,7 +245,7 @@ pub async fn create(
 
 /// After a refused upload, reads the rest of the client's body: a client still sending
 /// would otherwise see a broken connection instead of the error that says what was wrong.
-fn drain_on_error<T, E>(r: &Result<T, E>, reader: &mut impl std::io::Read) {
+pub(crate) fn drain_on_error<T, E>(r: &Result<T, E>, reader: &mut impl std::io::Read) {
     if r.is_err() {
         let _ = std::io::copy(reader, &mut std::io::sink());
     }

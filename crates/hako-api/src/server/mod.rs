@@ -1,5 +1,6 @@
 //! The daemon's HTTP server: routing, version prefixes, common headers.
 
+mod archive;
 mod containers;
 mod images;
 mod registry;
@@ -65,6 +66,12 @@ pub fn router(state: State) -> Router {
         .route("/containers/{id}/exec", post(containers::exec_create))
         .route("/exec/{id}/start", post(containers::exec_start))
         .route("/exec/{id}/json", get(containers::exec_inspect))
+        .route("/exec/{id}/resize", post(containers::exec_resize))
+        .route(
+            "/containers/{id}/archive",
+            get(archive::get).head(archive::head).put(archive::put),
+        )
+        .route("/containers/{id}/export", get(archive::export))
         .route("/containers/{id}", axum::routing::delete(containers::remove))
         .route("/containers/prune", post(containers::prune))
         .route("/commit", post(containers::commit))

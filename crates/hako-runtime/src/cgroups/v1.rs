@@ -12,13 +12,15 @@
 //!   skipped with a warning, as Docker does.
 //! - freezer: `freezer.state` may read FREEZING for a while; the write is repeated until it
 //!   reads FROZEN.
+//! - devices: `a` to `devices.deny` or `devices.allow` is refused (EINVAL) once the cgroup
+//!   has children, so device rules are written when the container's cgroup is new.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{
     keyed, kill_frozen, mkdir, pids_max_value, procs_recursive, read_file, read_opt, read_u64_or_zero, remove_tree,
-    write_file, CgroupError, CgroupManager, Host, Layout, Resources, Stats, FREEZE_TIMEOUT,
+    v1_device_writes, write_file, CgroupError, CgroupManager, Host, Layout, Resources, Stats, FREEZE_TIMEOUT,
 };
 
 /// Limits at or above this are v1's "unlimited" (PAGE_COUNTER_MAX pages, rounded).
@@ -287,6 +289,13 @@ impl CgroupManager for V1Manager {
         }
         if let Some(p) = res.pids_limit {
             self.need("pids")?.write("pids.max", &pids_max_value(p))?;
+        }
+        if !res.devices.is_empty() {
+            // One rule per write: the kernel parses a single rule from each.
+            let d = self.need("devices")?;
+            for (file, line) in v1_device_writes(&res.devices) {
+                d.write(file, &line)?;
+            }
         }
         Ok(())
     }

@@ -10,13 +10,15 @@
 //! - Docker's `--memory-swap` is memory plus swap; `memory.swap.max` is swap alone.
 //! - `cpu.shares` becomes `cpu.weight` with runc's formula.
 //! - `cgroup.kill` (Linux 5.14+) kills every process at once; older kernels freeze, signal, thaw.
+//! - Devices have no controller files: an eBPF program decides (see `devices_bpf`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{
-    keyed, kill_frozen, mkdir, pids_max_value, procs_recursive, read_file, read_opt, read_u64_or_zero, remove_tree,
-    shares_to_weight, v2_swap_value, write_file, CgroupError, CgroupManager, Resources, Stats, Tree, FREEZE_TIMEOUT,
+    devices_bpf, keyed, kill_frozen, mkdir, pids_max_value, procs_recursive, read_file, read_opt, read_u64_or_zero,
+    remove_tree, shares_to_weight, v2_swap_value, write_file, CgroupError, CgroupManager, Resources, Stats, Tree,
+    FREEZE_TIMEOUT,
 };
 
 /// Controllers enabled for containers' cgroups when available.
@@ -237,6 +239,9 @@ impl CgroupManager for V2Manager {
         }
         if let Some(p) = res.pids_limit {
             self.write("pids.max", &pids_max_value(p))?;
+        }
+        if !res.devices.is_empty() {
+            devices_bpf::attach(&self.path, &res.devices)?;
         }
         Ok(())
     }

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::Error;
-use crate::cgroups::Resources;
+use crate::cgroups::{DeviceRule, DeviceType, Resources};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -12,6 +12,7 @@ struct Oci {
     memory: Option<Memory>,
     cpu: Option<Cpu>,
     pids: Option<Pids>,
+    devices: Vec<DeviceRule>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -52,8 +53,23 @@ pub fn from_oci(v: Option<&Value>) -> Result<Resources, Error> {
         cpuset_cpus: cpu.cpus.filter(|s| !s.is_empty()),
         cpuset_mems: cpu.mems.filter(|s| !s.is_empty()),
         pids_limit: o.pids.and_then(|p| p.limit),
+        devices: with_default_devices(o.devices),
         ..Default::default()
     })
+}
+
+/// Callers such as podman only say "deny all" and leave the devices every container needs
+/// (null, zero, the terminals...) to the runtime: runc allows them after the config's rules,
+/// and so does hako.
+fn with_default_devices(mut rules: Vec<DeviceRule>) -> Vec<DeviceRule> {
+    if !rules.is_empty() {
+        rules.extend(
+            crate::spec::DOCKER_DEVICES
+                .iter()
+                .map(|&(major, minor)| DeviceRule::allow(DeviceType::Char, Some(major), minor, "rwm")),
+        );
+    }
+    rules
 }
 
 #[cfg(test)]
@@ -78,6 +94,14 @@ mod tests {
         assert_eq!(r.cpuset_cpus.as_deref(), Some("0"));
         assert_eq!(r.cpuset_mems, None);
         assert_eq!(r.pids_limit, Some(20));
+        assert!(r.devices.is_empty());
         assert!(from_oci(Some(&serde_json::json!({"memory": {"limit": "lots"}}))).is_err());
+        // podman's deny-all gets the standard devices after it.
+        let r = from_oci(Some(&serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]}))).unwrap();
+        assert!(!r.devices[0].allow);
+        assert!(r
+            .devices
+            .iter()
+            .any(|d| d.allow && d.major == Some(1) && d.minor == Some(3) && d.access == "rwm"));
     }
 }

@@ -85,6 +85,12 @@ pub struct CreateArgs {
     /// Give extended privileges to this container
     #[arg(long)]
     privileged: bool,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    init: bool,
+    /// Add a host device to the container (HOST[:CONTAINER][:PERMISSIONS], permissions of rwm)
+    #[arg(long)]
+    device: Vec<String>,
     /// Add Linux capabilities
     #[arg(long = "cap-add")]
     cap_add: Vec<String>,
@@ -164,6 +170,29 @@ fn env_file_lines(path: &str) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
+/// `--device HOST[:CONTAINER][:PERMISSIONS]` as the docker CLI reads it: a second part made of
+/// r, w, m is the permissions; the container path defaults to the host path.
+fn parse_device(spec: &str) -> anyhow::Result<Value> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (host, ctr, perms) = match parts.as_slice() {
+        [host] => (*host, *host, "rwm"),
+        [host, p] if hako_runtime::cgroups::valid_device_access(p) => (*host, *host, *p),
+        [host, ctr] => (*host, *ctr, "rwm"),
+        [host, ctr, p] => (*host, *ctr, *p),
+        _ => anyhow::bail!("invalid device specification: {spec}"),
+    };
+    if host.is_empty() {
+        anyhow::bail!("invalid device specification: {spec}");
+    }
+    if !ctr.starts_with('/') {
+        anyhow::bail!("invalid argument \"{spec}\" for \"--device\" flag: {ctr} is not an absolute path");
+    }
+    if !hako_runtime::cgroups::valid_device_access(perms) {
+        anyhow::bail!("invalid argument \"{spec}\" for \"--device\" flag: bad mode specified: {perms}");
+    }
+    Ok(json!({"PathOnHost": host, "PathInContainer": ctr, "CgroupPermissions": perms}))
+}
+
 /// `stdin_once`: the container's stdin closes when the first attached client's input ends
 /// (Docker sets it for an attached `run -i`, not for `create` or `run -d`).
 fn create_body(a: &CreateArgs, stdin_once: bool) -> anyhow::Result<Value> {
@@ -228,6 +257,8 @@ fn create_body(a: &CreateArgs, stdin_once: bool) -> anyhow::Result<Value> {
         "CpusetCpus": a.cpuset_cpus.clone().unwrap_or_default(),
         "PidsLimit": a.pids_limit,
         "Privileged": a.privileged,
+        "Init": a.init,
+        "Devices": a.device.iter().map(|d| parse_device(d)).collect::<anyhow::Result<Vec<_>>>()?,
         "CapAdd": a.cap_add,
         "CapDrop": a.cap_drop,
         "SecurityOpt": a.security_opt.iter().map(|s| seccomp_inline(s)).collect::<anyhow::Result<Vec<_>>>()?,
@@ -352,24 +383,19 @@ impl Drop for RawMode {
     }
 }
 
-/// Sends the terminal's size now and on every SIGWINCH, as the docker CLI does.
-fn follow_terminal_size(c: &Client, id: &str) {
+/// Sends the terminal's size to `resize` (`/containers/ID/resize`, `/exec/ID/resize`) now
+/// and on every SIGWINCH, as the docker CLI does.
+fn follow_terminal_size(c: &Client, resize: String) {
     let Ok(mut winch) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()) else {
         return;
     };
     let c = c.clone();
-    let id = id.to_string();
     tokio::spawn(async move {
         loop {
             let (h, w) = crossterm_size();
             if h > 0 && w > 0 {
                 let _ = c
-                    .request(
-                        Method::POST,
-                        &format!("/containers/{id}/resize?h={h}&w={w}"),
-                        empty(),
-                        None,
-                    )
+                    .request(Method::POST, &format!("{resize}?h={h}&w={w}"), empty(), None)
                     .await;
             }
             if winch.recv().await.is_none() {
@@ -467,7 +493,7 @@ pub async fn run(c: &Client, a: RunArgs) -> anyhow::Result<u8> {
     }
     let _raw = RawMode::enter(ca.tty);
     if ca.tty {
-        follow_terminal_size(c, &id);
+        follow_terminal_size(c, format!("/containers/{id}/resize"));
     }
     let (rd, mut wr) = tokio::io::split(conn);
     if ca.interactive {
@@ -693,10 +719,9 @@ pub async fn ps(c: &Client, a: PsArgs) -> anyhow::Result<u8> {
         filters.entry(k.into()).or_default().push(v.into());
     }
     let limit = if a.latest { 1 } else { a.last.unwrap_or(-1) };
-    let mut path = format!(
-        "/containers/json?all={}&limit={limit}&size={}",
-        a.all as u8, a.size as u8
-    );
+    // A template that shows the size asks for it, as with the docker CLI.
+    let size = a.size || a.format.as_deref().is_some_and(|f| f.contains(".Size"));
+    let mut path = format!("/containers/json?all={}&limit={limit}&size={}", a.all as u8, size as u8);
     if !filters.is_empty() {
         path.push_str(&format!("&filters={}", urlencode(&serde_json::to_string(&filters)?)));
     }
@@ -730,6 +755,7 @@ pub async fn ps(c: &Client, a: PsArgs) -> anyhow::Result<u8> {
                 "Ports": "",
                 "Names": v["Names"].as_array().into_iter().flatten().filter_map(|n| n.as_str()).map(|n| n.trim_start_matches('/')).collect::<Vec<_>>().join(","),
                 "Labels": v["Labels"],
+                "Size": size_text(v),
             })
         })
         .collect();
@@ -751,6 +777,9 @@ pub async fn ps(c: &Client, a: PsArgs) -> anyhow::Result<u8> {
             ]
             .map(String::from)
             .to_vec()];
+            if a.size {
+                out[0].push("SIZE".into());
+            }
             for r in &rows {
                 let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
                 out.push(vec![
@@ -762,11 +791,23 @@ pub async fn ps(c: &Client, a: PsArgs) -> anyhow::Result<u8> {
                     s("Ports"),
                     s("Names"),
                 ]);
+                if a.size {
+                    out.last_mut().expect("just pushed").push(s("Size")); // invariant
+                }
             }
             print!("{}", table(&out));
         }
     }
     Ok(0)
+}
+
+/// Docker's SIZE column: `2B (virtual 4.26MB)`.
+fn size_text(v: &Value) -> String {
+    let rw = crate::output::human_size(v["SizeRw"].as_f64().unwrap_or(0.0));
+    match v["SizeRootFs"].as_f64().filter(|s| *s > 0.0) {
+        Some(root) => format!("{rw} (virtual {})", crate::output::human_size(root)),
+        None => rw,
+    }
 }
 
 #[derive(Args)]
@@ -843,8 +884,8 @@ where
 }
 
 /// `docker inspect` of a container, falling back to images (as the docker CLI does).
-pub async fn inspect_any(c: &Client, name: &str) -> Result<Value, ClientError> {
-    match c.get_json::<Value>(&format!("/containers/{name}/json")).await {
+pub async fn inspect_any(c: &Client, name: &str, size: bool) -> Result<Value, ClientError> {
+    match c.get_json::<Value>(&format!("/containers/{name}/json?size={}", size as u8)).await {
         Err(ClientError::Api { status, .. }) if status == http::StatusCode::NOT_FOUND => {
             c.get_json(&format!("/images/{name}/json")).await
         }
@@ -881,10 +922,14 @@ pub struct ExecArgs {
 }
 
 pub async fn exec(c: &Client, a: ExecArgs) -> anyhow::Result<u8> {
+    // The terminal's size, when there is one to follow.
+    let terminal = a.tty && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let console = if terminal { crossterm_size() } else { (0, 0) };
     let body = json!({
         "AttachStdin": a.interactive, "AttachStdout": !a.detach, "AttachStderr": !a.detach,
         "Tty": a.tty, "Cmd": a.command, "Env": a.env, "User": a.user.clone().unwrap_or_default(),
         "WorkingDir": a.workdir.clone().unwrap_or_default(), "Privileged": a.privileged, "DetachKeys": "",
+        "ConsoleSize": [console.0, console.1],
     });
     let resp = c
         .request(
@@ -896,7 +941,7 @@ pub async fn exec(c: &Client, a: ExecArgs) -> anyhow::Result<u8> {
         .await?;
     let v: Value = read_json(resp).await?;
     let id = v["Id"].as_str().unwrap_or("").to_string();
-    let start = json!({"Detach": a.detach, "Tty": a.tty}).to_string();
+    let start = json!({"Detach": a.detach, "Tty": a.tty, "ConsoleSize": [console.0, console.1]}).to_string();
     if a.detach {
         c.request(
             Method::POST,
@@ -911,6 +956,9 @@ pub async fn exec(c: &Client, a: ExecArgs) -> anyhow::Result<u8> {
         .hijack(Method::POST, &format!("/exec/{id}/start"), full(start))
         .await?;
     let _raw = RawMode::enter(a.tty);
+    if terminal {
+        follow_terminal_size(c, format!("/exec/{id}/resize"));
+    }
     let (rd, mut wr) = tokio::io::split(conn);
     if a.interactive {
         tokio::spawn(async move {

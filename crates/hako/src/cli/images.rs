@@ -99,6 +99,9 @@ pub struct InspectArgs {
     /// Only inspect objects of this type (image)
     #[arg(long = "type")]
     kind: Option<String>,
+    /// Display total file sizes if the type is container
+    #[arg(short, long)]
+    size: bool,
     #[arg(required = true)]
     names: Vec<String>,
 }
@@ -366,9 +369,14 @@ pub async fn save(c: &Client, a: SaveArgs) -> anyhow::Result<()> {
     let resp = c
         .request(Method::GET, &format!("/images/get?{}", q.join("&")), empty(), None)
         .await?;
+    write_output(resp, a.output.as_deref()).await
+}
+
+/// Writes an archive the daemon sends to `output`, or to stdout without one.
+pub(super) async fn write_output(resp: http::Response<hyper::body::Incoming>, output: Option<&str>) -> anyhow::Result<()> {
     // Write to a temp file next to the target and rename at the end: an interrupted save
     // leaves no truncated archive under the requested name.
-    let (mut out, tmp): (Box<dyn Write>, Option<(std::path::PathBuf, std::path::PathBuf)>) = match &a.output {
+    let (mut out, tmp): (Box<dyn Write>, Option<(std::path::PathBuf, std::path::PathBuf)>) = match output {
         Some(p) => {
             let target = std::path::PathBuf::from(p);
             let tmp = target.with_file_name(format!(
@@ -476,7 +484,7 @@ pub async fn inspect(c: &Client, a: InspectArgs) -> anyhow::Result<()> {
     for n in &a.names {
         let found = match a.kind.as_deref() {
             Some("image") => c.get_json::<Value>(&format!("/images/{n}/json")).await,
-            _ => super::containers::inspect_any(c, n).await,
+            _ => super::containers::inspect_any(c, n, a.size).await,
         };
         match found {
             Ok(v) => out.push(v),

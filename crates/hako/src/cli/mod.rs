@@ -1,6 +1,7 @@
 //! The command line: Docker's verbs and flags, each a call to the daemon's API.
 
 mod containers;
+mod copy;
 mod images;
 mod registry;
 mod system;
@@ -73,6 +74,10 @@ pub enum Cmd {
     Stats(containers::StatsArgs),
     /// Attach local standard input, output, and error streams to a running container
     Attach(containers::AttachArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(copy::CpArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(copy::ExportArgs),
     /// Manage volumes
     #[command(subcommand)]
     Volume(volumes::VolumeCmd),
@@ -147,6 +152,8 @@ pub async fn run(cli: Cli) -> Result<u8, anyhow::Error> {
         Cmd::Commit(a) => return containers::commit(&client, a).await,
         Cmd::Stats(a) => return containers::stats(&client, a).await,
         Cmd::Attach(a) => return containers::attach(&client, a).await,
+        Cmd::Cp(a) => copy::cp(&client, a).await,
+        Cmd::Export(a) => copy::export(&client, a).await,
         Cmd::Volume(c) => return volumes::run(&client, c).await,
         Cmd::Container(ContainerCmd::Prune(a)) => return containers::prune(&client, a).await,
         Cmd::Version(a) => system::version(&client, a).await,
