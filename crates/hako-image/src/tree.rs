@@ -291,7 +291,7 @@ mod tests {
         std::os::unix::fs::symlink(format!("/{}", "x".repeat(150)), src.join("ln")).unwrap();
         rfs::mknodat(
             rfs::CWD,
-            &src.join("fifo"),
+            src.join("fifo"),
             FileType::Fifo,
             Mode::from_raw_mode(0o600),
             0,
@@ -315,7 +315,7 @@ mod tests {
             Some(format!("/{}", "x".repeat(150)))
         )));
         let file = rfs::open(
-            &src.join("hl"),
+            src.join("hl"),
             OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )

@@ -14,7 +14,7 @@ use sha2::{Digest as _, Sha256};
 use tar::{EntryType, Header};
 use tempfile::TempDir;
 
-use hako_image::apply::{apply_layer, ApplyError, ApplyStats};
+use hako_image::apply::{apply_layer, apply_tar, ApplyError, ApplyOptions, ApplyStats, Owner};
 use hako_image::model::chain_ids;
 use hako_image::unpack::{lease_key, Snapshots, UnpackError};
 use hako_store::{Digest, Leases};
@@ -1243,4 +1243,101 @@ fn open_removes_unfinished_unpacks() {
     assert_eq!(snapshot_dir_names(&snapdir), BTreeSet::from([keep.hex().to_string()]));
     assert_eq!(snaps.list().unwrap(), vec![keep.clone()]);
     assert_eq!(fs::read(snapdir.join(keep.hex()).join("f")).unwrap(), b"f");
+}
+
+// ---------------------------------------------------------------------------------------
+// `docker cp` extractions: into a directory of a container's root
+// ---------------------------------------------------------------------------------------
+
+fn cp_options(base: &str) -> ApplyOptions {
+    ApplyOptions {
+        base: PathBuf::from(base),
+        in_root: true,
+        whiteouts: false,
+        no_overwrite_dir_non_dir: true,
+        owner: Owner::FromTar,
+        base_metadata: false,
+        rebase: None,
+    }
+}
+
+fn root_fd(p: &Path) -> std::os::fd::OwnedFd {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(p, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).unwrap()
+}
+
+#[test]
+fn cp_extraction_resolves_symlinks_inside_the_root() {
+    let sb = Sandbox::new();
+    fs::create_dir_all(sb.p("etc")).unwrap();
+    fs::create_dir_all(sb.p("dst")).unwrap();
+    fs::set_permissions(sb.p("dst"), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink("/", sb.p("dst/up")).unwrap();
+    std::os::unix::fs::symlink("../../../..", sb.p("dst/climb")).unwrap();
+    let tar = layer(&[
+        dir("./").mode(0o777),
+        file("up/etc/a", b"a"),
+        file("climb/etc/b", b"b"),
+        file(".wh.kept", b"plain"),
+        file("sub/c", b"c").owner(1234, 5678),
+    ]);
+    apply_tar(&tar[..], root_fd(&sb.t), cp_options("dst")).unwrap();
+    // `/` and `..` stop at the root: the container's /etc, never the host's.
+    assert_eq!(fs::read(sb.p("etc/a")).unwrap(), b"a");
+    assert_eq!(fs::read(sb.p("etc/b")).unwrap(), b"b");
+    // No whiteouts in a copy, and the destination directory keeps its own mode.
+    assert_eq!(fs::read(sb.p("dst/.wh.kept")).unwrap(), b"plain");
+    assert_eq!(fs::metadata(sb.p("dst")).unwrap().mode() & 0o7777, 0o700);
+    assert_eq!(fs::metadata(sb.p("dst/sub/c")).unwrap().uid(), 1234);
+    // Names cannot climb above the destination.
+    let err = apply_tar(
+        &layer(&[file("../escape", b"x")])[..],
+        root_fd(&sb.t),
+        cp_options("dst"),
+    )
+    .unwrap_err();
+    assert!(matches!(err, ApplyError::Refused { .. }), "{err}");
+    assert_absent(&sb.p("escape"));
+    sb.assert_nothing_outside();
+}
+
+#[test]
+fn cp_extraction_options() {
+    let sb = Sandbox::new();
+    fs::create_dir_all(sb.p("dir")).unwrap();
+    fs::write(sb.p("file"), b"old").unwrap();
+    for tar in [layer(&[file("dir", b"x")]), layer(&[dir("file")])] {
+        let err = apply_tar(&tar[..], root_fd(&sb.t), cp_options("")).unwrap_err();
+        assert!(err.to_string().contains("cannot overwrite"), "{err}");
+    }
+    assert!(sb.p("dir").is_dir());
+    assert_eq!(fs::read(sb.p("file")).unwrap(), b"old");
+    // A rename of the archive's root (a copy to a new name), and fixed owners (`cp -a`).
+    let opts = ApplyOptions {
+        rebase: Some(("src".into(), "renamed".into())),
+        owner: Owner::Fixed(7, 8),
+        ..cp_options("")
+    };
+    let tar = layer(&[dir("src/"), file("src/f", b"f").owner(1, 1), hardlink("src/g", "src/f")]);
+    apply_tar(&tar[..], root_fd(&sb.t), opts).unwrap();
+    let m = fs::metadata(sb.p("renamed/f")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (7, 8));
+    assert_eq!(fs::metadata(sb.p("renamed/g")).unwrap().ino(), m.ino());
+    assert_absent(&sb.p("src"));
+    // The process' own owner (a copy out to the host).
+    let opts = ApplyOptions {
+        owner: Owner::Process,
+        ..cp_options("")
+    };
+    apply_tar(
+        &layer(&[file("mine", b"m").owner(4321, 4321)])[..],
+        root_fd(&sb.t),
+        opts,
+    )
+    .unwrap();
+    assert_eq!(
+        fs::metadata(sb.p("mine")).unwrap().uid(),
+        rustix::process::geteuid().as_raw()
+    );
+    sb.assert_nothing_outside();
 }

@@ -74,6 +74,15 @@ pub struct Process {
     pub no_new_privileges: bool,
     #[serde(default)]
     pub oom_score_adj: Option<i32>,
+    /// The terminal's size before the process starts (with `terminal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_size: Option<ConsoleSize>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct ConsoleSize {
+    pub height: u32,
+    pub width: u32,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

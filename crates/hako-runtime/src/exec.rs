@@ -42,9 +42,19 @@ pub fn run(spec_path: &Path) -> i32 {
 }
 
 fn run_inner(spec_path: &Path) -> io::Result<i32> {
-    let spec: ExecSpec = serde_json::from_slice(&fs::read(spec_path)?).map_err(io::Error::other)?;
+    let mut spec: ExecSpec = serde_json::from_slice(&fs::read(spec_path)?).map_err(io::Error::other)?;
     // SAFETY: the daemon opened this descriptor for this process alone.
-    let resize = spec.resize_fd.map(|fd| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+    let resize = spec
+        .resize_fd
+        .map(|fd| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+    // The size the daemon had at the start is already in the pipe: the terminal gets it
+    // before the command runs, so the command never sees a 0x0 terminal.
+    if let Some(ws) = resize.as_ref().and_then(|r| latest_size(r).ok().flatten()) {
+        spec.process.console_size = Some(crate::config::ConsoleSize {
+            height: ws.ws_row.into(),
+            width: ws.ws_col.into(),
+        });
+    }
     let filter = crate::seccomp::compile_config(spec.seccomp.as_ref(), spec.process.capabilities.as_ref())?;
     let cgroup = crate::cgroups::Cgroup::open(&spec.cgroup_name).ok();
     let console = if spec.process.terminal {
@@ -118,7 +128,8 @@ pub fn spawn(
     }
     if child == 0 {
         if let Some(sock) = console {
-            if let Err(e) = crate::console::setup_in_container(sock, None) {
+            let size = process.console_size.map(|c| (c.height as u16, c.width as u16));
+            if let Err(e) = crate::console::setup_in_container(sock, size) {
                 let _ = writeln!(io::stderr(), "hako exec: terminal: {e}");
                 // SAFETY: leaving the forked child.
                 unsafe { libc::_exit(126) };
@@ -153,6 +164,26 @@ pub fn wait(pid: i32) -> i32 {
     }
 }
 
+/// The latest size waiting on the (non-blocking) resize pipe; an error once it is closed.
+fn latest_size(fd: &OwnedFd) -> io::Result<Option<rustix::termios::Winsize>> {
+    let mut sizes = [0u8; 64];
+    match rustix::io::read(fd, &mut sizes) {
+        // The daemon writes whole 4-byte records (atomic on a pipe); only the last counts.
+        Ok(n) if n >= 4 => {
+            let s = &sizes[(n / 4 - 1) * 4..n / 4 * 4];
+            Ok(Some(rustix::termios::Winsize {
+                ws_row: u16::from_be_bytes([s[0], s[1]]),
+                ws_col: u16::from_be_bytes([s[2], s[3]]),
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            }))
+        }
+        Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
+        Ok(_) | Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Copies stdin to the terminal and the terminal to stdout until the command's side closes.
 pub fn relay_terminal(master: &OwnedFd) {
     relay_terminal_resized(master, None)
@@ -178,7 +209,11 @@ fn relay_terminal_resized(master: &OwnedFd, mut resize: Option<&OwnedFd>) {
             continue;
         }
         let m = fds[0].revents();
-        let i = if stdin_open { fds[1].revents() } else { PollFlags::empty() };
+        let i = if stdin_open {
+            fds[1].revents()
+        } else {
+            PollFlags::empty()
+        };
         let r = if resize.is_some() {
             fds[fds.len() - 1].revents()
         } else {
@@ -186,21 +221,13 @@ fn relay_terminal_resized(master: &OwnedFd, mut resize: Option<&OwnedFd>) {
         };
         drop(fds);
         if let (false, Some(fd)) = (r.is_empty(), resize) {
-            let mut sizes = [0u8; 64];
-            match rustix::io::read(fd, &mut sizes) {
-                Ok(n) if n >= 4 => {
-                    // Only the latest complete size matters.
-                    let s = &sizes[(n / 4 - 1) * 4..n / 4 * 4];
-                    let ws = rustix::termios::Winsize {
-                        ws_row: u16::from_be_bytes([s[0], s[1]]),
-                        ws_col: u16::from_be_bytes([s[2], s[3]]),
-                        ws_xpixel: 0,
-                        ws_ypixel: 0,
-                    };
+            match latest_size(fd) {
+                Ok(Some(ws)) => {
                     let _ = rustix::termios::tcsetwinsize(master, ws);
                 }
-                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
-                _ => resize = None,
+                Ok(None) => {}
+                // The daemon closed its end: the exec ended there.
+                Err(_) => resize = None,
             }
         }
         if !m.is_empty() {

@@ -83,6 +83,10 @@ pub type Console<'a> = Option<(&'a OwnedFd, Option<(u16, u16)>)>;
 /// Where a standalone OCI runtime steps into the init (runc's create/start split and the
 /// hooks); the daemon's monitor needs none of them ([`NoStages`]).
 pub trait Stages {
+    /// `m` is mounted next.
+    fn before_mount(&mut self, _m: &Mount) -> Result<(), InitError> {
+        Ok(())
+    }
     /// The rootfs and its mounts are ready, pivot_root comes next.
     fn before_pivot(&mut self) -> Result<(), InitError> {
         Ok(())
@@ -140,6 +144,7 @@ fn setup(
     )
     .map_err(|e| fail("opening rootfs", e))?;
     for m in &cfg.mounts {
+        stages.before_mount(m)?;
         do_mount(&root_fd, m).map_err(|e| fail(format!("mounting {}", m.destination), e))?;
     }
     if cfg

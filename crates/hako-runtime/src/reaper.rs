@@ -94,11 +94,17 @@ fn reap(child: libc::pid_t, all: &libc::sigset_t) -> i32 {
 /// Overwrites this process's command line in place, so `ps` in the container shows `init`
 /// rather than the monitor's arguments (which name a directory on the host).
 fn set_cmdline(name: &str) {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return };
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { return };
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+        return;
+    };
     // arg_start and arg_end are fields 48 and 49, i.e. 46 and 47 after the state (field 3).
     let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
-    let (Some(&start), Some(&end)) = (f.get(45), f.get(46)) else { return };
+    let (Some(&start), Some(&end)) = (f.get(45), f.get(46)) else {
+        return;
+    };
     if end <= start {
         return;
     }

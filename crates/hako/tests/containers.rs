@@ -1049,7 +1049,10 @@ fn init_forwards_signals_and_reaps() {
     assert_eq!(lines[5], "0", "a zombie was left: {out}");
 
     // The exit code is the command's.
-    assert_eq!(run(&d, &["--init", "busybox", "sh", "-c", "exit 9"]).status.code(), Some(9));
+    assert_eq!(
+        run(&d, &["--init", "busybox", "sh", "-c", "exit 9"]).status.code(),
+        Some(9)
+    );
 
     // SIGTERM reaches the command: without an init, a PID 1 `sleep` ignores it and `stop`
     // waits out its whole timeout.
@@ -1061,4 +1064,533 @@ fn init_forwards_signals_and_reaps() {
     assert_eq!(d.ok(&["inspect", "-f", "{{.State.ExitCode}}", id]).trim(), "143");
     assert_eq!(d.ok(&["inspect", "-f", "{{.HostConfig.Init}}", id]).trim(), "true");
     d.ok(&["rm", id]);
+}
+/// The daemon's API over its socket with curl: (HTTP status, body).
+fn api(d: &TestDaemon, method: &str, path: &str) -> (u16, String) {
+    // `-I` for HEAD: with `-X HEAD` curl would wait for the body the length announces.
+    let m = if method == "HEAD" {
+        vec!["-I"]
+    } else {
+        vec!["-X", method]
+    };
+    let o = Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}"])
+        .args(m)
+        .arg("--unix-socket")
+        .arg(d.socket())
+        .arg(format!("http://hako{path}"))
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    let (body, code) = out.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_string())
+}
+
+/// The names in a tar archive.
+fn tar_names(tar: &[u8]) -> Vec<String> {
+    tar::Archive::new(tar)
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect()
+}
+
+/// A file of the host that containers' symlinks point at: cp must neither read nor write it.
+fn host_bait(d: &TestDaemon) -> std::path::PathBuf {
+    let bait = d.dir.path().join("hostside");
+    std::fs::create_dir_all(&bait).unwrap();
+    std::fs::write(bait.join("secret"), "host secret\n").unwrap();
+    bait
+}
+
+#[test]
+fn cp_in_and_out_of_a_running_container() {
+    let d = daemon();
+    let bait = host_bait(&d);
+    let host = d.dir.path().join("host");
+    std::fs::create_dir_all(host.join("dir/sub")).unwrap();
+    std::fs::write(host.join("dir/a"), "a\n").unwrap();
+    std::fs::write(host.join("dir/sub/b"), "b\n").unwrap();
+    std::fs::write(host.join("file"), "file\n").unwrap();
+    let setup = format!(
+        "mkdir -p /data/sub && echo hello > /data/f && ln -s / /data/up && ln -s ../../../../.. /data/sub/climb && \
+         ln -s {b} /data/hostlink && ln -s ../../../../../../../..{b} /data/hostclimb && sleep 300",
+        b = bait.display()
+    );
+    d.ok(&["run", "-d", "--name", "box", "busybox", "sh", "-c", &setup]);
+    let start = Instant::now();
+    while d.hako(&["exec", "box", "test", "-L", "/data/hostclimb"]).status.code() != Some(0) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the container did not set up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let h = |p: &str| host.join(p).display().to_string();
+
+    // Out: a file, a directory, a directory's contents, and a tar on stdout.
+    d.ok(&["cp", "box:/data/f", &h("f")]);
+    assert_eq!(std::fs::read_to_string(host.join("f")).unwrap(), "hello\n");
+    d.ok(&["cp", "box:/data", &h("data")]);
+    assert_eq!(std::fs::read_to_string(host.join("data/f")).unwrap(), "hello\n");
+    assert!(host.join("data/sub").is_dir());
+    assert_eq!(std::fs::read_link(host.join("data/up")).unwrap().to_str(), Some("/"));
+    std::fs::create_dir(host.join("contents")).unwrap();
+    d.ok(&["cp", "box:/data/.", &h("contents")]);
+    assert!(host.join("contents/f").is_file() && !host.join("contents/data").exists());
+    let o = d.cmd(&["cp", "box:/data/f", "-"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(tar_names(&o.stdout), ["f"]);
+
+    // In: a file into a directory, a directory to a new name, contents with `/.`, a tar on stdin.
+    d.ok(&["cp", &h("file"), "box:/tmp/"]);
+    d.ok(&["cp", &h("dir"), "box:/newdir"]);
+    d.ok(&["cp", &h("dir/."), "box:/tmp/merged"]);
+    let tar = Command::new("tar")
+        .args(["-C", &h("dir"), "-c", "a"])
+        .output()
+        .unwrap()
+        .stdout;
+    let mut c = d.cmd(&["cp", "-", "box:/root"]).stdin(Stdio::piped()).spawn().unwrap();
+    c.stdin.take().unwrap().write_all(&tar).unwrap();
+    assert!(c.wait().unwrap().success());
+    assert_eq!(
+        d.ok(&[
+            "exec",
+            "box",
+            "cat",
+            "/tmp/file",
+            "/newdir/a",
+            "/newdir/sub/b",
+            "/tmp/merged/sub/b",
+            "/root/a"
+        ]),
+        "file\na\nb\nb\na\n"
+    );
+
+    // A path that is not there: Docker's message, exit 1.
+    let o = d.hako(&["cp", "box:/nope", &h("nope")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "Error response from daemon: Could not find the file /nope in container box\n"
+    );
+    let (code, _) = api(&d, "HEAD", "/containers/box/archive?path=/nope");
+    assert_eq!(code, 404);
+    let o = d.hako(&["cp", "nobox:/x", &h("x")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("No such container: nobox"), "{}", stderr(&o));
+
+    // Symlinks resolve inside the container: `/` and `../..` stop at its root.
+    let o = d
+        .cmd(&["cp", "box:/data/sub/climb/etc/hostname", "-"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let hostname = d.ok(&["exec", "box", "cat", "/etc/hostname"]);
+    let mut a = tar::Archive::new(&o.stdout[..]);
+    let mut e = a.entries().unwrap().next().unwrap().unwrap();
+    let mut got = String::new();
+    std::io::Read::read_to_string(&mut e, &mut got).unwrap();
+    assert_eq!(got, hostname, "the container's /etc/hostname, not the host's");
+    d.ok(&["cp", &h("file"), "box:/data/up/tmp/written-through-up"]);
+    d.ok(&["cp", &h("file"), "box:/data/sub/climb/written-through-climb"]);
+    assert_eq!(
+        d.ok(&[
+            "exec",
+            "box",
+            "cat",
+            "/tmp/written-through-up",
+            "/written-through-climb"
+        ]),
+        "file\nfile\n"
+    );
+    assert!(!std::path::Path::new("/tmp/written-through-up").exists());
+    assert!(!std::path::Path::new("/written-through-climb").exists());
+    // Links to the host's bait directory: it is not there in the container.
+    for link in ["/data/hostlink", "/data/hostclimb"] {
+        let o = d.hako(&["cp", &format!("box:{link}/secret"), &h("stolen")]);
+        assert_eq!(o.status.code(), Some(1), "{link}: {}", stderr(&o));
+        assert!(!host.join("stolen").exists());
+        let o = d.hako(&["cp", &h("file"), &format!("box:{link}/planted")]);
+        assert_eq!(o.status.code(), Some(1), "{link}: {}", stderr(&o));
+        let o = d.cmd(&["cp", &format!("box:{link}/"), "-"]).output().unwrap();
+        assert!(!String::from_utf8_lossy(&o.stdout).contains("host secret"), "{link}");
+    }
+    // A hostile tar: a symlink to the bait, then a file through it, and a name with `..`.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut hd = tar::Header::new_gnu();
+    hd.set_entry_type(tar::EntryType::Symlink);
+    hd.set_size(0);
+    hd.set_mode(0o777);
+    b.append_link(&mut hd, "esc", &bait).unwrap();
+    let mut hd = tar::Header::new_gnu();
+    hd.set_size(6);
+    hd.set_mode(0o644);
+    b.append_data(&mut hd, "esc/pwned", &b"pwned\n"[..]).unwrap();
+    let evil = b.into_inner().unwrap();
+    let mut c = d
+        .cmd(&["cp", "-", "box:/tmp"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(&evil).unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a file was written through a symlink to the host"
+    );
+    assert!(stderr(&o).contains("esc/pwned"), "{}", stderr(&o));
+    let o = api_put(
+        &d,
+        "/containers/box/archive?path=/tmp",
+        &raw_tar_file(b"../../escaped", b"x"),
+    );
+    assert_eq!(o.0, 400, "{}", o.1);
+    assert!(!d.dir.path().join("escaped").exists() && !std::path::Path::new("/escaped").exists());
+    assert_eq!(
+        std::fs::read_dir(&bait).unwrap().count(),
+        1,
+        "something was written next to the bait"
+    );
+    assert_eq!(std::fs::read_to_string(bait.join("secret")).unwrap(), "host secret\n");
+    d.ok(&["rm", "-f", "box"]);
+}
+
+/// A tar with one regular file whose name is written as is (the tar crate refuses `..`).
+fn raw_tar_file(name: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut h = tar::Header::new_old();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name);
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let mut out = h.as_bytes().to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512 + 1024, 0);
+    out
+}
+
+fn api_put(d: &TestDaemon, path: &str, body: &[u8]) -> (u16, String) {
+    let f = d.dir.path().join("put-body");
+    std::fs::write(&f, body).unwrap();
+    let o = Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", "PUT", "--data-binary"])
+        .arg(format!("@{}", f.display()))
+        .arg("--unix-socket")
+        .arg(d.socket())
+        .arg(format!("http://hako{path}"))
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    let (body, code) = out.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_string())
+}
+
+/// hako's mounts in this (the host's) mount namespace.
+fn mounts_under(root: &std::path::Path) -> usize {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let r = root.display().to_string();
+    info.lines().filter(|l| l.contains(&r)).count()
+}
+
+#[test]
+fn cp_with_stopped_containers() {
+    let d = daemon();
+    let bait = host_bait(&d);
+    let host = d.dir.path().join("host");
+    std::fs::create_dir_all(host.join("dir")).unwrap();
+    std::fs::write(host.join("dir/a"), "a\n").unwrap();
+    std::fs::write(host.join("file"), "file\n").unwrap();
+    let h = |p: &str| host.join(p).display().to_string();
+    // Never started: into its rootfs, into its volume, through a symlink of its image.
+    d.ok(&[
+        "create",
+        "--name",
+        "fresh",
+        "-v",
+        "vol:/vol",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /file /vol/a /etc/dir/a; ls /bin/ | grep -c busybox",
+    ]);
+    d.ok(&["cp", &h("file"), "fresh:/"]);
+    d.ok(&["cp", &h("dir/a"), "fresh:/vol/"]);
+    d.ok(&["cp", &h("dir"), "fresh:/etc/"]);
+    assert_eq!(mounts_under(&d.root()), 0, "a copy left a mount behind");
+    let o = d.hako(&["start", "-a", "fresh"]);
+    assert_eq!(stdout(&o), "file\na\na\n1\n", "{}", stderr(&o));
+    // Exited: out of it, its volume included; a new file in.
+    d.ok(&["cp", "fresh:/vol/a", &h("from-vol")]);
+    assert_eq!(std::fs::read_to_string(host.join("from-vol")).unwrap(), "a\n");
+    d.ok(&["cp", "fresh:/etc/dir", &h("etcdir")]);
+    assert_eq!(std::fs::read_to_string(host.join("etcdir/a")).unwrap(), "a\n");
+    let o = d.cmd(&["cp", "fresh:/bin/busybox", "-"]).output().unwrap();
+    assert_eq!(tar_names(&o.stdout), ["busybox"]);
+    let o = d.hako(&["cp", "fresh:/nope", &h("x")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "Error response from daemon: Could not find the file /nope in container fresh\n"
+    );
+    // Symlinks of a stopped container stay inside it too.
+    d.ok(&[
+        "run",
+        "--name",
+        "links",
+        "busybox",
+        "sh",
+        "-c",
+        &format!(
+            "ln -sfn / /up; ln -sfn ../../.. /tmp/climb; ln -sfn {} /bait",
+            bait.display()
+        ),
+    ]);
+    d.ok(&["cp", &h("file"), "links:/up/tmp/"]);
+    d.ok(&["cp", &h("file"), "links:/tmp/climb/planted"]);
+    assert_eq!(
+        d.hako(&["cp", &h("file"), "links:/bait/planted"]).status.code(),
+        Some(1)
+    );
+    assert_eq!(
+        d.hako(&["cp", "links:/bait/secret", &h("stolen")]).status.code(),
+        Some(1)
+    );
+    assert!(!host.join("stolen").exists());
+    assert_eq!(std::fs::read_dir(&bait).unwrap().count(), 1);
+    let o = d.cmd(&["cp", "links:/tmp/climb/planted", "-"]).output().unwrap();
+    assert_eq!(tar_names(&o.stdout), ["planted"]);
+    // It starts again over what the copies wrote.
+    d.ok(&["start", "-a", "links"]);
+    assert_eq!(d.ok(&["cp", "links:/planted", "-"]).len() % 512, 0);
+    // Owners: the archive's, or with -a the container's user (Docker's copyUIDGID).
+    d.ok(&[
+        "create",
+        "--name",
+        "owned",
+        "-u",
+        "nobody",
+        "busybox",
+        "stat",
+        "-c",
+        "%u",
+        "/plain",
+        "/archived",
+    ]);
+    d.ok(&["cp", &h("file"), "owned:/plain"]);
+    d.ok(&["cp", "-a", &h("file"), "owned:/archived"]);
+    assert_eq!(d.ok(&["start", "-a", "owned"]), "0\n65534\n");
+    let o = d.hako(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--name",
+        "ro",
+        "-d",
+        "busybox",
+        "sleep",
+        "30",
+    ]);
+    assert!(o.status.success());
+    let o = d.hako(&["cp", &h("file"), "ro:/"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "Error response from daemon: container rootfs is marked read-only\n"
+    );
+    d.ok(&["rm", "-f", "ro", "fresh", "links", "owned"]);
+    assert_eq!(mounts_under(&d.root()), 0, "a copy left a mount behind");
+}
+
+#[test]
+fn export_writes_the_container_filesystem() {
+    let d = daemon();
+    d.ok(&[
+        "run",
+        "--name",
+        "ex",
+        "-v",
+        "exvol:/vol",
+        "busybox",
+        "sh",
+        "-c",
+        "echo made > /made-here; echo v > /vol/in-volume",
+    ]);
+    let out = d.dir.path().join("ex.tar");
+    d.ok(&["export", "-o", out.to_str().unwrap(), "ex"]);
+    let names = tar_names(&std::fs::read(&out).unwrap());
+    for want in ["bin/busybox", "made-here", "etc/passwd", "vol/"] {
+        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+    }
+    assert!(
+        !names.iter().any(|n| n.contains("in-volume")),
+        "volumes are not exported"
+    );
+    let o = d.cmd(&["export", "ex"]).output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(tar_names(&o.stdout), names);
+    // A running container too.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /live; sleep 60",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    let o = d.cmd(&["export", "live"]).output().unwrap();
+    let live = tar_names(&o.stdout);
+    assert!(
+        live.iter().any(|n| n == "live") && live.iter().any(|n| n == "proc/"),
+        "{live:?}"
+    );
+    assert!(
+        !live.iter().any(|n| n.starts_with("proc/1")),
+        "the container's /proc is not exported"
+    );
+    // Not to a terminal.
+    let o = Command::new("script")
+        .args(["-qec", &format!("{} export ex", common::hako_bin()), "/dev/null"])
+        .env("HAKO_HOST", d.host())
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&o).contains("cowardly refusing to save to a terminal"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(d.hako(&["export", "nosuch"]).status.code(), Some(1));
+    d.ok(&["rm", "-f", "ex", "live"]);
+}
+
+#[test]
+fn ps_and_inspect_show_sizes() {
+    let d = daemon();
+    d.ok(&["run", "-d", "--name", "sized", "busybox", "sleep", "60"]);
+    d.ok(&["exec", "sized", "sh", "-c", "head -c 1234 /dev/zero > /blob"]);
+    let ps = d.ok(&["ps", "-s"]);
+    let mut lines = ps.lines();
+    assert!(lines.next().unwrap().trim_end().ends_with("SIZE"), "{ps}");
+    assert!(lines.next().unwrap().contains("1.23kB (virtual "), "{ps}");
+    let rw: u64 = d
+        .ok(&["inspect", "--size", "-f", "{{.SizeRw}}", "sized"])
+        .trim()
+        .parse()
+        .unwrap();
+    let rootfs: u64 = d
+        .ok(&["inspect", "-s", "-f", "{{.SizeRootFs}}", "sized"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(rw, 1234);
+    assert!(rootfs > 1_000_000 + rw, "{rootfs}");
+    let v: serde_json::Value = serde_json::from_str(&api(&d, "GET", "/containers/json?size=1").1).unwrap();
+    assert_eq!(v[0]["SizeRw"], 1234);
+    assert_eq!(v[0]["SizeRootFs"], rootfs);
+    assert_eq!(
+        d.ok(&["ps", "--format", "{{.Size}}"]).trim(),
+        format!("1.23kB (virtual {})", human(rootfs))
+    );
+    d.ok(&["rm", "-f", "sized"]);
+}
+
+/// go-units' HumanSize for the sizes the tests meet.
+fn human(b: u64) -> String {
+    let mb = b as f64 / 1e6;
+    format!("{}MB", format!("{mb:.2}").trim_end_matches('0').trim_end_matches('.'))
+}
+
+#[test]
+fn exec_terminals_are_resized() {
+    let d = daemon();
+    d.ok(&["run", "-d", "--name", "tty", "busybox", "sleep", "60"]);
+    // The size at the start, from the CLI's terminal.
+    let o = Command::new("script")
+        .args([
+            "-qec",
+            &format!("stty rows 27 cols 91; {} exec -t tty stty size", common::hako_bin()),
+            "/dev/null",
+        ])
+        .env("HAKO_HOST", d.host())
+        .output()
+        .unwrap();
+    assert!(stdout(&o).contains("27 91"), "{}{}", stdout(&o), stderr(&o));
+    // A resize while it runs.
+    let c = d
+        .cmd(&["exec", "-t", "tty", "sh", "-c", "sleep 2; stty size"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let id = loop {
+        let ids = d.ok(&["inspect", "-f", "{{json .ExecIDs}}", "tty"]);
+        if let Ok(serde_json::Value::Array(a)) = serde_json::from_str::<serde_json::Value>(&ids) {
+            if let Some(id) = a.first().and_then(|v| v.as_str()) {
+                break id.to_string();
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "the exec did not show up");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(api(&d, "POST", &format!("/exec/{id}/resize?h=33&w=111")).0, 200);
+    let o = c.wait_with_output().unwrap();
+    assert_eq!(stdout(&o).trim(), "33 111");
+    assert_eq!(api(&d, "POST", "/exec/nope/resize?h=1&w=1").0, 404);
+    assert_eq!(api(&d, "POST", &format!("/exec/{id}/resize?h=x&w=1")).0, 400);
+    d.ok(&["rm", "-f", "tty"]);
+}
+
+#[test]
+fn the_docker_cli_copies_and_exports() {
+    let d = daemon();
+    let host = d.dir.path().join("host");
+    std::fs::create_dir_all(host.join("dir")).unwrap();
+    std::fs::write(host.join("dir/a"), "a\n").unwrap();
+    let h = |p: &str| host.join(p).display().to_string();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "dk",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /data; echo hello > /data/f; sleep 60",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    let o = d.docker(&["cp", "dk:/data", &h("data")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(host.join("data/f")).unwrap(), "hello\n");
+    let o = d.docker(&["cp", &h("dir"), "dk:/copied"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = d.docker(&["cp", &h("dir/."), "dk:/data"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(d.ok(&["exec", "dk", "cat", "/copied/a", "/data/a"]), "a\na\n");
+    let o = d.docker(&["cp", "dk:/nope", &h("x")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("Could not find the file /nope in container dk"),
+        "{}",
+        stderr(&o)
+    );
+    let o = d.docker(&["export", "dk"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let names = tar_names(&o.stdout);
+    assert!(
+        names.iter().any(|n| n == "bin/busybox") && names.iter().any(|n| n == "copied/a"),
+        "{names:?}"
+    );
+    let o = Command::new("script")
+        .args(["-qec", "stty rows 29 cols 95; docker exec -t dk stty size", "/dev/null"])
+        .env("DOCKER_HOST", d.host())
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .output()
+        .unwrap();
+    assert!(stdout(&o).contains("29 95"), "{}{}", stdout(&o), stderr(&o));
+    d.ok(&["rm", "-f", "dk"]);
 }

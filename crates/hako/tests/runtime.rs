@@ -172,6 +172,10 @@ fn create_start_exec_pause_kill_delete() {
     assert_eq!(b.ok(&["exec", &id, "cat", "/tmp/mark"]), "started\n");
     assert_eq!(b.ok(&["exec", &id, "cat", "/proc/1/comm"]), "sleep\n");
     assert_eq!(b.ok(&["exec", &id, "hostname"]), "hako\n");
+    // The cgroup namespace was made after the move into the container's cgroup: that
+    // cgroup is its root.
+    let cg = b.ok(&["exec", &id, "cat", "/proc/1/cgroup"]);
+    assert!(cg.lines().all(|l| l.ends_with(":/")), "{cg}");
     let o = b.rt(&["exec", &id, "sh", "-c", "exit 7"]);
     assert_eq!(o.status.code(), Some(7));
     // The default profile's seccomp and capabilities hold in exec too.

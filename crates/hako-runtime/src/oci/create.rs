@@ -147,9 +147,8 @@ pub fn create(root: &Path, o: &CreateOpts, console: Option<OwnedFd>) -> Result<C
 
     let (cg_parent, cg_name) = cgroup_place(&cfg, &o.id)?;
     let res = resources::from_oci(cfg.linux.resources.as_ref())?;
-    let cgroup = Cgroup::create(cg_parent.as_deref(), &cg_name, &res)
-        .map_err(|e| Error::msg(format!("creating the container's cgroup: {e}")))?;
-    cleanup.cgroup = Some(cgroup);
+    res.validate()
+        .map_err(|e| Error::msg(format!("config.json linux.resources: {e}")))?;
 
     let fifo_path = dir.join(FIFO);
     rustix::fs::mknodat(
@@ -230,15 +229,10 @@ pub fn create(root: &Path, o: &CreateOpts, console: Option<OwnedFd>) -> Result<C
             hooks: &cfg.hooks,
             state: saved.clone(),
             preserve_fds: o.preserve_fds,
-        };
-        let e = child(
-            &cfg,
-            filter.as_deref(),
-            console.as_ref(),
-            &join,
             new_cgroup_ns,
-            &mut stages,
-        );
+            placed: false,
+        };
+        let e = child(&cfg, filter.as_deref(), console.as_ref(), &join, &mut stages);
         tell_failure(&status_w, &e);
         // SAFETY: leaving the child without running the parent's destructors.
         unsafe { libc::_exit(e.code) };
@@ -247,14 +241,30 @@ pub fn create(root: &Path, o: &CreateOpts, console: Option<OwnedFd>) -> Result<C
     drop(sync_r);
     drop(status_w);
     drop(console);
-    if let Some(cg) = &cleanup.cgroup {
-        cg.add_task(pid)
-            .map_err(|e| Error::msg(format!("moving the init into its cgroup: {e}")))?;
+    // The cgroup is made while the init mounts the container's filesystems (two CPUs
+    // work at once); the init waits for it only where it matters (see `OciStages`).
+    let cgroup = Cgroup::create(saved.cgroup_parent.as_deref(), &saved.cgroup_name, &res)
+        .map_err(|e| Error::msg(format!("creating the container's cgroup: {e}")))?;
+    let placed = cgroup.add_task(pid);
+    cleanup.cgroup = Some(cgroup);
+    let mut status = File::from(status_r);
+    if let Err(e) = placed {
+        // The init may have failed first (and so left no process to move): its reason is
+        // the one to give. Closing the sync pipe ends its wait otherwise.
+        drop(sync_w);
+        let mut msg = String::new();
+        let _ = status.read_to_string(&mut msg);
+        return Err(match msg.strip_prefix('E').and_then(|m| m.split_once('\n')) {
+            Some((code, text)) if !text.starts_with("waiting for the runtime") => Error::Init {
+                code: code.parse().unwrap_or(125),
+                message: text.to_string(),
+            },
+            _ => Error::msg(format!("moving the init into its cgroup: {e}")),
+        });
     }
     let mut sync = File::from(sync_w);
-    let mut status = File::from(status_r);
-    sync.write_all(b"g")
-        .map_err(|e| Error::io("starting the init".into(), e))?;
+    // If the init already failed, its status below says why.
+    let _ = sync.write_all(b"g");
     saved.pid = pid;
     saved.start_time = state::start_time(pid).unwrap_or(0);
     loop {
@@ -367,7 +377,6 @@ fn child(
     filter: Option<&[libc::sock_filter]>,
     console: Option<&OwnedFd>,
     join: &[(OwnedFd, libc::c_int)],
-    new_cgroup_ns: bool,
     stages: &mut OciStages,
 ) -> InitError {
     let fail = |what: &str, e: io::Error| InitError {
@@ -378,17 +387,6 @@ fn child(
         // SAFETY: setns on a namespace descriptor opened by the runtime.
         if unsafe { libc::setns(fd.as_raw_fd(), *kind) } != 0 {
             return fail("joining a namespace", io::Error::last_os_error());
-        }
-    }
-    let mut b = [0u8; 1];
-    if rustix::io::read(stages.sync, &mut b).unwrap_or(0) != 1 {
-        return fail("waiting for the runtime", io::ErrorKind::UnexpectedEof.into());
-    }
-    if new_cgroup_ns {
-        // After the runtime moved us into our cgroup: it becomes this namespace's root.
-        // SAFETY: a new cgroup namespace changes no memory of this process.
-        if let Err(e) = unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) } {
-            return fail("unshare cgroup namespace", e.into());
         }
     }
     init::run(cfg, filter, console.map(|s| (s, None)), stages)
@@ -402,6 +400,9 @@ struct OciStages<'a> {
     hooks: &'a Hooks,
     state: Saved,
     preserve_fds: u32,
+    new_cgroup_ns: bool,
+    /// Whether the runtime has put us in our cgroup yet.
+    placed: bool,
 }
 
 impl OciStages<'_> {
@@ -411,6 +412,25 @@ impl OciStages<'_> {
             message: format!("talking to the runtime: {e}"),
         })
     }
+
+    /// Waits until the runtime has placed us in our cgroup, then enters a new cgroup
+    /// namespace (whose root is the cgroup we are in at that moment).
+    fn wait_placed(&mut self) -> Result<(), InitError> {
+        if self.placed {
+            return Ok(());
+        }
+        let mut b = [0u8; 1];
+        if rustix::io::read(self.sync, &mut b).unwrap_or(0) != 1 {
+            return Err(hook_failure("waiting for the runtime: it exited".into()));
+        }
+        self.placed = true;
+        if self.new_cgroup_ns {
+            // SAFETY: a new cgroup namespace changes no memory of this process.
+            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }
+                .map_err(|e| hook_failure(format!("unshare cgroup namespace: {e}")))?;
+        }
+        Ok(())
+    }
 }
 
 fn hook_failure(message: String) -> InitError {
@@ -418,7 +438,16 @@ fn hook_failure(message: String) -> InitError {
 }
 
 impl Stages for OciStages<'_> {
+    fn before_mount(&mut self, m: &crate::config::Mount) -> Result<(), InitError> {
+        // A cgroup filesystem shows the mounting process's cgroup namespace.
+        if matches!(m.kind.as_deref(), Some("cgroup" | "cgroup2")) {
+            self.wait_placed()?;
+        }
+        Ok(())
+    }
+
     fn before_pivot(&mut self) -> Result<(), InitError> {
+        self.wait_placed()?;
         // The host /proc is still visible here: it names our PID as the host sees it, which
         // is what hooks get.
         if let Some(pid) = fs::read_link("/proc/self")

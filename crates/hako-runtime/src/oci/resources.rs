@@ -97,7 +97,10 @@ mod tests {
         assert!(r.devices.is_empty());
         assert!(from_oci(Some(&serde_json::json!({"memory": {"limit": "lots"}}))).is_err());
         // podman's deny-all gets the standard devices after it.
-        let r = from_oci(Some(&serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]}))).unwrap();
+        let r = from_oci(Some(
+            &serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]}),
+        ))
+        .unwrap();
         assert!(!r.devices[0].allow);
         assert!(r
             .devices

@@ -885,7 +885,10 @@ where
 
 /// `docker inspect` of a container, falling back to images (as the docker CLI does).
 pub async fn inspect_any(c: &Client, name: &str, size: bool) -> Result<Value, ClientError> {
-    match c.get_json::<Value>(&format!("/containers/{name}/json?size={}", size as u8)).await {
+    match c
+        .get_json::<Value>(&format!("/containers/{name}/json?size={}", size as u8))
+        .await
+    {
         Err(ClientError::Api { status, .. }) if status == http::StatusCode::NOT_FOUND => {
             c.get_json(&format!("/images/{name}/json")).await
         }

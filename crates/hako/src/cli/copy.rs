@@ -54,7 +54,12 @@ pub async fn export(c: &Client, a: ExportArgs) -> anyhow::Result<()> {
         bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
     }
     let resp = c
-        .request(Method::GET, &format!("/containers/{}/export", a.container), empty(), None)
+        .request(
+            Method::GET,
+            &format!("/containers/{}/export", a.container),
+            empty(),
+            None,
+        )
         .await?;
     super::images::write_output(resp, a.output.as_deref()).await
 }
@@ -93,7 +98,11 @@ fn report(a: &CpArgs, bytes: u64, to: &str) {
 }
 
 async fn copy_from(c: &Client, ctr: &str, src: &str, dst: &str, a: &CpArgs) -> anyhow::Result<()> {
-    let dst = if dst == "-" { dst.to_string() } else { resolve_local_path(dst)? };
+    let dst = if dst == "-" {
+        dst.to_string()
+    } else {
+        resolve_local_path(dst)?
+    };
     if dst != "-" {
         validate_output_path(&dst)?;
     }
@@ -112,9 +121,7 @@ async fn copy_from(c: &Client, ctr: &str, src: &str, dst: &str, a: &CpArgs) -> a
             }
         }
     }
-    let resp = c
-        .request(Method::GET, &archive_path(ctr, &src), empty(), None)
-        .await?;
+    let resp = c.request(Method::GET, &archive_path(ctr, &src), empty(), None).await?;
     if dst == "-" {
         return super::images::write_output(resp, None).await;
     }
@@ -144,8 +151,10 @@ async fn copy_from(c: &Client, ctr: &str, src: &str, dst: &str, a: &CpArgs) -> a
         rebase: rename.map(|(old, new)| (if old == "/" { String::new() } else { old }, new)),
     };
     let frames = http_body_util::BodyStream::new(resp.into_body());
-    let body = TryStreamExt::map_err(frames, |e| io::Error::other(format!("the daemon broke off the archive: {e}")))
-        .try_filter_map(|f| async move { Ok(f.into_data().ok()) });
+    let body = TryStreamExt::map_err(frames, |e| {
+        io::Error::other(format!("the daemon broke off the archive: {e}"))
+    })
+    .try_filter_map(|f| async move { Ok(f.into_data().ok()) });
     let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(Box::pin(body)));
     let count = Arc::new(AtomicU64::new(0));
     let counted = Counted {
@@ -163,7 +172,11 @@ async fn copy_from(c: &Client, ctr: &str, src: &str, dst: &str, a: &CpArgs) -> a
 }
 
 async fn copy_to(c: &Client, ctr: &str, src: &str, dst: &str, a: &CpArgs) -> anyhow::Result<()> {
-    let src = if src == "-" { src.to_string() } else { resolve_local_path(src)? };
+    let src = if src == "-" {
+        src.to_string()
+    } else {
+        resolve_local_path(src)?
+    };
     let mut dst_info = CopyInfo {
         path: dst.to_string(),
         ..Default::default()
@@ -208,8 +221,12 @@ async fn copy_to(c: &Client, ctr: &str, src: &str, dst: &str, a: &CpArgs) -> any
         )
         .map_err(|e| go_error("lstat", &src_info.path, &e.into()))?;
         let (w, rx) = hako_api::bridge::writer_channel();
-        let body = http_body_util::StreamBody::new(hako_api::bridge::receiver_stream(rx).map_ok(hyper::body::Frame::data));
-        let mut w = Counted { inner: w, n: count.clone() };
+        let body =
+            http_body_util::StreamBody::new(hako_api::bridge::receiver_stream(rx).map_ok(hyper::body::Frame::data));
+        let mut w = Counted {
+            inner: w,
+            n: count.clone(),
+        };
         tokio::task::spawn_blocking(move || {
             let r = hako_image::tree::write_tar(&entry, name.as_bytes(), &mut w).map(drop);
             match r {

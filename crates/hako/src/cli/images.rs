@@ -373,7 +373,10 @@ pub async fn save(c: &Client, a: SaveArgs) -> anyhow::Result<()> {
 }
 
 /// Writes an archive the daemon sends to `output`, or to stdout without one.
-pub(super) async fn write_output(resp: http::Response<hyper::body::Incoming>, output: Option<&str>) -> anyhow::Result<()> {
+pub(super) async fn write_output(
+    resp: http::Response<hyper::body::Incoming>,
+    output: Option<&str>,
+) -> anyhow::Result<()> {
     // Write to a temp file next to the target and rename at the end: an interrupted save
     // leaves no truncated archive under the requested name.
     let (mut out, tmp): (Box<dyn Write>, Option<(std::path::PathBuf, std::path::PathBuf)>) = match output {
