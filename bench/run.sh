@@ -181,7 +181,7 @@ if [ "$SKIP_HAKO" != 1 ]; then
 fi
 
 bench floor "unshare -m -p -n -u -i --fork true"
-[ "$SKIP_HAKO" = 1 ] || bench_runtime hako-runtime "$HAKO runtime"
+[ "$SKIP_HAKO" = 1 ] || bench_runtime hako-runtime "$(dirname "$HAKO")/hako-runtime"
 bench_runtime runc
 PODMAN_USED=1
 $PODMAN import -q --change 'CMD ["sh"]' "$TARBALL" localhost/busybox:latest >/dev/null

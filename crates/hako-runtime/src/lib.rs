@@ -4,6 +4,7 @@
 
 pub mod caps;
 pub mod cgroups;
+pub mod cli;
 pub mod config;
 pub mod console;
 pub mod devices;

@@ -97,8 +97,17 @@ pub async fn run(a: DaemonArgs) -> anyhow::Result<()> {
     let listener = listener.with_context(|| format!("listening on {}", sock.display()))?;
     fs::set_permissions(&sock, fs::Permissions::from_mode(0o660))?;
 
-    // Monitors (and so container inits) run from a sealed in-memory copy of this binary.
-    let exe = hako_runtime::exe::sealed_self_copy().context("copying the hako binary into a sealed memfd")?;
+    // Monitors (and so container inits) run from a sealed in-memory copy of hako-runtime,
+    // the small program beside hako (a monitor per container must stay light), or of hako
+    // itself when hako-runtime is not installed.
+    let program = std::env::current_exe()
+        .ok()
+        .and_then(|p| Some(p.parent()?.join("hako-runtime")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+    tracing::info!(program = %program.display(), "monitors run from a sealed copy");
+    let exe = hako_runtime::exe::sealed_copy(&program)
+        .with_context(|| format!("copying {} into a sealed memfd", program.display()))?;
     let monitor_exe = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&exe)));
     let images = Arc::new(images);
     let containers = hako_api::containers::Containers::open(images.clone(), &root, monitor_exe)

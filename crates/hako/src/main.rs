@@ -3,7 +3,6 @@
 mod cli;
 mod daemon;
 mod output;
-mod runtime_cli;
 
 use std::process::ExitCode;
 
@@ -12,24 +11,15 @@ use clap::Parser;
 use cli::Cli;
 
 fn main() -> ExitCode {
-    // The per-container monitor must stay single-threaded (it forks the container's init),
-    // so it runs before any async runtime exists. The daemon starts it as `hako monitor DIR`.
+    // The monitor, exec helper and OCI runtime must stay single-threaded (they fork and
+    // join namespaces), so they run before any async runtime exists. The daemon runs them
+    // from the small `hako-runtime` program when it is installed beside hako.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.len() == 3 && args[1] == "monitor" {
-        let code = hako_runtime::monitor::run(std::path::Path::new(&args[2]));
-        return ExitCode::from(code as u8);
-    }
-    if args.len() == 3 && args[1] == "exec-init" {
-        let code = hako_runtime::exec::run(std::path::Path::new(&args[2]));
-        return ExitCode::from(code as u8);
-    }
-    // The OCI runtime forks and joins namespaces too; `hako-runtime` is the name runtime
-    // callers like podman use (a link to hako).
-    if std::path::Path::new(&args[0]).file_name() == Some(std::ffi::OsStr::new("hako-runtime")) {
-        return ExitCode::from(runtime_cli::main(args));
+    if args.len() >= 2 && ["monitor", "exec-init"].iter().any(|c| args[1] == *c) {
+        return ExitCode::from(hako_runtime::cli::main(args));
     }
     if args.len() >= 2 && args[1] == "runtime" {
-        return ExitCode::from(runtime_cli::main(args[1..].to_vec()));
+        return ExitCode::from(hako_runtime::cli::main(args[1..].to_vec()));
     }
     let cli = match Cli::try_parse() {
         Ok(c) => c,

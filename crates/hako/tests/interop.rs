@@ -1067,9 +1067,7 @@ fn podman_runs_containers_on_hako_runtime() {
     let _cgroups = LibpodCgroups(LibpodCgroups::list());
     let p = Podman::new();
     p.import_busybox();
-    // podman takes a runtime as a program path: hako answers to the name hako-runtime.
-    let rt = p.path().join("hako-runtime");
-    std::os::unix::fs::symlink(common::hako_bin(), &rt).unwrap();
+    let rt = PathBuf::from(env!("CARGO_BIN_EXE_hako-runtime"));
     // podman passes neither its --runtime-flag options to every call nor its environment to
     // conmon: the runtime keeps its state in its default root.
     let state = PathBuf::from("/run/hako-runtime");

@@ -1,17 +1,19 @@
-//! `hako runtime`: the OCI runtime command line (runc's), for podman (`--runtime`),
-//! containerd or a person with a bundle. Also reached as `hako-runtime` (a link to hako),
-//! since callers such as podman take a runtime as a path to a program, not a program and an
-//! argument. Errors go to stderr and, with `--log`, as JSON lines to that file, which is
-//! where conmon looks for them.
+//! The `hako-runtime` program (also `hako runtime`): the OCI runtime command line (runc's),
+//! for podman (`--runtime`), containerd or a person with a bundle; and, for the daemon, the
+//! per-container monitor (`monitor DIR`) and the exec helper (`exec-init SPEC`). It is a
+//! small program of its own so that what runs for every container (a monitor per container,
+//! a runtime call per step) loads little and holds little memory. Errors go to stderr and,
+//! with `--log`, as JSON lines to that file, which is where conmon looks for them.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use hako_runtime::oci::{self, CreateOpts, Error, ExecOpts};
+
+use crate::oci::{self, CreateOpts, Error, ExecOpts};
 
 #[derive(Parser)]
-#[command(name = "hako runtime", version, about = "hako's OCI runtime (runc's command line)")]
+#[command(name = "hako-runtime", version, about = "hako's OCI runtime (runc's command line)")]
 struct RuntimeCli {
     /// Where container state lives. The variable reaches every call of a caller's: podman
     /// does not pass its --runtime-flag options to `delete`.
@@ -161,8 +163,15 @@ enum Cmd {
     },
 }
 
-/// Runs `hako runtime ARGS` (`args` starts with the program name); the process exit code.
+/// Runs `hako-runtime ARGS` (`args` starts with the program name); the process exit code.
+/// Every path here stays single-threaded: create, run and exec clone, fork and setns.
 pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
+    if args.len() == 3 && args[1] == "monitor" {
+        return crate::monitor::run(std::path::Path::new(&args[2])) as u8;
+    }
+    if args.len() == 3 && args[1] == "exec-init" {
+        return crate::exec::run(std::path::Path::new(&args[2])) as u8;
+    }
     let cli = match RuntimeCli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
@@ -189,9 +198,9 @@ fn report(cli: &RuntimeCli, e: &Error) {
         return;
     };
     let line = if cli.log_format == "json" {
-        serde_json::json!({"level": "error", "msg": e.to_string(), "time": hako_runtime::monitor::now()}).to_string()
+        serde_json::json!({"level": "error", "msg": e.to_string(), "time": crate::monitor::now()}).to_string()
     } else {
-        format!("{} error: {e}", hako_runtime::monitor::now())
+        format!("{} error: {e}", crate::monitor::now())
     };
     let _ = writeln!(f, "{line}");
 }
@@ -272,11 +281,9 @@ fn dispatch(cli: &RuntimeCli) -> Result<i32, Error> {
             } else if format == "json" {
                 print_json(&all)?;
             } else {
-                let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
-                    .map(String::from)
-                    .to_vec()];
+                let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from)];
                 for c in &all {
-                    rows.push(vec![
+                    rows.push([
                         c.id.clone(),
                         c.pid.to_string(),
                         c.status.to_string(),
@@ -285,7 +292,7 @@ fn dispatch(cli: &RuntimeCli) -> Result<i32, Error> {
                         c.owner.clone(),
                     ]);
                 }
-                print!("{}", crate::output::table(&rows));
+                print!("{}", columns(&rows));
             }
         }
         Cmd::Ps { format, id, ps_args } => {
@@ -312,4 +319,25 @@ fn dispatch(cli: &RuntimeCli) -> Result<i32, Error> {
         }
     }
     Ok(0)
+}
+
+/// Left-aligned columns two spaces apart, as runc's `list` prints them.
+fn columns<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0; N];
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
