@@ -81,7 +81,7 @@ fn mount_raw(
 pub type Console<'a> = Option<(&'a OwnedFd, Option<(u16, u16)>)>;
 
 /// Where a standalone OCI runtime steps into the init (runc's create/start split and the
-/// hooks); the daemon's monitor needs none of them ([`NoStages`]).
+/// hooks); the daemon's monitor only needs the [`CgroupGate`].
 pub trait Stages {
     /// `m` is mounted next.
     fn before_mount(&mut self, _m: &Mount) -> Result<(), InitError> {
@@ -101,8 +101,62 @@ pub trait Stages {
     }
 }
 
-pub struct NoStages;
-impl Stages for NoStages {}
+/// The init's wait for its cgroup. Whoever starts the init (the monitor, `hako-runtime
+/// create`) makes the cgroup while the init mounts the container's filesystems, and writes
+/// one byte on `sync` once the init is in it. The init waits before its first cgroup mount or
+/// pivot_root, whichever comes first, then enters a new cgroup namespace if asked: a cgroup
+/// namespace takes the cgroup it is made in as its root, and a cgroup filesystem shows the
+/// mounting process's namespace.
+pub struct CgroupGate<'a> {
+    sync: &'a OwnedFd,
+    new_ns: bool,
+    passed: bool,
+}
+
+impl<'a> CgroupGate<'a> {
+    pub fn new(sync: &'a OwnedFd, new_ns: bool) -> CgroupGate<'a> {
+        CgroupGate {
+            sync,
+            new_ns,
+            passed: false,
+        }
+    }
+
+    pub fn wait(&mut self) -> Result<(), InitError> {
+        if self.passed {
+            return Ok(());
+        }
+        let mut b = [0u8; 1];
+        if rustix::io::read(self.sync, &mut b).unwrap_or(0) != 1 {
+            return Err(fail("waiting for the runtime", "it exited"));
+        }
+        self.passed = true;
+        if self.new_ns {
+            // SAFETY: a new cgroup namespace changes no memory of this process.
+            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }
+                .map_err(|e| fail("unshare cgroup namespace", e))?;
+        }
+        Ok(())
+    }
+
+    /// For [`Stages::before_mount`].
+    pub fn before_mount(&mut self, m: &Mount) -> Result<(), InitError> {
+        if matches!(m.kind.as_deref(), Some("cgroup" | "cgroup2")) {
+            self.wait()?;
+        }
+        Ok(())
+    }
+}
+
+/// The monitor's stages: only the cgroup gate.
+impl Stages for CgroupGate<'_> {
+    fn before_mount(&mut self, m: &Mount) -> Result<(), InitError> {
+        CgroupGate::before_mount(self, m)
+    }
+    fn before_pivot(&mut self) -> Result<(), InitError> {
+        self.wait()
+    }
+}
 
 /// Runs the container setup and execs; returns only on failure.
 pub fn run(

@@ -10,6 +10,7 @@ pub mod console;
 pub mod devices;
 pub mod exe;
 pub mod exec;
+pub mod footprint;
 pub mod init;
 pub mod monitor;
 pub mod oci;

@@ -127,9 +127,42 @@ pub fn run(dir: &Path) -> i32 {
                 ..Default::default()
             };
             let _ = write_state(dir, &st);
+            notify(NOTE_STARTED);
             1
         }
     }
+}
+
+/// Notes to whoever started the monitor, on its stdout (a pipe the daemon reads, so it
+/// waits for events instead of polling files): the attach socket listens; `state.json` says
+/// how the start went.
+pub const NOTE_LISTENING: u8 = b'L';
+pub const NOTE_STARTED: u8 = b'S';
+
+fn notify(note: u8) {
+    // The daemon may be gone (SIGPIPE is ignored here): the notes are only a shortcut.
+    let _ = rustix::io::write(rustix::stdio::stdout(), &[note]);
+    if note == NOTE_STARTED {
+        // Nothing more to say: let go of the daemon's pipe, so it sees the end of it.
+        if let Ok(null) = File::options().write(true).open("/dev/null") {
+            // SAFETY: replacing our own stdout.
+            unsafe { libc::dup2(null.as_raw_fd(), 1) };
+        }
+    }
+}
+
+/// The container's cgroup, with the init in it.
+fn place(spec: &MonitorSpec, pid: i32) -> io::Result<Option<crate::cgroups::Cgroup>> {
+    let Some(res) = &spec.cgroup else { return Ok(None) };
+    // Once more on failure: another monitor may have just removed the shared parent.
+    let cg = crate::cgroups::Cgroup::create(None, &spec.cgroup_name, res)
+        .or_else(|_| crate::cgroups::Cgroup::create(None, &spec.cgroup_name, res))
+        .map_err(io::Error::other)?;
+    if let Err(e) = cg.add_task(pid) {
+        remove_cgroup(&cg);
+        return Err(io::Error::other(e));
+    }
+    Ok(Some(cg))
 }
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -207,32 +240,9 @@ fn run_inner(dir: &Path) -> io::Result<()> {
     let sock_path = dir.join("attach.sock");
     let _ = fs::remove_file(&sock_path);
     let listener = UnixListener::bind("attach.sock")?;
-    let mut clients: Vec<Client> = Vec::new();
-    // Attach clients that came before start: wait for them (bounded) so they see everything.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while clients.len() < spec.wait_attach && Instant::now() < deadline {
-        listener.set_nonblocking(true)?;
-        match listener.accept() {
-            Ok((s, _)) => {
-                if let Some(c) = accept_client(s, pty_master.as_ref()) {
-                    clients.push(c);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(2)),
-            Err(e) => return Err(e),
-        }
-    }
     listener.set_nonblocking(true)?;
-
-    let cgroup = match &spec.cgroup {
-        // Once more on failure: another monitor may have just removed the shared parent.
-        Some(res) => Some(
-            crate::cgroups::Cgroup::create(None, &spec.cgroup_name, res)
-                .or_else(|_| crate::cgroups::Cgroup::create(None, &spec.cgroup_name, res))
-                .map_err(io::Error::other)?,
-        ),
-        None => None,
-    };
+    notify(NOTE_LISTENING);
+    let mut clients: Vec<Client> = Vec::new();
 
     let (sync_r, sync_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
@@ -277,8 +287,40 @@ fn run_inner(dir: &Path) -> io::Result<()> {
     drop(child_in);
     drop(child_out);
     drop(child_err);
-    if let Some(cg) = &cgroup {
-        cg.add_task(pid).map_err(io::Error::other)?;
+    // While the init mounts the container's filesystems (it waits for its cgroup only just
+    // before it needs it): the cgroup, then the attach clients that came before start,
+    // waited for (bounded) so they see everything.
+    let cgroup = match place(&spec, pid) {
+        Ok(c) => c,
+        Err(e) => {
+            // SAFETY: killing and reaping our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+            return Err(e);
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while clients.len() < spec.wait_attach {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let t = rustix::event::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: left.subsec_nanos() as i64,
+        };
+        poll(&mut [PollFd::new(&listener, PollFlags::IN)], Some(&t))?;
+        match listener.accept() {
+            Ok((s, _)) => {
+                if let Some(c) = accept_client(s, pty_master.as_ref()) {
+                    clients.push(c);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
     }
     drop(console_theirs);
     // Release the child, then learn whether execve happened (EOF) or setup failed.
@@ -311,6 +353,7 @@ fn run_inner(dir: &Path) -> io::Result<()> {
             ..Default::default()
         };
         write_state(dir, &st)?;
+        notify(NOTE_STARTED);
         return Ok(());
     }
     let started = now();
@@ -324,6 +367,7 @@ fn run_inner(dir: &Path) -> io::Result<()> {
             ..Default::default()
         },
     )?;
+    notify(NOTE_STARTED);
 
     let pidfd = rustix::process::pidfd_open(
         rustix::process::Pid::from_raw(pid).expect("positive pid"),
@@ -337,6 +381,10 @@ fn run_inner(dir: &Path) -> io::Result<()> {
     }
     let mut buf = vec![0u8; 64 * 1024];
     let mut exited = false;
+    // The setup's data is done with; what the loop needs is small.
+    drop(filter);
+    drop(cfg);
+    crate::footprint::shed();
     loop {
         let mut fds: Vec<PollFd> = Vec::new();
         fds.push(PollFd::new(&pidfd, PollFlags::IN));
@@ -653,7 +701,7 @@ impl LogWriter {
     }
 }
 
-/// In the cloned child: stdio, wait for the monitor's go, then the init proper.
+/// In the cloned child: stdio, then the init proper (which waits for its cgroup at the gate).
 #[allow(clippy::too_many_arguments)]
 fn child_start(
     cfg: &Config,
@@ -676,28 +724,8 @@ fn child_start(
         libc::dup2(pick(stderr), 2);
     }
     drop(devnull);
-    let mut b = [0u8; 1];
-    if rustix::io::read(sync, &mut b).unwrap_or(0) != 1 {
-        return 125;
-    }
-    if cfg
-        .linux
-        .namespaces
-        .iter()
-        .any(|n| n.kind == "cgroup" && n.path.is_none())
-    {
-        // After the monitor moved us into our cgroup: it becomes this namespace's root.
-        // SAFETY: a new cgroup namespace changes no memory of this process.
-        if unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }.is_err() {
-            let e = init::InitError {
-                code: 125,
-                message: format!("unshare cgroup namespace: {}", io::Error::last_os_error()),
-            };
-            init::report(err, &e);
-            return 125;
-        }
-    }
-    let e = init::run(cfg, filter, console, &mut init::NoStages);
+    let mut gate = init::CgroupGate::new(sync, cfg.has_namespace("cgroup"));
+    let e = init::run(cfg, filter, console, &mut gate);
     init::report(err, &e);
     e.code
 }

@@ -19,7 +19,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::{watch, Notify};
 
 use hako_image::ImageService;
-use hako_runtime::monitor::{self, MonitorState};
+use hako_runtime::monitor;
 use hako_store::meta;
 
 use crate::error::ApiError;
@@ -293,29 +293,20 @@ impl Containers {
         let launched = tokio::task::spawn_blocking(move || setup::launch(&this, &rec2, &dir2, wait_attach))
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        let child = match launched {
+        let mut child = match launched {
             Ok(c) => c,
             Err(err) => {
                 self.start_failed(&rec);
                 return Err(err);
             }
         };
+        let mut notes = MonitorNotes::new(child.stdout.take());
         // Pending attaches connect once the monitor listens; it holds the container until
         // they have.
-        if wait_attach > 0 {
-            for _ in 0..10_000 {
-                if dir.join("attach.sock").exists()
-                    || monitor::read_state(&dir)
-                        .map(|s| s.status != "starting")
-                        .unwrap_or(false)
-                {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_micros(500)).await;
-            }
-        }
+        notes.wait_for(monitor::NOTE_LISTENING).await;
         e.started.notify_waiters();
-        let state = wait_started(&dir).await;
+        notes.wait_for(monitor::NOTE_STARTED).await;
+        let state = monitor::read_state(&dir).filter(|s| s.status != "starting");
         match state {
             // A short-lived container may already have exited: it did start.
             Some(st) if st.status == "running" || (st.status == "exited" && st.error.is_none()) => {
@@ -644,16 +635,31 @@ pub async fn connect_monitor(dir: &Path) -> std::io::Result<tokio::net::UnixStre
     }
 }
 
-async fn wait_started(dir: &Path) -> Option<MonitorState> {
-    for _ in 0..20_000 {
-        if let Some(st) = monitor::read_state(dir) {
-            if st.status != "starting" {
-                return Some(st);
+/// The notes a monitor writes on its stdout while it starts a container.
+struct MonitorNotes(Option<tokio::net::unix::pipe::Receiver>);
+
+impl MonitorNotes {
+    fn new(stdout: Option<std::process::ChildStdout>) -> MonitorNotes {
+        MonitorNotes(stdout.and_then(|s| tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(s)).ok()))
+    }
+
+    /// Returns once the monitor wrote `note`, or closed its end (it exited, or has nothing
+    /// more to say).
+    async fn wait_for(&mut self, note: u8) {
+        use tokio::io::AsyncReadExt;
+        let Some(rx) = &mut self.0 else { return };
+        let mut b = [0u8; 1];
+        loop {
+            match rx.read(&mut b).await {
+                Ok(1) if b[0] == note => return,
+                Ok(1) => continue,
+                _ => {
+                    self.0 = None;
+                    return;
+                }
             }
         }
-        tokio::time::sleep(Duration::from_micros(500)).await;
     }
-    None
 }
 
 fn child_reap(mut c: std::process::Child) -> std::io::Result<()> {

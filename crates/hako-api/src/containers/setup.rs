@@ -431,7 +431,8 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
         .arg("monitor")
         .arg(dir)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        // The monitor's notes (see `hako_runtime::monitor::notify`).
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| ApiError::internal(format!("starting the container monitor: {e}")))

@@ -229,8 +229,7 @@ pub fn create(root: &Path, o: &CreateOpts, console: Option<OwnedFd>) -> Result<C
             hooks: &cfg.hooks,
             state: saved.clone(),
             preserve_fds: o.preserve_fds,
-            new_cgroup_ns,
-            placed: false,
+            gate: init::CgroupGate::new(&sync_r, new_cgroup_ns),
         };
         let e = child(&cfg, filter.as_deref(), console.as_ref(), &join, &mut stages);
         tell_failure(&status_w, &e);
@@ -400,9 +399,7 @@ struct OciStages<'a> {
     hooks: &'a Hooks,
     state: Saved,
     preserve_fds: u32,
-    new_cgroup_ns: bool,
-    /// Whether the runtime has put us in our cgroup yet.
-    placed: bool,
+    gate: init::CgroupGate<'a>,
 }
 
 impl OciStages<'_> {
@@ -412,25 +409,6 @@ impl OciStages<'_> {
             message: format!("talking to the runtime: {e}"),
         })
     }
-
-    /// Waits until the runtime has placed us in our cgroup, then enters a new cgroup
-    /// namespace (whose root is the cgroup we are in at that moment).
-    fn wait_placed(&mut self) -> Result<(), InitError> {
-        if self.placed {
-            return Ok(());
-        }
-        let mut b = [0u8; 1];
-        if rustix::io::read(self.sync, &mut b).unwrap_or(0) != 1 {
-            return Err(hook_failure("waiting for the runtime: it exited".into()));
-        }
-        self.placed = true;
-        if self.new_cgroup_ns {
-            // SAFETY: a new cgroup namespace changes no memory of this process.
-            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }
-                .map_err(|e| hook_failure(format!("unshare cgroup namespace: {e}")))?;
-        }
-        Ok(())
-    }
 }
 
 fn hook_failure(message: String) -> InitError {
@@ -439,15 +417,11 @@ fn hook_failure(message: String) -> InitError {
 
 impl Stages for OciStages<'_> {
     fn before_mount(&mut self, m: &crate::config::Mount) -> Result<(), InitError> {
-        // A cgroup filesystem shows the mounting process's cgroup namespace.
-        if matches!(m.kind.as_deref(), Some("cgroup" | "cgroup2")) {
-            self.wait_placed()?;
-        }
-        Ok(())
+        self.gate.before_mount(m)
     }
 
     fn before_pivot(&mut self) -> Result<(), InitError> {
-        self.wait_placed()?;
+        self.gate.wait()?;
         // The host /proc is still visible here: it names our PID as the host sees it, which
         // is what hooks get.
         if let Some(pid) = fs::read_link("/proc/self")
