@@ -267,6 +267,10 @@ impl Containers {
             self.save(&rec)?;
             self.insert(rec);
         }
+        // A start usually follows: see `start_inner`.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn_blocking(hako_runtime::cgroups::prime_migration);
+        }
         Ok((id, vec![]))
     }
 
@@ -286,6 +290,9 @@ impl Containers {
             return Ok(false);
         }
         let dir = self.container_dir(&rec.id);
+        // The monitor will move the init into its cgroup: get the grace period that costs
+        // going now, beside the monitor's start (see `prime_migration`).
+        tokio::task::spawn_blocking(hako_runtime::cgroups::prime_migration);
         let wait_attach = std::mem::take(&mut *e.pending_attach.lock().unwrap()); // unwrap: see insert
         let this = self.clone();
         let rec2 = rec.clone();
@@ -301,11 +308,14 @@ impl Containers {
             }
         };
         let mut notes = MonitorNotes::new(child.stdout.take());
+        tracing::debug!(id = %rec.id, "monitor spawned");
         // Pending attaches connect once the monitor listens; it holds the container until
         // they have.
         notes.wait_for(monitor::NOTE_LISTENING).await;
+        tracing::debug!(id = %rec.id, "monitor listening");
         e.started.notify_waiters();
         notes.wait_for(monitor::NOTE_STARTED).await;
+        tracing::debug!(id = %rec.id, "start decided");
         let state = monitor::read_state(&dir).filter(|s| s.status != "starting");
         match state {
             // A short-lived container may already have exited: it did start.
@@ -387,6 +397,7 @@ impl Containers {
     }
 
     async fn record_exit(self: &Arc<Self>, id: &str, e: &Arc<Entry>) {
+        tracing::debug!(id, "monitor exited");
         let dir = self.container_dir(id);
         let st = monitor::read_state(&dir).unwrap_or_default();
         let code = st.exit_code.unwrap_or(255);
@@ -556,6 +567,7 @@ impl Containers {
 
     /// `rm`: refuses a running container unless forced.
     pub async fn remove(self: &Arc<Self>, name: &str, force: bool, volumes: bool) -> Result<(), ApiError> {
+        tracing::debug!(name, "removing");
         let e = self.get(name)?;
         let id = e.rec.lock().unwrap().id.clone(); // unwrap: see insert
         if e.rec.lock().unwrap().state.running {
