@@ -154,7 +154,7 @@ fn notify(note: u8) {
 /// The container's cgroup, with the init in it.
 fn place(spec: &MonitorSpec, pid: i32) -> io::Result<Option<crate::cgroups::Cgroup>> {
     let Some(res) = &spec.cgroup else { return Ok(None) };
-    // Once more on failure: another monitor may have just removed the shared parent.
+    // Once more on failure: a stopping daemon may have just removed the shared parent.
     let cg = crate::cgroups::Cgroup::create(None, &spec.cgroup_name, res)
         .or_else(|_| crate::cgroups::Cgroup::create(None, &spec.cgroup_name, res))
         .map_err(io::Error::other)?;
@@ -541,18 +541,10 @@ fn run_inner(dir: &Path) -> io::Result<()> {
 
 /// Removes the container's cgroup, and the shared `hako` parent when it was the last one
 /// (rmdir of a parent in use fails harmlessly), so nothing of hako stays in the hierarchy.
+/// The container's own cgroup; the shared parent stays for the next container (the daemon
+/// removes it when it stops).
 fn remove_cgroup(cg: &crate::cgroups::Cgroup) {
-    let paths = cg.paths();
     let _ = cg.remove();
-    for p in paths {
-        if let Some(parent) = p.parent().filter(|d| {
-            d.file_name()
-                .map(|n| n == crate::cgroups::DEFAULT_PARENT)
-                .unwrap_or(false)
-        }) {
-            let _ = std::fs::remove_dir(parent);
-        }
-    }
 }
 
 fn set_nonblocking(fd: &OwnedFd) {

@@ -144,6 +144,7 @@ pub async fn run(a: DaemonArgs) -> anyhow::Result<()> {
         _ = grace => Ok(()),
     };
     let _ = fs::remove_file(&sock);
+    hako_runtime::cgroups::remove_default_parent();
     served.context("serving the API")?;
     Ok(())
 }

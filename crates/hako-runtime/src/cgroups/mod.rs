@@ -724,6 +724,20 @@ impl Host {
 }
 
 /// The host setup, read once per process (only a successful read is kept).
+/// Removes hako's default parent cgroup ([`DEFAULT_PARENT`] under this process's own
+/// cgroup) from every hierarchy where it is empty. Containers leave it in place, so that each
+/// start does not make it again (a mkdir per hierarchy, and cpuset's copies); the daemon
+/// calls this when it stops and `hako-runtime delete` after a container of its own.
+pub fn remove_default_parent() {
+    let Ok(host) = host() else { return };
+    for t in host.v1.iter().chain(host.v2.iter()) {
+        if let Ok(dir) = t.dir_of(&t.own.join(DEFAULT_PARENT)) {
+            // Fails, harmlessly, while any container's cgroup is still in it.
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
 /// Starts the RCU grace period the next cgroup migration will wait for, and waits for it.
 ///
 /// Moving a process between cgroups takes the cgroup threadgroup lock, whose write side waits
