@@ -527,16 +527,7 @@ fn do_mount(root: &OwnedFd, m: &Mount) -> std::io::Result<()> {
         return Ok(());
     }
     if kind == "cgroup" || kind == "cgroup2" {
-        // The cgroup namespace makes the container's own cgroup the root of this view.
-        return mount_raw(Some("cgroup2"), &tpath, Some("cgroup2"), flags, None).or_else(|_| {
-            mount_raw(
-                Some("tmpfs"),
-                &tpath,
-                Some("tmpfs"),
-                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                Some("mode=755"),
-            )
-        });
+        return mount_cgroups(root, m, &tpath, flags);
     }
     let src = m.source.as_deref().unwrap_or(kind);
     mount_raw(
@@ -546,6 +537,73 @@ fn do_mount(root: &OwnedFd, m: &Mount) -> std::io::Result<()> {
         flags,
         if data.is_empty() { None } else { Some(&data) },
     )
+}
+
+/// The container's view of cgroups, as Docker gives it. The cgroup namespace makes the
+/// container's own cgroup the root of every hierarchy mounted here. A cgroup2 host gets one
+/// cgroup2 mount; a v1 (or hybrid) host a tmpfs with one directory per hierarchy, as
+/// `/sys/fs/cgroup/memory` and the others are on the host, so programs reading their limits
+/// there (JVMs, `free`-like tools) find them.
+fn mount_cgroups(root: &OwnedFd, m: &Mount, target: &Path, flags: libc::c_ulong) -> std::io::Result<()> {
+    use crate::cgroups::Layout;
+    let layout = crate::cgroups::detect();
+    if layout == Layout::Unified {
+        return mount_raw(Some("cgroup2"), target, Some("cgroup2"), flags, None);
+    }
+    let base = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    mount_raw(Some("tmpfs"), target, Some("tmpfs"), base, Some("mode=755"))?;
+    let dir = mountpoint(root, &m.destination, false)?;
+    let dir = rustix::fs::openat(
+        rustix::fs::CWD,
+        fd_path(dir.as_raw_fd()),
+        OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    // Our hierarchies, from /proc/self/cgroup: "4:memory:/", "1:name=systemd:/", "0::/".
+    let own = std::fs::read_to_string("/proc/self/cgroup")?;
+    let mut hierarchies: Vec<(String, String)> = own
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (id, controllers) = (f.next()?, f.next()?);
+            (id != "0" && !controllers.is_empty()).then(|| {
+                let name = controllers.strip_prefix("name=").unwrap_or(controllers);
+                let data = if controllers.starts_with("name=") {
+                    format!("none,{controllers}")
+                } else {
+                    controllers.to_string()
+                };
+                (name.to_string(), data)
+            })
+        })
+        .collect();
+    if layout == Layout::Hybrid {
+        hierarchies.push(("unified".into(), String::new()));
+    }
+    for (name, data) in &hierarchies {
+        match rustix::fs::mkdirat(&dir, name.as_str(), Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let sub = rustix::fs::openat(&dir, name.as_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
+        let path = fd_path(sub.as_raw_fd());
+        if data.is_empty() {
+            mount_raw(Some("cgroup2"), &path, Some("cgroup2"), flags, None)?;
+        } else {
+            mount_raw(Some("cgroup"), &path, Some("cgroup"), flags, Some(data))?;
+        }
+    }
+    if flags & libc::MS_RDONLY != 0 {
+        let again = mountpoint(root, &m.destination, false)?;
+        mount_raw(
+            None,
+            &fd_path(again.as_raw_fd()),
+            None,
+            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | base,
+            None,
+        )?;
+    }
+    Ok(())
 }
 
 /// The device nodes Docker gives every container, on the /dev tmpfs.

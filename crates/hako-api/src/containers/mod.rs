@@ -613,6 +613,7 @@ impl Containers {
             }
         }
         e.events.send_modify(|ev| ev.removed = true);
+        tracing::debug!(name, "removed");
         Ok(())
     }
 }
