@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod exec;
 pub mod ops;
+mod primer;
 pub mod record;
 mod setup;
 pub mod volumes;
@@ -55,6 +56,7 @@ pub struct Containers {
     pub monitor_exe: PathBuf,
     map: Mutex<HashMap<String, Arc<Entry>>>,
     pub execs: exec::Execs,
+    primer: primer::Primer,
 }
 
 fn conflict(m: impl Into<String>) -> ApiError {
@@ -71,6 +73,7 @@ impl Containers {
             dir,
             monitor_exe,
             map: Mutex::new(HashMap::new()),
+            primer: primer::Primer::start(),
             execs: exec::Execs::default(),
         });
         let records: Vec<(String, Value)> = c
@@ -267,10 +270,8 @@ impl Containers {
             self.save(&rec)?;
             self.insert(rec);
         }
-        // A start usually follows: see `start_inner`.
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn_blocking(hako_runtime::cgroups::prime_migration);
-        }
+        // A start usually follows.
+        self.primer.touch();
         Ok((id, vec![]))
     }
 
@@ -290,9 +291,8 @@ impl Containers {
             return Ok(false);
         }
         let dir = self.container_dir(&rec.id);
-        // The monitor will move the init into its cgroup: get the grace period that costs
-        // going now, beside the monitor's start (see `prime_migration`).
-        tokio::task::spawn_blocking(hako_runtime::cgroups::prime_migration);
+        // The monitor will move the init into its cgroup (see `primer`).
+        self.primer.touch();
         let wait_attach = std::mem::take(&mut *e.pending_attach.lock().unwrap()); // unwrap: see insert
         let this = self.clone();
         let rec2 = rec.clone();
