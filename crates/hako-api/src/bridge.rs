@@ -27,6 +27,26 @@ pub fn body_channel() -> (BodyWriter, Body) {
     (w, Body::from_stream(receiver_stream(rx)))
 }
 
+/// An `application/x-tar` response whose body `write` produces on a blocking thread; a
+/// failure midway breaks the transfer rather than ending it as if complete.
+pub fn tar_response<E: std::fmt::Display>(
+    write: impl FnOnce(&mut BodyWriter) -> Result<(), E> + Send + 'static,
+) -> axum::response::Response {
+    let (mut w, body) = body_channel();
+    tokio::task::spawn_blocking(move || match write(&mut w) {
+        Ok(()) => {
+            let _ = w.flush();
+        }
+        Err(e) => w.fail(e),
+    });
+    let mut r = axum::response::Response::new(body);
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-tar"),
+    );
+    r
+}
+
 /// A blocking writer and the receiving end of its chunks (a client's request body).
 pub fn writer_channel() -> (BodyWriter, mpsc::Receiver<Result<Bytes, io::Error>>) {
     let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(16);

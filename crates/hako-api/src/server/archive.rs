@@ -1,15 +1,13 @@
 //! `/containers/{id}/archive` (`docker cp`) and `/containers/{id}/export`.
 
-use std::io::Write;
-
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State as AxState};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::images::{drain_on_error, first, query_pairs};
 use super::{blocking, flag, State};
-use crate::bridge::{body_channel, body_reader};
+use crate::bridge::body_reader;
 use crate::containers::archive::{Archive, PathStat};
 use crate::error::ApiError;
 
@@ -28,22 +26,9 @@ fn with_stat(mut r: Response, stat: &PathStat) -> Result<Response, ApiError> {
     Ok(r)
 }
 
-/// The tar streamed from a blocking thread; a failure midway breaks the transfer.
+/// The tar streamed from a blocking thread.
 fn tar_response(a: Archive) -> Response {
-    let (mut w, body) = body_channel();
-    tokio::task::spawn_blocking(move || {
-        let r = a.write(&mut w).map(drop);
-        match r {
-            Ok(()) => {
-                let _ = w.flush();
-            }
-            Err(e) => w.fail(e),
-        }
-    });
-    let mut r = Response::new(body);
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
-    r
+    crate::bridge::tar_response(move |w| a.write(w).map(drop))
 }
 
 /// `HEAD /containers/{id}/archive?path=`: the path's stat only.

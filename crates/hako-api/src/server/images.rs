@@ -1,7 +1,6 @@
 //! `/images/...`: list, inspect, history, tag, remove, prune, import, load, save.
 
 use std::collections::HashMap;
-use std::io::Write;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State as AxState};
@@ -14,7 +13,7 @@ use hako_image::reference::Reference;
 use hako_image::{Deleted, ImageSummary, ImportOptions, SaveFormat};
 
 use super::{blocking, flag, State};
-use crate::bridge::{body_channel, body_reader};
+use crate::bridge::body_reader;
 use crate::error::ApiError;
 
 /// Query pairs in order, keeping repeated keys (`changes`, `names`, `t`).
@@ -264,17 +263,7 @@ pub async fn load(AxState(d): AxState<State>, body: Body) -> Result<Response, Ap
 }
 
 fn save_response(d: State, names: Vec<String>, format: SaveFormat) -> Response {
-    let (mut w, body) = body_channel();
-    tokio::task::spawn_blocking(move || match d.images.save(&names, format, &mut w) {
-        Ok(()) => {
-            let _ = w.flush();
-        }
-        Err(e) => w.fail(e),
-    });
-    let mut r = Response::new(body);
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
-    r
+    crate::bridge::tar_response(move |w| d.images.save(&names, format, w))
 }
 
 fn save_format(pairs: &[(String, String)]) -> Result<SaveFormat, ApiError> {
