@@ -3,6 +3,8 @@
 //! characters. A valid name never contains `..`, an empty component or a leading `/`, so it
 //! is safe to join under the storage root.
 
+use crate::error::{Code, RegistryError};
+
 pub const NAME_MAX: usize = 255;
 
 pub fn valid_name(name: &str) -> bool {
@@ -37,6 +39,14 @@ fn valid_component(c: &str) -> bool {
 
 fn is_alnum(c: u8) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit()
+}
+
+/// The error for a tag that is not [`valid_tag`].
+pub fn tag_invalid(t: &str) -> RegistryError {
+    RegistryError::new(
+        Code::TagInvalid,
+        format!("invalid tag {t:?}: [A-Za-z0-9_][A-Za-z0-9._-], at most 128 characters"),
+    )
 }
 
 /// Tags: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.

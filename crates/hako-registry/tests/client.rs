@@ -1,7 +1,8 @@
 //! The engine's pull and push (hako-registry's client into hako-image's ImageService)
 //! against a real registry server on loopback: round trip with the same digests, pulls by
 //! digest and through an index, corrupt blobs refused, a broken download resumed with a
-//! Range request, and the token flow.
+//! Range request (in the same pull, and by the next process after a failed one), kept bytes
+//! that cannot be used fetched again, and the token flow.
 
 mod common;
 
@@ -60,6 +61,20 @@ impl Engine {
             .unwrap();
         let images = Arc::new(ImageService::open(&dir.path().join("root")).unwrap());
         Engine { _dir: dir, images }
+    }
+
+    /// Closes the store and opens the same root again, as the next daemon would.
+    fn reopen(self) -> Engine {
+        let Engine { _dir, images } = self;
+        let root = images.root().to_path_buf();
+        // Tasks of the failed pull may still hold it for a moment.
+        let start = std::time::Instant::now();
+        while Arc::strong_count(&images) > 1 && start.elapsed().as_secs() < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        drop(images);
+        let images = Arc::new(ImageService::open(&root).unwrap());
+        Engine { _dir, images }
     }
 
     fn import(&self, name: &str, size: usize, seed: u64) -> hako_image::ImageRecord {
@@ -231,6 +246,8 @@ async fn a_corrupt_blob_is_refused_and_nothing_registered() {
     assert!(e.to_string().contains("corrupt"), "{e}");
     assert!(dst.images.resolve(&name).is_err());
     assert!(!dst.images.content().path(&rec.layers[0].blob).exists());
+    // Nor kept for a resume: bytes that failed verification are not a prefix to build on.
+    assert_eq!(ingest_files(&dst), 0);
     // A missing tag is a 404 with docker's words.
     let (s, _) = sink();
     let e = pull::pull(
@@ -245,23 +262,34 @@ async fn a_corrupt_blob_is_refused_and_nothing_registered() {
     assert!(e.to_string().contains("not found: manifest unknown"), "{e}");
 }
 
-/// A loopback TCP proxy that cuts the first connection carrying more than `cut_after`
-/// response bytes, and records whether any request asked for a Range.
-struct CuttingProxy {
+/// What a [`Proxy`] does to the traffic it forwards.
+#[derive(Clone, Copy, Default)]
+struct Mode {
+    /// Cut the first connection that carries more than this many response bytes.
+    cut_after: Option<usize>,
+    /// After that cut, close every new connection at once (the registry is gone).
+    then_refuse: bool,
+    /// Hide `Range` from the registry, as a server that ignores it would.
+    strip_range: bool,
+}
+
+/// A loopback TCP proxy in front of the registry that records the `Range` header of every
+/// blob GET ("" when none) and misbehaves as its [`Mode`] says.
+struct Proxy {
     port: u16,
-    saw_range: Arc<AtomicBool>,
+    blob_gets: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 }
 
-impl CuttingProxy {
-    fn start(upstream: std::net::SocketAddr, cut_after: usize) -> CuttingProxy {
+impl Proxy {
+    fn start(upstream: std::net::SocketAddr, mode: Mode) -> Proxy {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         l.set_nonblocking(true).unwrap();
-        let saw_range = Arc::new(AtomicBool::new(false));
+        let blob_gets = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let cut = Arc::new(AtomicBool::new(false));
-        let (sr, st) = (saw_range.clone(), stop.clone());
+        let (bg, st) = (blob_gets.clone(), stop.clone());
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 let (client, _) = match l.accept() {
@@ -271,21 +299,39 @@ impl CuttingProxy {
                         continue;
                     }
                 };
+                if mode.then_refuse && cut.load(Ordering::Relaxed) {
+                    continue; // dropped: closed at once
+                }
                 client.set_nonblocking(false).unwrap();
                 let server = TcpStream::connect(upstream).unwrap();
                 let (mut c1, mut s1) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                let sr = sr.clone();
+                let (bg, cut1) = (bg.clone(), cut.clone());
                 std::thread::spawn(move || {
                     let mut buf = [0u8; 65536];
                     while let Ok(n) = c1.read(&mut buf) {
                         if n == 0 {
                             break;
                         }
-                        if String::from_utf8_lossy(&buf[..n])
-                            .to_ascii_lowercase()
-                            .contains("range: bytes=")
-                        {
-                            sr.store(true, Ordering::Relaxed);
+                        if mode.then_refuse && cut1.load(Ordering::Relaxed) {
+                            // Pooled connections die with the registry too.
+                            let _ = c1.shutdown(std::net::Shutdown::Both);
+                            let _ = s1.shutdown(std::net::Shutdown::Both);
+                            break;
+                        }
+                        let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+                        if head.starts_with("get /v2/") && head.contains("/blobs/sha256:") {
+                            let range = head
+                                .split("\r\n")
+                                .find_map(|l| l.strip_prefix("range:"))
+                                .map(|v| v.trim().to_string())
+                                .unwrap_or_default();
+                            bg.lock().unwrap().push(range);
+                        }
+                        if mode.strip_range {
+                            // Renamed in place (same length): the registry sees no Range.
+                            if let Some(at) = head.find("\r\nrange:") {
+                                buf[at + 2..at + 8].copy_from_slice(b"x-rng:");
+                            }
                         }
                         if s1.write_all(&buf[..n]).is_err() {
                             break;
@@ -306,7 +352,7 @@ impl CuttingProxy {
                             break;
                         }
                         sent += n;
-                        if sent > cut_after && !cut.swap(true, Ordering::Relaxed) {
+                        if mode.cut_after.is_some_and(|c| sent > c) && !cut.swap(true, Ordering::Relaxed) {
                             // Drop the connection mid-body, once.
                             let _ = c2.shutdown(std::net::Shutdown::Both);
                             let _ = s2.shutdown(std::net::Shutdown::Both);
@@ -317,14 +363,32 @@ impl CuttingProxy {
                 });
             }
         });
-        CuttingProxy { port, saw_range, stop }
+        Proxy { port, blob_gets, stop }
+    }
+
+    fn blob_gets(&self) -> Vec<String> {
+        self.blob_gets.lock().unwrap().clone()
     }
 }
 
-impl Drop for CuttingProxy {
+impl Drop for Proxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// The partial download of `blob` an engine keeps in its content store's ingest.
+fn kept(e: &Engine, blob: &hako_store::Digest) -> std::path::PathBuf {
+    e.images
+        .root()
+        .join("content/ingest")
+        .join(format!("sha256-{}", blob.hex()))
+}
+
+fn ingest_files(e: &Engine) -> usize {
+    std::fs::read_dir(e.images.root().join("content/ingest"))
+        .unwrap()
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,7 +401,13 @@ async fn a_broken_download_resumes_with_range() {
     push::push(src.images.clone(), &Reference::parse(&direct).unwrap(), None, s)
         .await
         .unwrap();
-    let proxy = CuttingProxy::start(reg.addr(), 1_000_000);
+    let proxy = Proxy::start(
+        reg.addr(),
+        Mode {
+            cut_after: Some(1_000_000),
+            ..Mode::default()
+        },
+    );
     let via = format!("127.0.0.1:{}/big:v1", proxy.port);
     let dst = Engine::new();
     let (s, _) = sink();
@@ -346,11 +416,113 @@ async fn a_broken_download_resumes_with_range() {
         .unwrap();
     assert_eq!(p.id, rec.id);
     assert!(
-        proxy.saw_range.load(Ordering::Relaxed),
-        "the pull did not resume with a Range request"
+        proxy.blob_gets().iter().any(|r| r.starts_with("bytes=")),
+        "the pull did not resume with a Range request: {:?}",
+        proxy.blob_gets()
     );
     assert!(dst.images.content().verify(&rec.layers[0].blob).unwrap());
     assert!(dst.images.check().unwrap().is_empty());
+    assert_eq!(ingest_files(&dst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_pull_is_resumed_by_the_next_process() {
+    let reg = Reg::start().await;
+    let src = Engine::new();
+    let direct = format!("{}/resume:v1", reg.addr());
+    let rec = src.import(&direct, 6_000_000, 6);
+    let (s, _) = sink();
+    push::push(src.images.clone(), &Reference::parse(&direct).unwrap(), None, s)
+        .await
+        .unwrap();
+    let layer = rec.layers[0].blob.clone();
+    // The registry goes away in the middle of the layer: the pull fails after its retries.
+    let proxy = Proxy::start(
+        reg.addr(),
+        Mode {
+            cut_after: Some(2_000_000),
+            then_refuse: true,
+            ..Mode::default()
+        },
+    );
+    let via = format!("127.0.0.1:{}/resume:v1", proxy.port);
+    let dst = Engine::new();
+    let (s, _) = sink();
+    pull::pull(dst.images.clone(), &Reference::parse(&via).unwrap(), None, s)
+        .await
+        .unwrap_err();
+    assert!(dst.images.resolve(&via).is_err());
+    let size = std::fs::metadata(kept(&dst, &layer)).unwrap().len();
+    assert!(size > 0 && size < rec.layers[0].blob_size, "kept {size} bytes");
+    drop(proxy);
+    // A new process on the same root (the store opens again) asks only for the rest.
+    let dst = dst.reopen();
+    let proxy = Proxy::start(reg.addr(), Mode::default());
+    let via = format!("127.0.0.1:{}/resume:v1", proxy.port);
+    let (s, _) = sink();
+    let p = pull::pull(dst.images.clone(), &Reference::parse(&via).unwrap(), None, s)
+        .await
+        .unwrap();
+    assert_eq!(p.id, rec.id);
+    // The config came whole the first time; the layer continues at the kept size.
+    assert_eq!(proxy.blob_gets(), vec![format!("bytes={size}-")]);
+    assert!(dst.images.content().verify(&layer).unwrap());
+    assert!(dst.images.check().unwrap().is_empty());
+    assert_eq!(ingest_files(&dst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_bytes_that_cannot_be_used_are_fetched_again() {
+    let reg = Reg::start().await;
+    let src = Engine::new();
+    let direct = format!("{}/again:v1", reg.addr());
+    let rec = src.import(&direct, 3_000_000, 8);
+    let (s, _) = sink();
+    push::push(src.images.clone(), &Reference::parse(&direct).unwrap(), None, s)
+        .await
+        .unwrap();
+    let layer = rec.layers[0].blob.clone();
+    let blob = src.images.content().read_blob(&layer).unwrap();
+    // A server that ignores Range answers 200 with the whole blob: the kept prefix is
+    // dropped and the download starts over.
+    let proxy = Proxy::start(
+        reg.addr(),
+        Mode {
+            strip_range: true,
+            ..Mode::default()
+        },
+    );
+    let via = format!("127.0.0.1:{}/again:v1", proxy.port);
+    let dst = Engine::new();
+    std::fs::write(kept(&dst, &layer), &blob[..1_000_000]).unwrap();
+    let (s, _) = sink();
+    let p = pull::pull(dst.images.clone(), &Reference::parse(&via).unwrap(), None, s)
+        .await
+        .unwrap();
+    assert_eq!(p.id, rec.id);
+    assert_eq!(proxy.blob_gets(), vec![String::new(), "bytes=1000000-".to_string()]);
+    assert!(dst.images.check().unwrap().is_empty());
+    assert_eq!(ingest_files(&dst), 0);
+    // Kept bytes that are not the blob's (a torn write) fail the digest over the whole blob;
+    // the pull then downloads it once more from byte 0 and succeeds.
+    let proxy = Proxy::start(reg.addr(), Mode::default());
+    let via = format!("127.0.0.1:{}/again:v1", proxy.port);
+    let dst = Engine::new();
+    let mut torn = blob[..1_000_000].to_vec();
+    torn[500_000..].fill(0);
+    std::fs::write(kept(&dst, &layer), &torn).unwrap();
+    let (s, _) = sink();
+    let p = pull::pull(dst.images.clone(), &Reference::parse(&via).unwrap(), None, s)
+        .await
+        .unwrap();
+    assert_eq!(p.id, rec.id);
+    assert_eq!(
+        proxy.blob_gets(),
+        vec![String::new(), "bytes=1000000-".to_string(), String::new()]
+    );
+    assert!(dst.images.content().verify(&layer).unwrap());
+    assert!(dst.images.check().unwrap().is_empty());
+    assert_eq!(ingest_files(&dst), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -77,6 +77,52 @@ async fn pull_blob_get_head_and_ranges() {
         .await;
     assert_eq!(bad.status, StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(bad.header("content-range"), "bytes */100000");
+    // Reversed and empty-suffix ranges are unsatisfiable too; a multi-range request gets the
+    // whole blob (the server sends one range or none).
+    for (range, status) in [
+        ("bytes=20-10", StatusCode::RANGE_NOT_SATISFIABLE),
+        ("bytes=-0", StatusCode::RANGE_NOT_SATISFIABLE),
+        ("bytes=0-1,5-6", StatusCode::OK),
+    ] {
+        let g = r
+            .req(
+                Method::GET,
+                &format!("/v2/a/b/blobs/{d}"),
+                &[("range", range)],
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(g.status, status, "{range}");
+        if status == StatusCode::OK {
+            assert_eq!(&g.body[..], &data[..]);
+        } else {
+            assert_eq!(g.header("content-range"), "bytes */100000", "{range}");
+        }
+    }
+    // HEAD answers as GET would, without the body: how a client checks a resume point.
+    let hr = r
+        .req(
+            Method::HEAD,
+            &format!("/v2/a/b/blobs/{d}"),
+            &[("range", "bytes=40000-")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(hr.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(hr.header("content-range"), "bytes 40000-99999/100000");
+    assert_eq!(hr.header("content-length"), "60000");
+    assert_eq!(hr.header("docker-content-digest"), d);
+    assert!(hr.body.is_empty());
+    let hbad = r
+        .req(
+            Method::HEAD,
+            &format!("/v2/a/b/blobs/{d}"),
+            &[("range", "bytes=100000-100001")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(hbad.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(hbad.header("content-range"), "bytes */100000");
     // A blob of another repository is unknown here.
     let other = r.head(&format!("/v2/other/blobs/{d}")).await;
     assert_eq!(other.status, StatusCode::NOT_FOUND);
@@ -388,6 +434,102 @@ async fn manifest_refusals_store_nothing() {
     assert_eq!(r.blob_files(), before, "a refused manifest left files");
     let tags = r.get("/v2/m/tags/list").await.json();
     assert_eq!(tags["tags"], json!([]));
+}
+
+#[tokio::test]
+async fn push_by_digest_with_several_tags() {
+    let r = Reg::start().await;
+    let (digest, m) = r.push_image("mt", "base", &[b"tagged layer"]).await;
+    // More than the 10 tags the spec requires a registry to take at once; a repeated tag
+    // counts once.
+    let tags = [
+        "1.2.3", "1.2", "1", "latest", "v10", "v11", "v12", "v13", "v14", "v15", "v16", "_x",
+    ];
+    let query: Vec<String> = tags.iter().chain(&["1"]).map(|t| format!("tag={t}")).collect();
+    let p = r
+        .put_manifest("mt", &format!("{digest}?{}", query.join("&")), OCI_MANIFEST, &m)
+        .await;
+    assert_eq!(p.status, StatusCode::CREATED, "{:?}", p.body);
+    assert_eq!(p.header("location"), format!("/v2/mt/manifests/{digest}"));
+    assert_eq!(p.header("docker-content-digest"), digest);
+    let oci_tags: Vec<&str> = p
+        .headers
+        .get_all("oci-tag")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(oci_tags, tags);
+    for t in tags {
+        let g = r.get(&format!("/v2/mt/manifests/{t}")).await;
+        assert_eq!(g.status, StatusCode::OK, "{t}");
+        assert_eq!(g.header("docker-content-digest"), digest, "{t}");
+        assert_eq!(&g.body[..], &m[..]);
+    }
+    let mut all: Vec<&str> = tags.iter().copied().chain(["base"]).collect();
+    all.sort();
+    assert_eq!(r.get("/v2/mt/tags/list").await.json()["tags"], json!(all));
+    // A push by digest without tags creates none (and says so with no OCI-Tag).
+    let p = r.put_manifest("mt", &digest, OCI_MANIFEST, &m).await;
+    assert_eq!(p.status, StatusCode::CREATED);
+    assert!(p.headers.get("oci-tag").is_none());
+
+    // A second manifest moves some of the tags.
+    let (_, m2) = r.push_image("mt", "other", &[b"second layer"]).await;
+    let d2 = sha256(&m2);
+    let p = r
+        .put_manifest("mt", &format!("{d2}?tag=latest&tag=2"), OCI_MANIFEST, &m2)
+        .await;
+    assert_eq!(p.status, StatusCode::CREATED);
+    assert_eq!(
+        r.get("/v2/mt/manifests/latest").await.header("docker-content-digest"),
+        d2
+    );
+    assert_eq!(r.get("/v2/mt/manifests/2").await.header("docker-content-digest"), d2);
+    assert_eq!(
+        r.get("/v2/mt/manifests/1").await.header("docker-content-digest"),
+        digest
+    );
+
+    // Refusals write nothing: not the manifest, not the valid tags beside the bad one.
+    let l = r.push_blob("mt", b"third layer").await;
+    let c = r.push_blob("mt", b"{\"os\":\"linux\"}").await;
+    let m3 = json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": 14},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l, "size": 11}],
+    })
+    .to_string();
+    let d3 = sha256(m3.as_bytes());
+    let before_tags = r.get("/v2/mt/tags/list").await.json();
+    let before_blobs = r.blob_files();
+    let many: Vec<String> = (0..101).map(|i| format!("tag=t{i}")).collect();
+    for (reference, status) in [
+        (format!("{d3}?tag=fine&tag=.dot"), StatusCode::BAD_REQUEST),
+        (format!("{d3}?tag=fine&tag=-dash"), StatusCode::BAD_REQUEST),
+        (
+            format!("{d3}?tag=fine&tag={}", "x".repeat(129)),
+            StatusCode::BAD_REQUEST,
+        ),
+        (format!("{d3}?tag=fine&tag=a%2Fb"), StatusCode::BAD_REQUEST),
+        (format!("{d3}?tag=fine&tag="), StatusCode::BAD_REQUEST),
+        // Tag parameters belong to a push by digest.
+        ("fine?tag=also".to_string(), StatusCode::BAD_REQUEST),
+        (format!("{d3}?{}", many.join("&")), StatusCode::URI_TOO_LONG),
+    ] {
+        let p = r.put_manifest("mt", &reference, OCI_MANIFEST, m3.as_bytes()).await;
+        assert_eq!(p.status, status, "{reference}");
+        assert_eq!(p.code(), "TAG_INVALID", "{reference}");
+        assert!(p.headers.get("oci-tag").is_none());
+    }
+    assert_eq!(r.get("/v2/mt/tags/list").await.json(), before_tags);
+    assert_eq!(r.blob_files(), before_blobs);
+    assert_eq!(
+        r.get(&format!("/v2/mt/manifests/{d3}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // An invalid tag in the URL gets the same code.
+    let p = r.put_manifest("mt", ".dot", OCI_MANIFEST, m3.as_bytes()).await;
+    assert_eq!((p.status, p.code().as_str()), (StatusCode::BAD_REQUEST, "TAG_INVALID"));
 }
 
 #[tokio::test]

@@ -1,15 +1,18 @@
 //! The registry with real peers: skopeo and podman against `hako registry serve`; hako's
 //! push and pull against the reference registry (Debian's docker-registry, CNCF
 //! distribution 2.8) and against hako's own; the docker CLI pushing and pulling through
-//! hakod; `hako login`/`logout` with the token flow; and `kill -9` of the registry during
-//! 20 concurrent pushes. Every server a test starts listens on 127.0.0.1 only and is
-//! stopped by PID; every temp dir is removed.
+//! hakod; `hako login`/`logout` with the token flow; `kill -9` of the registry during
+//! 20 concurrent pushes; and `kill -9` of hakod in the middle of a pull, which the next pull
+//! resumes. Every server a test starts listens on 127.0.0.1 only and is stopped by PID;
+//! every temp dir is removed.
 
 mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -681,6 +684,195 @@ fn kill9_during_20_concurrent_pushes_then_gc() {
     }
     let out = reg.gc(&["--dry-run", "--grace", "0"]);
     assert!(out.contains("would remove 0 blobs"), "{out}");
+}
+
+/// A loopback TCP proxy between hakod and a registry. It records the path and `Range`
+/// header of every blob GET and, while `stall_after` is non-zero, stops forwarding a
+/// response past that many bytes, holding the connection open: a network that hangs.
+struct StallingProxy {
+    port: u16,
+    blob_gets: Arc<Mutex<Vec<(String, String)>>>,
+    stall_after: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl StallingProxy {
+    fn start(upstream: u16, stall_after: usize) -> StallingProxy {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        l.set_nonblocking(true).unwrap();
+        let p = StallingProxy {
+            port,
+            blob_gets: Arc::default(),
+            stall_after: Arc::new(AtomicUsize::new(stall_after)),
+            stop: Arc::default(),
+        };
+        let (gets, stall, stop) = (p.blob_gets.clone(), p.stall_after.clone(), p.stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((client, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                let server = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                let (mut c1, mut s1) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let gets = gets.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n @ 1..) = std::io::Read::read(&mut c1, &mut buf) {
+                        let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+                        if let Some(path) = head
+                            .strip_prefix("get ")
+                            .and_then(|h| h.split(' ').next())
+                            .filter(|p| p.contains("/blobs/sha256:"))
+                        {
+                            let range = head
+                                .split("\r\n")
+                                .find_map(|l| l.strip_prefix("range:"))
+                                .map(|v| v.trim().to_string())
+                                .unwrap_or_default();
+                            gets.lock().unwrap().push((path.to_string(), range));
+                        }
+                        if s1.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = s1.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut s2, mut c2) = (server, client);
+                let (stall, stop) = (stall.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    let mut sent = 0usize;
+                    while let Ok(n @ 1..) = std::io::Read::read(&mut s2, &mut buf) {
+                        let limit = stall.load(Ordering::Relaxed);
+                        let now = if limit > 0 {
+                            n.min(limit.saturating_sub(sent))
+                        } else {
+                            n
+                        };
+                        if c2.write_all(&buf[..now]).is_err() {
+                            break;
+                        }
+                        sent += now;
+                        if now < n {
+                            // Hold the rest until released (or the test ends).
+                            while stall.load(Ordering::Relaxed) > 0 && !stop.load(Ordering::Relaxed) {
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                            if c2.write_all(&buf[now..n]).is_err() {
+                                break;
+                            }
+                            sent += n - now;
+                        }
+                    }
+                    let _ = c2.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        p
+    }
+}
+
+impl Drop for StallingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_pull_killed_mid_layer_resumes_where_it_stopped() {
+    let reg = HakoRegistry::start(&[]);
+    let mut d = TestDaemon::start();
+    // One 64 MiB layer of random bytes, stored and pushed as a plain tar.
+    let data = {
+        let mut v = vec![0u8; 64 << 20];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut v).unwrap();
+        v
+    };
+    let tar_path = d.dir.path().join("big.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&tar_path).unwrap());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "big.bin", &data[..]).unwrap();
+    b.into_inner().unwrap().sync_all().unwrap();
+    let direct = format!("{}/big/layer:v1", reg.host());
+    d.ok(&["import", tar_path.to_str().unwrap(), &direct]);
+    std::fs::remove_file(&tar_path).unwrap();
+    d.ok(&["push", &direct]);
+    let id = d.ok(&["inspect", "-f", "{{.Id}}", &direct]);
+    let rootfs = d.ok(&["inspect", "-f", "{{json .RootFS}}", &direct]);
+    let m: Value = serde_json::from_str(&run_ok(Command::new("curl").args([
+        "-sf",
+        "-H",
+        "Accept: application/vnd.oci.image.manifest.v1+json",
+        &format!("http://{}/v2/big/layer/manifests/v1", reg.host()),
+    ])))
+    .unwrap();
+    let layer = m["layers"][0]["digest"].as_str().unwrap().to_string();
+    let size = m["layers"][0]["size"].as_u64().unwrap();
+    let hex = layer.strip_prefix("sha256:").unwrap();
+    d.ok(&["rmi", "-f", id.trim()]);
+    assert!(!d.root().join("content/blobs/sha256").join(hex).exists());
+
+    // The pull goes through a proxy that hangs after 24 MiB of the layer; once the daemon
+    // has written most of that, it is killed.
+    let proxy = StallingProxy::start(reg.port, 24 << 20);
+    let via = format!("127.0.0.1:{}/big/layer:v1", proxy.port);
+    let partial = d.root().join("content/ingest").join(format!("sha256-{hex}"));
+    let len = || std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+    let mut pull = d
+        .cmd(&["pull", &via])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while len() < 16 << 20 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the layer's download did not start; daemon log:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    d.kill9();
+    assert!(!pull.wait().unwrap().success());
+    let kept = len();
+    assert!((16 << 20..size).contains(&kept), "kept {kept} of {size} bytes");
+
+    // The restarted daemon keeps the partial download; the next pull asks for the rest.
+    proxy.stall_after.store(0, Ordering::Relaxed);
+    d.spawn();
+    assert_eq!(len(), kept, "the daemon's start removed the partial download");
+    let out = d.ok(&["pull", &via]);
+    assert!(out.contains("Downloaded newer image"), "{out}");
+    let gets: Vec<(String, String)> = proxy
+        .blob_gets
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| p.ends_with(&layer))
+        .cloned()
+        .collect();
+    assert_eq!(
+        gets.iter().map(|(_, r)| r.as_str()).collect::<Vec<_>>(),
+        ["", &format!("bytes={kept}-")],
+        "the first pull's GET, then the resume"
+    );
+    // Verified whole: the same image, digest and diff ID, and the unpacked file is the data.
+    assert_eq!(d.ok(&["inspect", "-f", "{{.Id}}", &via]), id);
+    assert_eq!(d.ok(&["inspect", "-f", "{{json .RootFS}}", &via]), rootfs);
+    assert!(d.root().join("content/blobs/sha256").join(hex).exists());
+    let diff: Value = serde_json::from_str(&rootfs).unwrap();
+    let chain = diff["Layers"][0].as_str().unwrap().strip_prefix("sha256:").unwrap();
+    let unpacked = std::fs::read(d.root().join("snapshots").join(chain).join("big.bin")).unwrap();
+    assert!(unpacked == data, "the unpacked layer differs from what was pushed");
+    d.ok(&["system", "check"]);
+    assert_eq!(std::fs::read_dir(d.root().join("content/ingest")).unwrap().count(), 0);
 }
 
 #[test]

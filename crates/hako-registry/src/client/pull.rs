@@ -3,6 +3,12 @@
 //! resumed with Range requests after a broken connection), each layer unpacked in order
 //! as soon as it and those below it are in, and the image registered with its tag and its
 //! repo digest (`repo@sha256:...`, the digest the registry named).
+//!
+//! A download writes into the content store's resumable ingest of its digest, which
+//! outlives a failed pull and a killed daemon: the next pull of the blob re-hashes the kept
+//! bytes and asks only for the rest (`Range: bytes=N-`). A registry that answers such a
+//! request with the whole blob (200) gets it written from byte 0 again; kept bytes that make
+//! the whole blob fail its digest are dropped and the blob is downloaded once more.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -119,22 +125,45 @@ impl std::io::Read for TeeReader {
     }
 }
 
-/// Writes what arrives into an ingest (and to the unpacker, if any) and commits it
-/// against the expected digest.
+/// Why a download failed.
+enum Failed {
+    /// The blob arrived whole but did not verify, and it began with bytes kept from an
+    /// earlier download: those may be what is wrong (a torn write at a power loss).
+    ResumedCorrupt(ClientError),
+    Other(ClientError),
+}
+
+impl From<ClientError> for Failed {
+    fn from(e: ClientError) -> Failed {
+        Failed::Other(e)
+    }
+}
+
+impl Failed {
+    fn into_error(self) -> ClientError {
+        match self {
+            Failed::ResumedCorrupt(e) | Failed::Other(e) => e,
+        }
+    }
+}
+
+/// Writes what arrives into the ingest (and to the unpacker, if any) and commits it against
+/// the expected digest once the whole blob is in. An error's flag says the blob was whole
+/// but corrupt (the commit refused it and removed the ingest).
 fn writer(
     images: Arc<ImageService>,
     lease: Arc<Lease>,
+    mut ing: hako_store::Ingest,
     mut rx: mpsc::Receiver<Chunk>,
     expected: hako_store::Digest,
     size: u64,
     mut tee: Option<std::sync::mpsc::SyncSender<Tee>>,
-) -> Result<(), ClientError> {
-    let mut ing = images.content().ingest().map_err(local)?;
+) -> Result<(), (ClientError, bool)> {
+    let io = |e: std::io::Error| (local(format!("writing blob {expected}: {e}")), false);
     while let Some(c) = rx.blocking_recv() {
         match c {
             Chunk::Data(b) => {
-                ing.write_all(&b)
-                    .map_err(|e| local(format!("writing blob {expected}: {e}")))?;
+                ing.write_all(&b).map_err(io)?;
                 // An unpacker that gave up is simply no longer fed.
                 if tee.as_ref().is_some_and(|t| t.send(Tee::Data(b)).is_err()) {
                     tee = None;
@@ -144,15 +173,19 @@ fn writer(
                 if let Some(t) = tee.take() {
                     let _ = t.send(Tee::Abort);
                 }
-                ing = images.content().ingest().map_err(local)?;
+                ing.restart().map_err(io)?;
             }
         }
     }
     drop(tee);
+    if ing.written() < size {
+        // The download broke off: what arrived stays in the ingest for the next pull.
+        return Err((local(format!("blob {expected} is incomplete")), false));
+    }
     images
         .content()
         .commit(ing, &lease, Some(&expected), Some(size))
-        .map_err(|e| ClientError::Invalid(format!("downloaded blob is corrupt: {e}")))?;
+        .map_err(|e| (ClientError::Invalid(format!("downloaded blob is corrupt: {e}")), true))?;
     Ok(())
 }
 
@@ -178,7 +211,8 @@ struct UnpackJob {
     diff_id: hako_store::Digest,
 }
 
-/// Downloads one blob into the content store, resuming after broken connections.
+/// Downloads one blob into the content store, resuming what an earlier pull left of it and
+/// after broken connections.
 async fn download(
     client: Arc<RegistryClient>,
     repo: String,
@@ -188,6 +222,27 @@ async fn download(
     sink: Option<Sink>,
     unpack: Option<UnpackJob>,
 ) -> Result<Option<Unpacked>, ClientError> {
+    let attempt = || fetch(&client, &repo, &desc, &images, &lease, sink.as_ref(), unpack.clone());
+    match attempt().await {
+        // The corrupt ingest is gone: the next attempt starts from byte 0.
+        Err(Failed::ResumedCorrupt(e)) => {
+            tracing::warn!(error = %e, blob = %desc.digest, "a resumed download did not verify; downloading it again");
+            attempt().await.map_err(Failed::into_error)
+        }
+        r => r.map_err(Failed::into_error),
+    }
+}
+
+/// One attempt at a blob: opens its (resumable) ingest and fetches the rest.
+async fn fetch(
+    client: &RegistryClient,
+    repo: &str,
+    desc: &Descriptor,
+    images: &Arc<ImageService>,
+    lease: &Arc<Lease>,
+    sink: Option<&Sink>,
+    unpack: Option<UnpackJob>,
+) -> Result<Option<Unpacked>, Failed> {
     let expected = store_digest(&desc.digest)?;
     let id = progress::short(&desc.digest);
     let (tx, rx) = mpsc::channel::<Chunk>(32);
@@ -203,14 +258,36 @@ async fn download(
         }
         None => (None, None),
     };
-    let (i2, l2, e2, size) = (images.clone(), lease.clone(), expected.clone(), desc.size);
-    let w = tokio::task::spawn_blocking(move || writer(i2, l2, rx, e2, size, tee));
-    let mut got = 0u64;
+    // Bytes an earlier pull kept are re-hashed from disk (the digest covers the whole blob)
+    // and go to the unpacker first, as if they had just arrived.
+    let (i2, e2, t2, size) = (images.clone(), expected.clone(), tee.clone(), desc.size);
+    let ing = tokio::task::spawn_blocking(move || {
+        i2.content().resume_ingest(&e2, size, |b| {
+            if let Some(t) = &t2 {
+                let _ = t.send(Tee::Data(Bytes::copy_from_slice(b)));
+            }
+        })
+    })
+    .await
+    .map_err(local)?
+    .map_err(local)?;
+    let mut got = ing.written();
+    let resumed = got > 0;
+    if resumed {
+        tracing::info!(blob = %desc.digest, kept = got, size = desc.size, "resuming a partial download");
+    }
+    let (i2, l2, e2) = (images.clone(), lease.clone(), expected.clone());
+    let w = tokio::task::spawn_blocking(move || writer(i2, l2, ing, rx, e2, size, tee));
     let mut throttle = Throttle::new();
     let mut attempt = 0;
     let fetched: Result<(), ClientError> = loop {
+        // All of it is here (kept by an earlier pull, say): a Range from the end would get a
+        // 416, and the digest decides.
+        if got == desc.size {
+            break Ok(());
+        }
         attempt += 1;
-        let (resp, honoured) = match client.get_blob(&repo, &desc.digest, got).await {
+        let (resp, honoured) = match client.get_blob(repo, &desc.digest, got).await {
             Ok(r) => r,
             Err(e @ ClientError::Transport(_)) if attempt < ATTEMPTS => {
                 tracing::debug!(error = %e, "retrying blob download");
@@ -246,7 +323,7 @@ async fn download(
                             broken = Some(local("the blob writer stopped"));
                             break;
                         }
-                        if let Some(s) = &sink {
+                        if let Some(s) = sink {
                             if throttle.ready() {
                                 s(progress::bytes(&id, "Downloading", got, desc.size));
                             }
@@ -287,8 +364,12 @@ async fn download(
         None => None,
     };
     fetched?;
-    written?;
-    if let Some(s) = &sink {
+    match written {
+        Ok(()) => {}
+        Err((e, true)) if resumed => return Err(Failed::ResumedCorrupt(e)),
+        Err((e, _)) => return Err(e.into()),
+    }
+    if let Some(s) = sink {
         s(progress::layer(&id, "Verifying Checksum"));
         s(progress::layer(&id, "Download complete"));
     }
@@ -297,7 +378,7 @@ async fn download(
     match unpacked {
         Some(Ok(u)) => Ok(Some(u)),
         Some(Err(hako_image::ImageError::Unpack(e @ hako_image::unpack::UnpackError::DiffIdMismatch { .. }))) => {
-            Err(ClientError::Invalid(format!("layer {}: {e}", desc.digest)))
+            Err(ClientError::Invalid(format!("layer {}: {e}", desc.digest)).into())
         }
         Some(Err(e)) => {
             tracing::debug!(error = %e, layer = %desc.digest, "streamed unpack failed; unpacking from the store");

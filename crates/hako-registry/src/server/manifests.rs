@@ -1,8 +1,9 @@
-//! Manifest endpoints: GET/HEAD/PUT/DELETE by tag or digest.
+//! Manifest endpoints: GET/HEAD/PUT/DELETE by tag or digest, and a push by digest that
+//! creates several tags at once (`PUT /v2/<name>/manifests/<digest>?tag=a&tag=b`).
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use http_body_util::{BodyExt, Limited};
 
@@ -39,7 +40,55 @@ pub async fn get(state: State, name: String, r: Reference, head: bool) -> Result
     Ok(respond(StatusCode::OK, &hs, body))
 }
 
-pub async fn put(state: State, name: String, r: Reference, req: Request) -> Result<Response, RegistryError> {
+/// Tags one push may create with `tag` parameters. The spec asks for at least 10 and lets a
+/// registry answer 414 beyond; each tag is a file written and fsynced, so this bounds the
+/// work one request can cause.
+const MAX_PUSH_TAGS: usize = 100;
+
+/// The tags a push creates: the one in the URL, or the `tag` parameters of a push by digest
+/// (in order, each once). All are checked before anything is read or written.
+fn push_tags(r: &Reference, query: &[(String, String)]) -> Result<Vec<String>, RegistryError> {
+    let params: Vec<&str> = query
+        .iter()
+        .filter(|(k, _)| k == "tag")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let mut tags: Vec<String> = match r {
+        Reference::Tag(t) if params.is_empty() => return Ok(vec![t.clone()]),
+        Reference::Tag(t) => {
+            return Err(RegistryError::new(
+                Code::TagInvalid,
+                format!("tag parameters apply to a push by digest; this push names tag {t} in its URL"),
+            ))
+        }
+        Reference::Digest(_) => Vec::new(),
+    };
+    if params.len() > MAX_PUSH_TAGS {
+        return Err(RegistryError::new(
+            Code::TagInvalid,
+            format!("a push may create at most {MAX_PUSH_TAGS} tags"),
+        )
+        .status(StatusCode::URI_TOO_LONG));
+    }
+    for t in params {
+        if !crate::name::valid_tag(t) {
+            return Err(crate::name::tag_invalid(t));
+        }
+        if !tags.iter().any(|x| x == t) {
+            tags.push(t.to_string());
+        }
+    }
+    Ok(tags)
+}
+
+pub async fn put(
+    state: State,
+    name: String,
+    r: Reference,
+    query: Vec<(String, String)>,
+    req: Request,
+) -> Result<Response, RegistryError> {
+    let tags = push_tags(&r, &query)?;
     let max = state.config.max_manifest_bytes;
     let too_big = || {
         RegistryError::new(
@@ -92,13 +141,9 @@ pub async fn put(state: State, name: String, r: Reference, req: Request) -> Resu
     };
     let m = Manifest::parse(&bytes, content_type.as_deref())?;
     let subject = m.subject.as_ref().map(|s| s.digest.to_string());
-    let tag = match &r {
-        Reference::Tag(t) => Some(t.clone()),
-        Reference::Digest(_) => None,
-    };
     let st = state.clone();
-    let (n2, d2) = (name.clone(), digest.clone());
-    blocking(move || st.storage.put_manifest(&n2, &m, &bytes, &d2, tag.as_deref())).await?;
+    let (n2, d2, t2) = (name.clone(), digest.clone(), tags.clone());
+    blocking(move || st.storage.put_manifest(&n2, &m, &bytes, &d2, &t2)).await?;
     let mut hs = vec![
         ("location", format!("/v2/{name}/manifests/{digest}")),
         ("docker-content-digest", digest.to_string()),
@@ -107,7 +152,15 @@ pub async fn put(state: State, name: String, r: Reference, req: Request) -> Resu
     if let Some(s) = subject {
         hs.push(("oci-subject", s));
     }
-    Ok(respond(StatusCode::CREATED, &hs, Body::empty()))
+    let mut resp = respond(StatusCode::CREATED, &hs, Body::empty());
+    // One `OCI-Tag` field per tag created: how a client learns that this registry took the
+    // `tag` parameters (one that ignores them sends none, and the client tags one by one).
+    for t in &tags {
+        if let Ok(v) = HeaderValue::from_str(t) {
+            resp.headers_mut().append("oci-tag", v);
+        }
+    }
+    Ok(resp)
 }
 
 pub async fn delete(state: State, name: String, r: Reference) -> Result<Response, RegistryError> {

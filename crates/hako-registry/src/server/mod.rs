@@ -272,7 +272,7 @@ async fn handle(
         (Route::Manifest(n, r), &Method::GET | &Method::HEAD) => {
             manifests::get(state, n.clone(), r.clone(), method == Method::HEAD).await
         }
-        (Route::Manifest(n, r), &Method::PUT) => manifests::put(state, n.clone(), r.clone(), req).await,
+        (Route::Manifest(n, r), &Method::PUT) => manifests::put(state, n.clone(), r.clone(), query, req).await,
         (Route::Manifest(n, r), &Method::DELETE) => manifests::delete(state, n.clone(), r.clone()).await,
         _ => unsupported(),
     }

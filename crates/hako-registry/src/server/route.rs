@@ -61,7 +61,7 @@ pub fn parse(path: &str) -> Option<Result<Route, RegistryError>> {
     }
     let segs: Vec<&str> = rest.split('/').collect();
     let n = segs.len();
-    let r = (|| -> Option<Result<Route, RegistryError>> {
+    (|| -> Option<Result<Route, RegistryError>> {
         if n >= 3 && segs[n - 2] == "tags" && segs[n - 1] == "list" {
             return Some(name(&segs[..n - 2]).map(Route::Tags));
         }
@@ -91,10 +91,7 @@ pub fn parse(path: &str) -> Option<Result<Route, RegistryError>> {
                     } else if crate::name::valid_tag(last) {
                         Reference::Tag(last.to_string())
                     } else {
-                        return Some(Err(RegistryError::new(
-                            Code::ManifestInvalid,
-                            format!("invalid tag {last:?}: [A-Za-z0-9_][A-Za-z0-9._-], at most 128 characters"),
-                        )));
+                        return Some(Err(crate::name::tag_invalid(last)));
                     };
                     return Some(nm().map(|nm| Route::Manifest(nm, reference)));
                 }
@@ -104,8 +101,7 @@ pub fn parse(path: &str) -> Option<Result<Route, RegistryError>> {
             }
         }
         None
-    })();
-    r
+    })()
 }
 
 #[cfg(test)]

@@ -105,10 +105,7 @@ impl FsStorage {
 
     fn tag_path(&self, repo: &str, tag: &str) -> Result<PathBuf> {
         if !crate::name::valid_tag(tag) {
-            return Err(RegistryError::new(
-                Code::ManifestInvalid,
-                format!("invalid tag {tag:?}"),
-            ));
+            return Err(crate::name::tag_invalid(tag));
         }
         Ok(self.repo_dir(repo)?.join("_manifests/tags").join(tag))
     }
@@ -579,8 +576,11 @@ impl Storage for FsStorage {
         Ok(n)
     }
 
-    fn put_manifest(&self, repo: &str, m: &Manifest, bytes: &[u8], digest: &Digest, tag: Option<&str>) -> Result<()> {
-        let tag_path = tag.map(|t| self.tag_path(repo, t)).transpose()?;
+    fn put_manifest(&self, repo: &str, m: &Manifest, bytes: &[u8], digest: &Digest, tags: &[String]) -> Result<()> {
+        let tag_paths = tags
+            .iter()
+            .map(|t| self.tag_path(repo, t))
+            .collect::<Result<Vec<_>>>()?;
         self.with_gc_lock(false, || {
             let mut missing = Vec::new();
             for b in &m.blobs {
@@ -626,7 +626,9 @@ impl Storage for FsStorage {
                 let desc = manifest::referrer_descriptor(m, digest, bytes.len() as u64);
                 self.write_atomic(&entry, desc.to_string().as_bytes())?;
             }
-            if let Some(p) = &tag_path {
+            // Each tag is replaced atomically, one after the other: a crash in between leaves
+            // some of them moved, every one naming a whole manifest, as separate pushes would.
+            for p in &tag_paths {
                 self.write_atomic(p, digest.to_string().as_bytes())?;
             }
             Ok(())

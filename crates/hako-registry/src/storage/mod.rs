@@ -93,9 +93,10 @@ pub trait Storage: Send + Sync + 'static {
     /// Drops sessions idle for longer than `max_age`; returns how many.
     fn purge_uploads(&self, max_age: Duration) -> Result<usize>;
 
-    /// Stores a parsed manifest under its digest (and `tag`), after checking everything it
-    /// references is in the repository.
-    fn put_manifest(&self, repo: &str, m: &Manifest, bytes: &[u8], digest: &Digest, tag: Option<&str>) -> Result<()>;
+    /// Stores a parsed manifest under its digest and points each of `tags` to it, after
+    /// checking everything it references is in the repository. An invalid tag fails the
+    /// call before anything is written.
+    fn put_manifest(&self, repo: &str, m: &Manifest, bytes: &[u8], digest: &Digest, tags: &[String]) -> Result<()>;
     fn get_manifest(&self, repo: &str, r: &Reference) -> Result<Option<StoredManifest>>;
     /// Removes a manifest revision, the tags that point to it and its referrers entry.
     fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool>;
