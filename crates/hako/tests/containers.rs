@@ -236,6 +236,25 @@ fn resource_limits() {
         "the pids limit did not stop the fork loop: {}",
         stderr(&o)
     );
+    // The container sees its own limits under /sys/fs/cgroup, read-only: one directory per
+    // hierarchy on a v1 or hybrid host (as Docker mounts them), cgroup2 files on a v2 host.
+    let o = run(
+        &d,
+        &[
+            "-m",
+            "64m",
+            "--pids-limit",
+            "33",
+            "busybox",
+            "sh",
+            "-c",
+            "if [ -d /sys/fs/cgroup/memory ]; then cat /sys/fs/cgroup/memory/memory.limit_in_bytes \
+             /sys/fs/cgroup/pids/pids.max; else cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max; fi; \
+             touch /sys/fs/cgroup/x",
+        ],
+    );
+    assert_eq!(stdout(&o), "67108864\n33\n", "{}", stderr(&o));
+    assert!(stderr(&o).contains("Read-only file system"), "{}", stderr(&o));
     // --cpus shows in the container's cgroup.
     let id = d
         .ok(&[
