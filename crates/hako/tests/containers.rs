@@ -1613,3 +1613,923 @@ fn the_docker_cli_copies_and_exports() {
     assert!(stdout(&o).contains("29 95"), "{}{}", stdout(&o), stderr(&o));
     d.ok(&["rm", "-f", "dk"]);
 }
+
+/// The docker CLI pointed at the daemon, as a Command to adjust (stdin, spawn).
+fn docker_cmd(d: &TestDaemon, args: &[&str]) -> Command {
+    let mut c = Command::new("docker");
+    c.args(args)
+        .env("DOCKER_HOST", d.host())
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"));
+    c
+}
+
+/// The docker CLI with `input` on its stdin.
+fn docker_stdin(d: &TestDaemon, args: &[&str], input: &[u8]) -> std::process::Output {
+    let mut c = docker_cmd(d, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input).unwrap();
+    c.wait_with_output().unwrap()
+}
+
+/// Runs the docker CLI and asserts success; returns stdout.
+fn docker_ok(d: &TestDaemon, args: &[&str]) -> String {
+    let o = d.docker(args);
+    assert!(
+        o.status.success(),
+        "docker {args:?} failed: {}{}",
+        stderr(&o),
+        stdout(&o)
+    );
+    stdout(&o)
+}
+
+/// Polls `f` until it holds, for up to 20 seconds.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Removes every container of the daemon when dropped, also when a test fails midway, so no
+/// monitor, mount or cgroup outlives the test. Declare it after the daemon (drops first).
+struct RemoveAll<'a>(&'a TestDaemon);
+
+impl Drop for RemoveAll<'_> {
+    fn drop(&mut self) {
+        for id in stdout(&self.0.hako(&["ps", "-aq"])).split_whitespace() {
+            let _ = self.0.hako(&["rm", "-f", "-v", id]);
+        }
+    }
+}
+
+/// A process (the docker CLI, or script(1) running it in a terminal) whose output is
+/// collected as it comes, so a test can wait for text, then type.
+struct Live {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Live {
+    fn spawn(mut cmd: Command) -> Live {
+        use std::io::Read;
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let pipes: Vec<Box<dyn Read + Send>> = vec![
+            Box::new(child.stdout.take().unwrap()),
+            Box::new(child.stderr.take().unwrap()),
+        ];
+        let readers = pipes
+            .into_iter()
+            .map(|mut p| {
+                let out = out.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = p.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        out.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                })
+            })
+            .collect();
+        Live {
+            stdin: child.stdin.take(),
+            child,
+            out,
+            readers,
+        }
+    }
+
+    /// The docker command line in script(1)'s terminal; typing goes to its stdin.
+    fn terminal(d: &TestDaemon, cmdline: &str) -> Live {
+        let mut c = Command::new("script");
+        c.args(["-qec", cmdline, "/dev/null"])
+            .env("DOCKER_HOST", d.host())
+            .env("DOCKER_CONFIG", d.dir.path().join("docker-config"));
+        Live::spawn(c)
+    }
+
+    fn output(&self) -> String {
+        String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned()
+    }
+
+    fn wait_for(&self, text: &str) {
+        let start = Instant::now();
+        while !self.output().contains(text) {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{text:?} did not appear in:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        let s = self.stdin.as_mut().unwrap();
+        s.write_all(bytes).unwrap();
+        s.flush().unwrap();
+    }
+
+    /// Waits for the process to end by itself (stdin still open: an EOF could reach the
+    /// container first); returns its exit code and all its output.
+    fn finish(mut self) -> (Option<i32>, String) {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the process did not end; output:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        drop(self.stdin.take());
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        (status.code(), self.output())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_docker_cli_drives_the_container_life() {
+    let d = daemon();
+    let _cleanup = RemoveAll(&d);
+
+    // create, then start -a: the output attached, the exit code the container's.
+    docker_ok(
+        &d,
+        &[
+            "create",
+            "--name",
+            "c1",
+            "busybox",
+            "sh",
+            "-c",
+            "echo created-out; echo created-err >&2; exit 3",
+        ],
+    );
+    assert_eq!(
+        docker_ok(&d, &["inspect", "-f", "{{.State.Status}}", "c1"]),
+        "created\n"
+    );
+    let o = d.docker(&["start", "-a", "c1"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "created-out\n");
+    assert_eq!(stderr(&o), "created-err\n");
+    // start -ai: piped stdin reaches the container.
+    docker_ok(
+        &d,
+        &[
+            "create",
+            "-i",
+            "--name",
+            "c2",
+            "busybox",
+            "sh",
+            "-c",
+            "read x; echo got:$x; exit 4",
+        ],
+    );
+    let o = docker_stdin(&d, &["start", "-ai", "c2"], b"hello\n");
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "got:hello\n");
+    // run -i with stdin piped.
+    let o = docker_stdin(&d, &["run", "-i", "--rm", "busybox", "cat"], b"hello\nworld\n");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "hello\nworld\n");
+
+    // The process settings.
+    let env_file = d.dir.path().join("env.list");
+    std::fs::write(&env_file, "# a comment\nA=from-file\nB=2\n").unwrap();
+    assert_eq!(
+        docker_ok(
+            &d,
+            &[
+                "run",
+                "--rm",
+                "-e",
+                "X=1",
+                "--env-file",
+                env_file.to_str().unwrap(),
+                "-w",
+                "/tmp",
+                "-u",
+                "1000:1001",
+                "-h",
+                "myhost",
+                "busybox",
+                "sh",
+                "-c",
+                "echo $X $A $B; pwd; id -u; id -g; hostname",
+            ],
+        ),
+        "1 from-file 2\n/tmp\n1000\n1001\nmyhost\n"
+    );
+    assert_eq!(
+        docker_ok(&d, &["run", "--rm", "--entrypoint", "echo", "busybox", "hi", "there"]),
+        "hi there\n"
+    );
+    docker_ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "lab",
+            "-l",
+            "app=web",
+            "-l",
+            "tier=1",
+            "--stop-signal",
+            "SIGUSR1",
+            "--stop-timeout",
+            "3",
+            "busybox",
+            "sleep",
+            "60",
+        ],
+    );
+    assert_eq!(
+        docker_ok(
+            &d,
+            &[
+                "inspect",
+                "-f",
+                "{{.Name}} {{json .Config.Labels}} {{.Config.StopSignal}} {{.Config.StopTimeout}}",
+                "lab"
+            ]
+        ),
+        "/lab {\"app\":\"web\",\"tier\":\"1\"} SIGUSR1 3\n"
+    );
+    assert_eq!(
+        docker_ok(&d, &["ps", "--filter", "label=app=web", "--format", "{{.Names}}"]),
+        "lab\n"
+    );
+    assert_eq!(docker_ok(&d, &["ps", "-q", "--filter", "label=app=db"]), "");
+    // --init: the init is PID 1, the command PID 2.
+    let ps = docker_ok(&d, &["run", "--rm", "--init", "busybox", "ps", "-o", "pid,args"]);
+    let rows: Vec<Vec<&str>> = ps.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows, vec![vec!["1", "init"], vec!["2", "ps", "-o", "pid,args"]], "{ps}");
+    // --read-only, with a --tmpfs to write to.
+    let o = d.docker(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("Read-only file system"), "{}", stderr(&o));
+    let mounts = docker_ok(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--read-only",
+            "--tmpfs",
+            "/scratch",
+            "busybox",
+            "sh",
+            "-c",
+            "touch /scratch/x && grep ' /scratch ' /proc/mounts",
+        ],
+    );
+    assert!(mounts.starts_with("tmpfs /scratch tmpfs rw"), "{mounts}");
+    // Capabilities: Docker's default set (a80425fb) without NET_RAW (bit 13), with SYS_ADMIN
+    // (bit 21); --privileged has every capability the host has, and no seccomp.
+    assert_eq!(
+        docker_ok(
+            &d,
+            &[
+                "run",
+                "--rm",
+                "--cap-drop",
+                "NET_RAW",
+                "--cap-add",
+                "SYS_ADMIN",
+                "busybox",
+                "grep",
+                "CapEff",
+                "/proc/self/status"
+            ]
+        ),
+        "CapEff:\t00000000a82405fb\n"
+    );
+    let host_caps = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_string()))
+        .unwrap();
+    assert_eq!(
+        docker_ok(
+            &d,
+            &[
+                "run",
+                "--rm",
+                "--privileged",
+                "busybox",
+                "grep",
+                "-E",
+                "CapEff|Seccomp:",
+                "/proc/self/status"
+            ]
+        ),
+        format!("CapEff:\t{host_caps}\nSeccomp:\t0\n")
+    );
+    // -m 32m: a container using more is OOM-killed (137, OOMKilled).
+    let o = d.docker(&[
+        "run",
+        "--name",
+        "oom",
+        "-m",
+        "32m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+    ]);
+    assert_eq!(o.status.code(), Some(137), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        docker_ok(
+            &d,
+            &[
+                "inspect",
+                "-f",
+                "{{.State.OOMKilled}} {{.State.ExitCode}} {{.HostConfig.Memory}}",
+                "oom"
+            ]
+        ),
+        "true 137 33554432\n"
+    );
+    docker_ok(&d, &["rm", "oom"]);
+
+    // logs: -f follows until the container exits; --tail, -t, --since/--until (inclusive,
+    // to the nanosecond).
+    docker_ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "lg",
+            "busybox",
+            "sh",
+            "-c",
+            "for i in 1 2 3; do echo line$i; done; echo bye >&2; while [ ! -f /stop ]; do sleep 0.05; done; echo last",
+        ],
+    );
+    let follow = Live::spawn(docker_cmd(&d, &["logs", "-f", "lg"]));
+    follow.wait_for("bye");
+    docker_ok(&d, &["exec", "lg", "touch", "/stop"]);
+    let (code, out) = follow.finish();
+    assert_eq!(code, Some(0), "{out}");
+    for l in ["line1", "line2", "line3", "bye", "last"] {
+        assert!(out.lines().any(|x| x == l), "{l} missing in:\n{out}");
+    }
+    assert_eq!(docker_ok(&d, &["wait", "lg"]), "0\n");
+    let o = d.docker(&["logs", "--tail", "2", "lg"]);
+    assert_eq!((stdout(&o).as_str(), stderr(&o).as_str()), ("last\n", "bye\n"));
+    let stamped = docker_ok(&d, &["logs", "-t", "lg"]);
+    let stamps: Vec<(&str, &str)> = stamped.lines().map(|l| l.split_once(' ').unwrap()).collect();
+    assert_eq!(
+        stamps.iter().map(|s| s.1).collect::<Vec<_>>(),
+        ["line1", "line2", "line3", "last"],
+        "{stamped}"
+    );
+    for (t, _) in &stamps {
+        assert!(t.len() >= 20 && t.contains('T') && t.ends_with('Z'), "{stamped}");
+    }
+    assert_eq!(
+        docker_ok(&d, &["logs", "--since", stamps[1].0, "--until", stamps[2].0, "lg"]),
+        "line2\nline3\n"
+    );
+    assert_eq!(docker_ok(&d, &["logs", "--since", stamps[3].0, "lg"]), "last\n");
+
+    // stop: the stop signal (a trap honours SIGTERM); after -t, SIGKILL (137).
+    docker_ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "trap",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 7' TERM; trap 'echo got-usr1' USR1; trap 'echo got-rt' 37; echo ready; while :; do sleep 0.05; done",
+        ],
+    );
+    eventually("the trap", || stdout(&d.docker(&["logs", "trap"])).contains("ready"));
+    docker_ok(&d, &["kill", "-s", "USR1", "trap"]);
+    eventually("the USR1 trap", || {
+        stdout(&d.docker(&["logs", "trap"])).contains("got-usr1")
+    });
+    // Docker's real-time signal names (SIGRTMIN+3 is 37).
+    docker_ok(&d, &["kill", "-s", "SIGRTMIN+3", "trap"]);
+    eventually("the RTMIN+3 trap", || {
+        stdout(&d.docker(&["logs", "trap"])).contains("got-rt")
+    });
+    assert_eq!(
+        docker_ok(&d, &["inspect", "-f", "{{.State.Running}}", "trap"]),
+        "true\n"
+    );
+    assert_eq!(docker_ok(&d, &["stop", "trap"]), "trap\n");
+    assert_eq!(
+        docker_ok(&d, &["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "trap"]),
+        "exited 7\n"
+    );
+    assert!(stdout(&d.docker(&["logs", "trap"])).ends_with("got-term\n"));
+    // restart: running again, a new start time.
+    let started = docker_ok(&d, &["inspect", "-f", "{{.State.StartedAt}}", "trap"]);
+    assert_eq!(docker_ok(&d, &["restart", "trap"]), "trap\n");
+    assert_eq!(
+        docker_ok(&d, &["inspect", "-f", "{{.State.Running}}", "trap"]),
+        "true\n"
+    );
+    assert_ne!(
+        docker_ok(&d, &["inspect", "-f", "{{.State.StartedAt}}", "trap"]),
+        started
+    );
+    eventually("the second run", || {
+        stdout(&d.docker(&["logs", "trap"])).matches("ready").count() == 2
+    });
+    docker_ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "stubborn",
+            "busybox",
+            "sh",
+            "-c",
+            "trap '' TERM; echo ready; while :; do sleep 0.05; done",
+        ],
+    );
+    eventually("the trap", || {
+        stdout(&d.docker(&["logs", "stubborn"])).contains("ready")
+    });
+    let t = Instant::now();
+    docker_ok(&d, &["stop", "-t", "1", "stubborn"]);
+    assert!(t.elapsed() >= Duration::from_secs(1), "stop -t 1 did not wait");
+    assert_eq!(
+        docker_ok(&d, &["inspect", "-f", "{{.State.ExitCode}}", "stubborn"]),
+        "137\n"
+    );
+    // The container's own --stop-signal and --stop-timeout.
+    docker_ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "usr1",
+            "--stop-signal",
+            "USR1",
+            "--stop-timeout",
+            "1",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'exit 5' USR1; echo ready; while :; do sleep 0.05; done",
+        ],
+    );
+    eventually("the trap", || stdout(&d.docker(&["logs", "usr1"])).contains("ready"));
+    docker_ok(&d, &["stop", "usr1"]);
+    assert_eq!(docker_ok(&d, &["inspect", "-f", "{{.State.ExitCode}}", "usr1"]), "5\n");
+    let o = d.docker(&["run", "--rm", "--stop-signal", "NOSUCH", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("Invalid signal: NOSUCH"), "{}", stderr(&o));
+
+    // pause / unpause, top, stats, rename.
+    docker_ok(
+        &d,
+        &["run", "-d", "--name", "box", "-m", "64m", "busybox", "sleep", "60"],
+    );
+    assert_eq!(docker_ok(&d, &["pause", "box"]), "box\n");
+    assert_eq!(
+        docker_ok(&d, &["inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "box"]),
+        "paused true\n"
+    );
+    assert!(docker_ok(&d, &["ps", "--filter", "name=box", "--format", "{{.Status}}"]).contains("(Paused)"));
+    let o = d.docker(&["exec", "box", "true"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("Container box is paused, unpause the container before exec"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(docker_ok(&d, &["unpause", "box"]), "box\n");
+    assert_eq!(
+        docker_ok(&d, &["inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "box"]),
+        "running false\n"
+    );
+    let top = docker_ok(&d, &["top", "box"]);
+    let mut lines = top.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .eq(["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]),
+        "{top}"
+    );
+    assert!(lines.next().unwrap().ends_with("sleep 60"), "{top}");
+    let top = docker_ok(&d, &["top", "box", "-o", "pid,comm"]);
+    let rows: Vec<Vec<&str>> = top.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows.len(), 2, "{top}");
+    assert_eq!(rows[0], ["PID", "COMMAND"]);
+    assert_eq!(rows[1][1], "sleep");
+    let stats = docker_ok(&d, &["stats", "--no-stream", "box"]);
+    assert!(stats.lines().next().unwrap().contains("MEM USAGE / LIMIT"), "{stats}");
+    let row = stats.lines().nth(1).unwrap();
+    assert!(row.contains(" box ") && row.contains(" / 64MiB "), "{stats}");
+    let usage = docker_ok(&d, &["stats", "--no-stream", "--format", "{{.MemUsage}}", "box"]);
+    let (used, limit) = usage.trim().split_once(" / ").unwrap();
+    assert_eq!(limit, "64MiB");
+    assert!(
+        ["B", "KiB", "MiB"].iter().any(|u| used
+            .strip_suffix(u)
+            .is_some_and(|n| n.parse::<f64>().is_ok_and(|n| n > 0.0))),
+        "{usage}"
+    );
+    docker_ok(&d, &["rename", "box", "box2"]);
+    assert_eq!(docker_ok(&d, &["inspect", "-f", "{{.Name}}", "box2"]), "/box2\n");
+    let o = d.docker(&["inspect", "box"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("No such object: box"), "{}", stderr(&o));
+
+    // exec: -i with stdin, -u, -e, -w, -d; the exit code is the command's.
+    let o = docker_stdin(&d, &["exec", "-i", "box2", "wc", "-c"], b"12345");
+    assert_eq!(stdout(&o).trim(), "5", "{}", stderr(&o));
+    let o = d.docker(&[
+        "exec",
+        "-u",
+        "nobody",
+        "-e",
+        "Y=2",
+        "-w",
+        "/etc",
+        "box2",
+        "sh",
+        "-c",
+        "id -un; echo $Y; pwd; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "nobody\n2\n/etc\n");
+    assert_eq!(
+        docker_ok(&d, &["exec", "-d", "box2", "sh", "-c", "echo detached > /tmp/d"]),
+        ""
+    );
+    eventually("the detached exec", || {
+        d.docker(&["exec", "box2", "cat", "/tmp/d"]).stdout == b"detached\n"
+    });
+
+    // commit and diff.
+    docker_ok(
+        &d,
+        &[
+            "run",
+            "--name",
+            "cm",
+            "busybox",
+            "sh",
+            "-c",
+            "echo committed > /f; mkdir /newdir; rm /etc/group",
+        ],
+    );
+    let diff = docker_ok(&d, &["diff", "cm"]);
+    for line in ["A /f", "A /newdir", "C /etc", "D /etc/group"] {
+        assert!(diff.lines().any(|l| l == line), "{line} missing in:\n{diff}");
+    }
+    let id = docker_ok(
+        &d,
+        &["commit", "-c", r#"CMD ["cat","/f"]"#, "-m", "msg", "cm", "img:tag"],
+    );
+    assert!(id.starts_with("sha256:"), "{id}");
+    assert_eq!(docker_ok(&d, &["run", "--rm", "img:tag"]), "committed\n");
+    assert_eq!(
+        docker_ok(
+            &d,
+            &["image", "inspect", "-f", "{{.Comment}} {{json .Config.Cmd}}", "img:tag"]
+        ),
+        "msg [\"cat\",\"/f\"]\n"
+    );
+
+    // container prune: every stopped container goes (with what it wrote), running ones stay.
+    let stopped: Vec<String> = docker_ok(&d, &["ps", "-aq", "--no-trunc", "--filter", "status=exited"])
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(stopped.len(), 6, "c1, c2, lg, stubborn, usr1, cm");
+    let pruned = docker_ok(&d, &["container", "prune", "-f"]);
+    assert!(pruned.starts_with("Deleted Containers:\n"), "{pruned}");
+    for id in &stopped {
+        assert!(pruned.lines().any(|l| l == id), "{id} not pruned:\n{pruned}");
+    }
+    let reclaimed = pruned.lines().last().unwrap();
+    assert!(
+        reclaimed.starts_with("Total reclaimed space: ") && reclaimed != "Total reclaimed space: 0B",
+        "{pruned}"
+    );
+    let mut left: Vec<String> = docker_ok(&d, &["ps", "-a", "--format", "{{.Names}}"])
+        .lines()
+        .map(String::from)
+        .collect();
+    left.sort();
+    assert_eq!(left, ["box2", "lab", "trap"]);
+
+    // exec in a stopped container, rm of a running one.
+    docker_ok(&d, &["stop", "-t", "0", "lab"]);
+    let o = d.docker(&["exec", "lab", "true"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
+    let o = d.docker(&["rm", "box2"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("container is running: stop the container before removing or force remove"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(docker_ok(&d, &["rm", "-f", "box2", "lab", "trap"]), "box2\nlab\ntrap\n");
+    assert_eq!(docker_ok(&d, &["ps", "-aq"]), "");
+}
+
+#[test]
+fn the_docker_cli_volumes_ps_attach_and_terminals() {
+    let d = daemon();
+    let _cleanup = RemoveAll(&d);
+
+    // Volumes: create, ls, inspect; data outlives the container that wrote it.
+    assert_eq!(docker_ok(&d, &["volume", "create", "vol"]), "vol\n");
+    assert_eq!(
+        docker_ok(&d, &["volume", "ls", "--format", "{{.Driver}} {{.Name}}"]),
+        "local vol\n"
+    );
+    let v: serde_json::Value = serde_json::from_str(&docker_ok(&d, &["volume", "inspect", "vol"])).unwrap();
+    assert_eq!(v[0]["Name"], "vol");
+    assert_eq!(v[0]["Driver"], "local");
+    let mountpoint = v[0]["Mountpoint"].as_str().unwrap().to_string();
+    docker_ok(
+        &d,
+        &[
+            "run",
+            "--name",
+            "writer",
+            "-v",
+            "vol:/data",
+            "busybox",
+            "sh",
+            "-c",
+            "echo kept > /data/f",
+        ],
+    );
+    let mounts: serde_json::Value =
+        serde_json::from_str(&docker_ok(&d, &["inspect", "-f", "{{json .Mounts}}", "writer"])).unwrap();
+    assert_eq!(mounts[0]["Type"], "volume");
+    assert_eq!(mounts[0]["Name"], "vol");
+    assert_eq!(mounts[0]["Destination"], "/data");
+    docker_ok(&d, &["rm", "writer"]);
+    assert_eq!(std::fs::read_to_string(format!("{mountpoint}/f")).unwrap(), "kept\n");
+    assert_eq!(
+        docker_ok(
+            &d,
+            &[
+                "run",
+                "--rm",
+                "--mount",
+                "type=volume,source=vol,target=/d",
+                "busybox",
+                "cat",
+                "/d/f"
+            ]
+        ),
+        "kept\n"
+    );
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,source=vol,target=/d,readonly",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /d/f; touch /d/x",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "kept\n");
+    assert!(stderr(&o).contains("Read-only file system"), "{}", stderr(&o));
+    // A host directory, read-only.
+    let host = d.dir.path().join("hostdir");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("h"), "from-host\n").unwrap();
+    let bind = format!("{}:/x:ro", host.display());
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "cat /x/h; touch /x/y",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "from-host\n");
+    assert!(stderr(&o).contains("Read-only file system"), "{}", stderr(&o));
+    assert!(!host.join("y").exists());
+    // A volume in use cannot go; once unused it can.
+    docker_ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "user",
+            "-v",
+            "vol:/data",
+            "busybox",
+            "sleep",
+            "60",
+        ],
+    );
+    let o = d.docker(&["volume", "rm", "vol"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("volume is in use"), "{}", stderr(&o));
+    docker_ok(&d, &["rm", "-f", "user"]);
+    assert_eq!(docker_ok(&d, &["volume", "rm", "vol"]), "vol\n");
+    assert_eq!(docker_ok(&d, &["volume", "ls", "-q"]), "");
+    let o = d.docker(&["volume", "inspect", "vol"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no such volume"), "{}", stderr(&o));
+
+    // ps: -a -q -n -l -s, filters, templates; newest first.
+    let o = d.docker(&[
+        "run",
+        "--name",
+        "e1",
+        "busybox",
+        "sh",
+        "-c",
+        "echo 12345 > /written; exit 2",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    docker_ok(&d, &["run", "--name", "e2", "busybox", "true"]);
+    docker_ok(&d, &["run", "-d", "--name", "up", "busybox", "sh", "-c", "sleep 60"]);
+    let ids = docker_ok(&d, &["ps", "-a", "-q"]);
+    assert_eq!(ids.lines().count(), 3, "{ids}");
+    assert!(
+        ids.lines()
+            .all(|l| l.len() == 12 && l.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{ids}"
+    );
+    assert_eq!(docker_ok(&d, &["ps", "-q"]).lines().count(), 1);
+    assert_eq!(docker_ok(&d, &["ps", "-a", "--format", "{{.Names}}"]), "up\ne2\ne1\n");
+    assert_eq!(docker_ok(&d, &["ps", "-n", "2", "--format", "{{.Names}}"]), "up\ne2\n");
+    assert_eq!(docker_ok(&d, &["ps", "-l", "--format", "{{.Names}}"]), "up\n");
+    assert_eq!(
+        docker_ok(&d, &["ps", "-a", "--filter", "status=exited", "--format", "{{.Names}}"]),
+        "e2\ne1\n"
+    );
+    assert_eq!(
+        docker_ok(&d, &["ps", "-a", "--filter", "exited=2", "--format", "{{.Names}}"]),
+        "e1\n"
+    );
+    let e1 = docker_ok(
+        &d,
+        &[
+            "ps",
+            "-a",
+            "--no-trunc",
+            "--filter",
+            "name=e1",
+            "--format",
+            "{{.Status}}|{{.Command}}",
+        ],
+    );
+    let (status, command) = e1.trim().split_once('|').unwrap();
+    assert!(status.starts_with("Exited (2) "), "{e1}");
+    // dockerd quotes the arguments that have a space.
+    assert_eq!(command, r#""sh -c 'echo 12345 > /written; exit 2'""#);
+    let sized = docker_ok(&d, &["ps", "-a", "-s", "--filter", "name=e1"]);
+    assert!(sized.lines().next().unwrap().ends_with("SIZE"), "{sized}");
+    assert!(sized.lines().nth(1).unwrap().contains(" 6B (virtual "), "{sized}");
+
+    // attach to a running container: its output appears; its exit ends the attach with its
+    // code.
+    docker_ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "ticker",
+            "busybox",
+            "sh",
+            "-c",
+            "while [ ! -f /stop ]; do echo tick; sleep 0.05; done; echo attached-err >&2; exit 3",
+        ],
+    );
+    let attach = Live::spawn(docker_cmd(&d, &["attach", "ticker"]));
+    attach.wait_for("tick\ntick\n");
+    docker_ok(&d, &["exec", "ticker", "touch", "/stop"]);
+    let (code, out) = attach.finish();
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("attached-err"), "{out}");
+    // A terminal: attach, type, see the answer, detach with ctrl-p ctrl-q (the CLI's
+    // `read escape sequence`, exit 1, as docker's); the container keeps running.
+    docker_ok(&d, &["run", "-dit", "--name", "shell", "busybox", "sh"]);
+    let mut t = Live::terminal(&d, "docker attach shell");
+    t.send(b"echo attached-$((6*7))\r");
+    t.wait_for("attached-42");
+    t.send(&[0x10, 0x11]);
+    let (code, out) = t.finish();
+    assert!(out.contains("read escape sequence"), "{out}");
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(
+        docker_ok(&d, &["inspect", "-f", "{{.State.Running}}", "shell"]),
+        "true\n"
+    );
+    // run -it: commands typed into the container's shell, the exit code its.
+    let mut t = Live::terminal(&d, "docker run --rm -it busybox sh");
+    t.wait_for("# ");
+    t.send(b"echo typed-$((6*7)); tty\r");
+    t.wait_for("typed-42");
+    t.send(b"exit 9\r");
+    let (code, out) = t.finish();
+    assert_eq!(code, Some(9), "{out}");
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    // exec -it in the detached terminal container.
+    let mut t = Live::terminal(&d, "docker exec -it shell sh");
+    t.send(b"echo in-exec-$((2+3)); exit 4\r");
+    t.wait_for("in-exec-5");
+    let (code, out) = t.finish();
+    assert_eq!(code, Some(4), "{out}");
+
+    // Error paths, with docker's words and codes.
+    let o = d.docker(&["run", "--rm", "localhost:1/nosuch:1", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("Unable to find image 'localhost:1/nosuch:1' locally"),
+        "{}",
+        stderr(&o)
+    );
+    let o = d.docker(&["run", "--bogus-flag", "busybox"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("unknown flag: --bogus-flag"), "{}", stderr(&o));
+    let o = d.docker(&["run", "--rm", "-w", "relative", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("the working directory 'relative' is invalid"),
+        "{}",
+        stderr(&o)
+    );
+    let o = d.docker(&["exec", "e1", "true"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
+    let o = d.docker(&["rm", "up"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("cannot remove container \"/up\": container is running"),
+        "{}",
+        stderr(&o)
+    );
+    let o = d.docker(&["start", "nosuch"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("No such container: nosuch"), "{}", stderr(&o));
+    let o = d.docker(&["create", "--name", "e1", "busybox"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("Conflict. The container name \"/e1\" is already in use"),
+        "{}",
+        stderr(&o)
+    );
+
+    assert_eq!(
+        docker_ok(&d, &["rm", "-f", "e1", "e2", "up", "ticker", "shell"]),
+        "e1\ne2\nup\nticker\nshell\n"
+    );
+    assert_eq!(docker_ok(&d, &["ps", "-aq"]), "");
+}

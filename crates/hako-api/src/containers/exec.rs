@@ -75,6 +75,13 @@ impl Containers {
                 format!("container {} is not running", rec.id),
             ));
         }
+        // A frozen container would hold the exec (and its client) until it is unpaused.
+        if rec.state.paused {
+            return Err(ApiError::new(
+                http::StatusCode::CONFLICT,
+                format!("Container {name} is paused, unpause the container before exec"),
+            ));
+        }
         let cmd: Vec<String> = body
             .get("Cmd")
             .and_then(Value::as_array)

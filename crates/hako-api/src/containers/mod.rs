@@ -780,6 +780,32 @@ pub fn parse_signal(s: &str) -> Option<i32> {
         "PIPE" => libc::SIGPIPE,
         "CHLD" => libc::SIGCHLD,
         "ABRT" => libc::SIGABRT,
-        _ => return None,
+        "TRAP" => libc::SIGTRAP,
+        "BUS" => libc::SIGBUS,
+        "FPE" => libc::SIGFPE,
+        "SEGV" => libc::SIGSEGV,
+        "STKFLT" => libc::SIGSTKFLT,
+        "TSTP" => libc::SIGTSTP,
+        "TTIN" => libc::SIGTTIN,
+        "TTOU" => libc::SIGTTOU,
+        "URG" => libc::SIGURG,
+        "XCPU" => libc::SIGXCPU,
+        "XFSZ" => libc::SIGXFSZ,
+        "VTALRM" => libc::SIGVTALRM,
+        "PROF" => libc::SIGPROF,
+        "IO" | "POLL" => libc::SIGIO,
+        "PWR" => libc::SIGPWR,
+        "SYS" => libc::SIGSYS,
+        // Docker's real-time names: RTMIN (34) .. RTMIN+15, RTMAX-14 .. RTMAX (64).
+        "RTMIN" => 34,
+        "RTMAX" => 64,
+        _ => {
+            let (base, sign, n) = match name.strip_prefix("RTMIN+") {
+                Some(n) => (34, 1, n),
+                None => (64, -1, name.strip_prefix("RTMAX-")?),
+            };
+            let off: i32 = n.parse().ok()?;
+            return (1..=15).contains(&off).then_some(base + sign * off);
+        }
     })
 }

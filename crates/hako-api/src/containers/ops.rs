@@ -73,22 +73,31 @@ impl Containers {
     /// `container prune`: every stopped container.
     pub async fn prune(self: &Arc<Self>) -> Result<Value, ApiError> {
         let mut deleted = Vec::new();
+        let mut reclaimed = 0;
         for e in self.all() {
-            let (id, running) = {
-                let r = e.rec.lock().unwrap(); // unwrap: see above
-                (r.id.clone(), r.state.running)
-            };
-            if !running && self.remove(&id, false, false).await.is_ok() {
+            let r = e.rec.lock().unwrap().clone(); // unwrap: see above
+            if r.state.running {
+                continue;
+            }
+            // What the container wrote is what its removal frees (dockerd's SizeRw).
+            let c = self.clone();
+            let id = r.id.clone();
+            let rw = tokio::task::spawn_blocking(move || c.sizes(&r).0).await.unwrap_or(0);
+            if self.remove(&id, false, false).await.is_ok() {
                 deleted.push(id);
+                reclaimed += rw;
             }
         }
-        Ok(
-            json!({"ContainersDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": 0}),
-        )
+        Ok(json!({
+            "ContainersDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) },
+            "SpaceReclaimed": reclaimed,
+        }))
     }
 
-    /// `top`: the container's processes (from its cgroup) as `ps -ef` shows them.
-    pub fn top(&self, name: &str) -> Result<Value, ApiError> {
+    /// `top`: the container's processes (from its cgroup) as the host's `ps` shows them with
+    /// `ps_args` (default `-ef`), as dockerd does; without `ps` on the host, a `-ef`-like table
+    /// from /proc.
+    pub fn top(&self, name: &str, ps_args: Option<&str>) -> Result<Value, ApiError> {
         let e = self.get(name)?;
         let r = e.rec.lock().unwrap().clone(); // unwrap: see above
         if !r.state.running {
@@ -99,6 +108,32 @@ impl Containers {
             .pids()
             .map_err(|e| ApiError::internal(e.to_string()))?;
         pids.sort();
+        let args: Vec<&str> = ps_args.unwrap_or("").split_whitespace().collect();
+        let args = if args.is_empty() { vec!["-ef"] } else { args };
+        let list = pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",");
+        let run = |extra: Option<String>| {
+            std::process::Command::new("ps")
+                .args(&args)
+                .args(extra)
+                .stdin(std::process::Stdio::null())
+                .output()
+        };
+        match run(Some(format!("-q{list}"))) {
+            // Some options (f) do not go with -q: then all processes, filtered below.
+            Ok(o) if !o.status.success() => match run(None) {
+                Ok(o) if o.status.success() => return parse_ps(&o.stdout, &pids),
+                Ok(o) => {
+                    let err = String::from_utf8_lossy(&o.stderr);
+                    return Err(ApiError::internal(format!("ps: {}", err.lines().next().unwrap_or(""))));
+                }
+                Err(e) => return Err(ApiError::internal(format!("ps: {e}"))),
+            },
+            Ok(o) => return parse_ps(&o.stdout, &pids),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound || ps_args.is_some_and(|a| !a.trim().is_empty()) => {
+                return Err(ApiError::internal(format!("ps: {e}")))
+            }
+            Err(_) => {}
+        }
         let mut rows = Vec::new();
         for pid in pids {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -151,6 +186,38 @@ impl Containers {
         let image = self.images.resolve(&rec.image).map(|i| i.size()).unwrap_or(0);
         (rw, rw + image)
     }
+}
+
+/// `ps` output to Docker's top answer: the titles, then the rows of the container's processes
+/// (found by the PID column; thread rows, `-`, follow their process), the last column keeping
+/// its spaces.
+fn parse_ps(out: &[u8], pids: &[i32]) -> Result<Value, ApiError> {
+    let out = String::from_utf8_lossy(out);
+    let mut lines = out.lines();
+    let titles: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    let pid_at = titles
+        .iter()
+        .position(|t| *t == "PID")
+        .ok_or_else(|| ApiError::internal("Couldn't find PID field in ps output"))?;
+    let mut rows = Vec::new();
+    let mut in_container = false;
+    for line in lines {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(pid) = fields.get(pid_at) else { continue };
+        if *pid != "-" {
+            let pid: i32 = pid
+                .parse()
+                .map_err(|_| ApiError::internal(format!("Unexpected pid '{pid}'")))?;
+            in_container = pids.contains(&pid);
+        }
+        if in_container {
+            let last = titles.len() - 1;
+            let mut row: Vec<String> = fields[..last.min(fields.len())].iter().map(|f| f.to_string()).collect();
+            row.push(fields.get(last..).map(|f| f.join(" ")).unwrap_or_default());
+            rows.push(row);
+        }
+    }
+    Ok(json!({"Titles": titles, "Processes": rows}))
 }
 
 /// What Docker's directory.Size counts: the sizes of everything but directories, each

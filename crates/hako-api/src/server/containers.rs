@@ -24,9 +24,24 @@ pub async fn create(AxState(d): AxState<State>, RawQuery(q): RawQuery, body: Byt
     let body: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid container config: {e}")))?;
     let name = first(&pairs, "name").cloned();
+    validate_config(&body)?;
     let c = d.containers.clone();
     let (id, warnings) = super::blocking(move || c.create(&body, name.as_deref())).await?;
     Ok((StatusCode::CREATED, Json(json!({"Id": id, "Warnings": warnings}))).into_response())
+}
+
+/// What dockerd's verifyContainerSettings refuses in a container's own config, with its words.
+fn validate_config(body: &Value) -> Result<(), ApiError> {
+    let field = |k: &str| body.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+    if let Some(wd) = field("WorkingDir").filter(|wd| !wd.starts_with('/')) {
+        return Err(ApiError::bad_request(format!(
+            "the working directory '{wd}' is invalid, it needs to be an absolute path"
+        )));
+    }
+    if let Some(sig) = field("StopSignal").filter(|s| parse_signal(s).is_none()) {
+        return Err(ApiError::bad_request(format!("Invalid signal: {sig}")));
+    }
+    Ok(())
 }
 
 pub async fn start(AxState(d): AxState<State>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
@@ -255,8 +270,13 @@ fn status_text(r: &ContainerRecord) -> String {
 }
 
 fn summary(r: &ContainerRecord) -> Value {
+    // As dockerd lists it: arguments with a space in single quotes.
     let mut command = vec![r.path.clone()];
-    command.extend(r.args.iter().cloned());
+    command.extend(
+        r.args
+            .iter()
+            .map(|a| if a.contains(' ') { format!("'{a}'") } else { a.clone() }),
+    );
     json!({
         "Id": r.id,
         "Names": [r.name],
@@ -378,15 +398,22 @@ fn frame(stream: &str, data: &[u8], tty: bool) -> Vec<u8> {
     out
 }
 
-fn parse_when(s: &str) -> Option<f64> {
+/// A time as (seconds, nanoseconds) since the epoch, exactly: `SECONDS[.NANOS]` as the docker
+/// CLI sends `since`/`until`, or RFC 3339 as the log's entries carry it. So `--since` with an
+/// entry's own timestamp includes that entry, as with dockerd.
+fn parse_when(s: &str) -> Option<(i64, u32)> {
     if s.is_empty() || s == "0" {
         return None;
     }
-    s.parse::<f64>().ok().or_else(|| {
-        chrono::DateTime::parse_from_rfc3339(s)
-            .ok()
-            .map(|t| t.timestamp() as f64 + t.timestamp_subsec_nanos() as f64 / 1e9)
-    })
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    if let Ok(secs) = secs.parse::<i64>() {
+        if frac.len() <= 9 && frac.bytes().all(|b| b.is_ascii_digit()) {
+            return Some((secs, format!("{frac:0<9}").parse().ok()?));
+        }
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| (t.timestamp(), t.timestamp_subsec_nanos()))
 }
 
 pub async fn logs(
@@ -631,8 +658,15 @@ pub async fn prune(AxState(d): AxState<State>) -> Result<Json<Value>, ApiError> 
     Ok(Json(d.containers.prune().await?))
 }
 
-pub async fn top(AxState(d): AxState<State>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(d.containers.top(&id)?))
+/// `GET /containers/{id}/top?ps_args=`.
+pub async fn top(
+    AxState(d): AxState<State>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let ps_args = first(&query_pairs(&q), "ps_args").cloned();
+    let c = d.containers.clone();
+    Ok(Json(super::blocking(move || c.top(&id, ps_args.as_deref())).await?))
 }
 
 pub async fn diff(AxState(d): AxState<State>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
