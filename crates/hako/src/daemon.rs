@@ -133,7 +133,7 @@ pub async fn run(a: DaemonArgs) -> anyhow::Result<()> {
     };
     // Requests in flight get a grace period; long-lived ones (follow, attach, wait) are
     // then cut, as dockerd does. Containers keep running under their monitors.
-    let serve = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown);
+    let serve = axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown);
     let grace = async move {
         let mut rx = stop_rx;
         let _ = rx.wait_for(|s| *s).await;
@@ -144,7 +144,13 @@ pub async fn run(a: DaemonArgs) -> anyhow::Result<()> {
         _ = grace => Ok(()),
     };
     let _ = fs::remove_file(&sock);
-    hako_runtime::cgroups::remove_default_parent();
+    // A container that just exited may still have its monitor removing its cgroup.
+    let wait = if state.containers.any_running() {
+        std::time::Duration::ZERO
+    } else {
+        std::time::Duration::from_secs(2)
+    };
+    let _ = tokio::task::spawn_blocking(move || hako_runtime::cgroups::remove_default_parent(wait)).await;
     served.context("serving the API")?;
     Ok(())
 }

@@ -491,6 +491,17 @@ fn the_docker_cli_runs_containers() {
     assert_eq!(o.status.code(), Some(4));
     let o = d.docker(&["run", "--rm", "busybox", "nosuch"]);
     assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    // json-file is the log driver, named as dockerd names it; others are refused.
+    let o = d.docker(&["create", "--name", "lg", "busybox", "true"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&d.docker(&["inspect", "-f", "{{.HostConfig.LogConfig.Type}}", "lg"])).trim(),
+        "json-file"
+    );
+    let o = d.docker(&["run", "--rm", "--log-driver", "syslog", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(stderr(&o).contains("syslog"), "{}", stderr(&o));
+    assert!(d.docker(&["rm", "lg"]).status.success());
 }
 
 #[test]

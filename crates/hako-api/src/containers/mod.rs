@@ -138,6 +138,12 @@ impl Containers {
     }
 
     /// Finds a container by full ID, unique ID prefix, or name (with or without `/`).
+    /// Whether any container still runs (its monitor keeps its cgroup).
+    pub fn any_running(&self) -> bool {
+        let map = self.map.lock().unwrap(); // unwrap: see insert
+        map.values().any(|e| e.rec.lock().unwrap().state.running) // unwrap: see insert
+    }
+
     pub fn get(&self, name: &str) -> Result<Arc<Entry>, ApiError> {
         let map = self.map.lock().unwrap(); // unwrap: see insert
         if let Some(e) = map.get(name) {
@@ -199,8 +205,28 @@ impl Containers {
         if command.is_empty() {
             return Err(ApiError::bad_request("no command specified"));
         }
-        let host_config = body.get("HostConfig").cloned().unwrap_or(json!({}));
+        let mut host_config = body.get("HostConfig").cloned().unwrap_or(json!({}));
         setup::validate_host_config(&host_config)?;
+        // The one log driver hako has, named as dockerd names its default.
+        match host_config.pointer("/LogConfig/Type").and_then(Value::as_str) {
+            None | Some("") | Some("json-file") => {
+                if let Some(hc) = host_config.as_object_mut() {
+                    let lc = hc.entry("LogConfig").or_insert_with(|| json!({}));
+                    if lc.is_null() {
+                        *lc = json!({});
+                    }
+                    if let Some(lc) = lc.as_object_mut() {
+                        lc.insert("Type".into(), json!("json-file"));
+                        lc.entry("Config").or_insert_with(|| json!({}));
+                    }
+                }
+            }
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "failed to create task for container: logging driver {other:?} is not supported: hako writes json-file logs"
+                )))
+            }
+        }
         let image_volumes: Vec<String> = config
             .get("Volumes")
             .and_then(Value::as_object)

@@ -728,12 +728,22 @@ impl Host {
 /// cgroup) from every hierarchy where it is empty. Containers leave it in place, so that each
 /// start does not make it again (a mkdir per hierarchy, and cpuset's copies); the daemon
 /// calls this when it stops and `hako-runtime delete` after a container of its own.
-pub fn remove_default_parent() {
+///
+/// A removal fails, harmlessly, while a container's cgroup is still in it. With `wait`, the
+/// caller knows no container runs any more, and a monitor may just be removing the last
+/// cgroup: those removals are retried that long.
+pub fn remove_default_parent(wait: std::time::Duration) {
     let Ok(host) = host() else { return };
+    let deadline = std::time::Instant::now() + wait;
     for t in host.v1.iter().chain(host.v2.iter()) {
-        if let Ok(dir) = t.dir_of(&t.own.join(DEFAULT_PARENT)) {
-            // Fails, harmlessly, while any container's cgroup is still in it.
-            let _ = fs::remove_dir(dir);
+        let Ok(dir) = t.dir_of(&t.own.join(DEFAULT_PARENT)) else {
+            continue;
+        };
+        while let Err(e) = fs::remove_dir(&dir) {
+            if e.raw_os_error() != Some(libc::EBUSY) || std::time::Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
 }
