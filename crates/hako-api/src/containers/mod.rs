@@ -59,6 +59,9 @@ pub struct Containers {
     primer: primer::Primer,
 }
 
+/// Prefix of a removed container's directory while it is being deleted.
+const REMOVING: &str = ".removing-";
+
 fn conflict(m: impl Into<String>) -> ApiError {
     ApiError::new(http::StatusCode::CONFLICT, m)
 }
@@ -68,6 +71,14 @@ impl Containers {
     pub fn open(images: Arc<ImageService>, root: &Path, monitor_exe: PathBuf) -> Result<Arc<Containers>, ApiError> {
         let dir = root.join("containers");
         std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(format!("creating {}: {e}", dir.display())))?;
+        // Directories a removal had set aside when the daemon stopped.
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(REMOVING) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         let c = Arc::new(Containers {
             images,
             dir,
@@ -612,10 +623,20 @@ impl Containers {
             return Ok(()); // removed concurrently (auto-remove and rm -f)
         }
         let dir = self.container_dir(&id);
+        // Set aside at once, deleted behind the answer: a container's upper dir can hold
+        // gigabytes, and nothing reaches it under the new name (the daemon's start purges
+        // what a stop left).
+        let aside = self.dir.join(format!("{REMOVING}{id}"));
+        let gone = match std::fs::rename(&dir, &aside) {
+            Ok(()) => aside,
+            Err(_) => dir,
+        };
+        tokio::task::spawn_blocking(move || {
+            let _ = std::fs::remove_dir_all(&gone);
+        });
         let images = self.images.clone();
         let id2 = id.clone();
         tokio::task::spawn_blocking(move || {
-            let _ = std::fs::remove_dir_all(&dir);
             images.meta().write_eventual(|t| {
                 t.delete(meta::CONTAINERS, &id2)?;
                 Ok::<_, hako_store::MetaError>(())
