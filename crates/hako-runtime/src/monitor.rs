@@ -541,10 +541,11 @@ fn run_inner(dir: &Path) -> io::Result<()> {
 
 /// Removes the container's cgroup, and the shared `hako` parent when it was the last one
 /// (rmdir of a parent in use fails harmlessly), so nothing of hako stays in the hierarchy.
-/// The container's own cgroup; the shared parent stays for the next container (the daemon
-/// removes it when it stops).
+/// The container's own cgroup, then the shared parent if this was the last one out (while
+/// the daemon runs, it holds the parent: see `cgroups::hold_default_parent`).
 fn remove_cgroup(cg: &crate::cgroups::Cgroup) {
     let _ = cg.remove();
+    crate::cgroups::remove_default_parent();
 }
 
 fn set_nonblocking(fd: &OwnedFd) {

@@ -110,6 +110,14 @@ pub async fn run(a: DaemonArgs) -> anyhow::Result<()> {
         .with_context(|| format!("copying {} into a sealed memfd", program.display()))?;
     let monitor_exe = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&exe)));
     let images = Arc::new(images);
+    // Keeps the containers' shared parent cgroup while the daemon runs.
+    let hold = match hako_runtime::cgroups::hold_default_parent() {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!("cannot hold the containers' parent cgroup: {e}");
+            None
+        }
+    };
     let containers = hako_api::containers::Containers::open(images.clone(), &root, monitor_exe)
         .map_err(|e| anyhow::anyhow!("loading containers: {}", e.message))?;
     let state = Arc::new(Daemon {
@@ -133,7 +141,7 @@ pub async fn run(a: DaemonArgs) -> anyhow::Result<()> {
     };
     // Requests in flight get a grace period; long-lived ones (follow, attach, wait) are
     // then cut, as dockerd does. Containers keep running under their monitors.
-    let serve = axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown);
+    let serve = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown);
     let grace = async move {
         let mut rx = stop_rx;
         let _ = rx.wait_for(|s| *s).await;
@@ -144,13 +152,9 @@ pub async fn run(a: DaemonArgs) -> anyhow::Result<()> {
         _ = grace => Ok(()),
     };
     let _ = fs::remove_file(&sock);
-    // A container that just exited may still have its monitor removing its cgroup.
-    let wait = if state.containers.any_running() {
-        std::time::Duration::ZERO
-    } else {
-        std::time::Duration::from_secs(2)
-    };
-    let _ = tokio::task::spawn_blocking(move || hako_runtime::cgroups::remove_default_parent(wait)).await;
+    if let Some(h) = hold {
+        h.release();
+    }
     served.context("serving the API")?;
     Ok(())
 }

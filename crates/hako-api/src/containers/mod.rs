@@ -149,12 +149,6 @@ impl Containers {
     }
 
     /// Finds a container by full ID, unique ID prefix, or name (with or without `/`).
-    /// Whether any container still runs (its monitor keeps its cgroup).
-    pub fn any_running(&self) -> bool {
-        let map = self.map.lock().unwrap(); // unwrap: see insert
-        map.values().any(|e| e.rec.lock().unwrap().state.running) // unwrap: see insert
-    }
-
     pub fn get(&self, name: &str) -> Result<Arc<Entry>, ApiError> {
         let map = self.map.lock().unwrap(); // unwrap: see insert
         if let Some(e) = map.get(name) {

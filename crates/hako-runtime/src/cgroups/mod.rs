@@ -725,26 +725,55 @@ impl Host {
 
 /// The host setup, read once per process (only a successful read is kept).
 /// Removes hako's default parent cgroup ([`DEFAULT_PARENT`] under this process's own
-/// cgroup) from every hierarchy where it is empty. Containers leave it in place, so that each
-/// start does not make it again (a mkdir per hierarchy, and cpuset's copies); the daemon
-/// calls this when it stops and `hako-runtime delete` after a container of its own.
+/// cgroup) from every hierarchy where it is empty; it fails, harmlessly, where a cgroup is
+/// still in it.
 ///
-/// A removal fails, harmlessly, while a container's cgroup is still in it. With `wait`, the
-/// caller knows no container runs any more, and a monitor may just be removing the last
-/// cgroup: those removals are retried that long.
-pub fn remove_default_parent(wait: std::time::Duration) {
+/// While a daemon runs, it holds the parent with a cgroup of its own ([`hold_default_parent`]),
+/// so the parent is not made and removed again for every container. The last one out removes
+/// it: the daemon when it stops, or the monitor of a container that outlived the daemon.
+pub fn remove_default_parent() {
     let Ok(host) = host() else { return };
-    let deadline = std::time::Instant::now() + wait;
     for t in host.v1.iter().chain(host.v2.iter()) {
-        let Ok(dir) = t.dir_of(&t.own.join(DEFAULT_PARENT)) else {
-            continue;
-        };
-        while let Err(e) = fs::remove_dir(&dir) {
-            if e.raw_os_error() != Some(libc::EBUSY) || std::time::Instant::now() >= deadline {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+        if let Ok(dir) = t.dir_of(&t.own.join(DEFAULT_PARENT)) {
+            let _ = fs::remove_dir(dir);
         }
+    }
+}
+
+/// An empty cgroup in hako's default parent that keeps the parent from being removed while
+/// a daemon runs (see [`remove_default_parent`]). Releasing it removes it, and the parent if
+/// nothing else is in it.
+pub struct ParentHold(Cgroup);
+
+pub fn hold_default_parent() -> Result<ParentHold, CgroupError> {
+    // A daemon killed with -9 left its hold behind: drop those of dead processes.
+    if let Ok(host) = host() {
+        for t in host.v1.iter().chain(host.v2.iter()) {
+            let Ok(parent) = t.dir_of(&t.own.join(DEFAULT_PARENT)) else {
+                continue;
+            };
+            for e in fs::read_dir(&parent).into_iter().flatten().flatten() {
+                let name = e.file_name();
+                let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("daemon-")) else {
+                    continue;
+                };
+                let dead = pid
+                    .parse::<i32>()
+                    .map(|p| !Path::new(&format!("/proc/{p}")).exists())
+                    .unwrap_or(false);
+                if dead {
+                    let _ = fs::remove_dir(e.path());
+                }
+            }
+        }
+    }
+    Cgroup::create(None, &format!("daemon-{}", std::process::id()), &Resources::default()).map(ParentHold)
+}
+
+impl ParentHold {
+    pub fn release(self) {
+        let _ = self.0.remove();
+        remove_default_parent();
     }
 }
 

@@ -236,7 +236,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Error> {
     if let Some(cg) = cgroup {
         remove_cgroup(&cg)?;
         if s.cgroup_parent.is_none() {
-            crate::cgroups::remove_default_parent(Duration::ZERO);
+            crate::cgroups::remove_default_parent();
         }
     }
     if let Ok(cfg) = read_config(&s.bundle) {
