@@ -16,5 +16,6 @@ pub mod monitor;
 pub mod oci;
 pub mod reaper;
 pub mod seccomp;
+pub mod signals;
 pub mod spec;
 pub mod user;
