@@ -110,6 +110,24 @@ fn eval(expr: &str, v: &Value) -> String {
     }
 }
 
+/// A prune's answer as docker prints it: the removed names under `title`, then the space
+/// the daemon says it reclaimed.
+pub fn print_pruned(v: &Value, key: &str, title: &str) {
+    let names: Vec<&str> = v[key]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !names.is_empty() {
+        println!("{title}:\n{}\n", names.join("\n"));
+    }
+    println!(
+        "Total reclaimed space: {}",
+        human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

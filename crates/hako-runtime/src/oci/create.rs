@@ -91,6 +91,16 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 pub fn create(root: &Path, o: &CreateOpts, console: Option<OwnedFd>) -> Result<Created, Error> {
+    create_with(root, o, super::read_config(&o.bundle)?, console)
+}
+
+/// [`create`] with the bundle's config already read (`run` reads it first).
+pub(super) fn create_with(
+    root: &Path,
+    o: &CreateOpts,
+    mut cfg: Config,
+    console: Option<OwnedFd>,
+) -> Result<Created, Error> {
     state::check_id(&o.id)?;
     fs::DirBuilder::new()
         .recursive(true)
@@ -112,10 +122,6 @@ pub fn create(root: &Path, o: &CreateOpts, console: Option<OwnedFd>) -> Result<C
         armed: true,
     };
     let bundle = fs::canonicalize(&o.bundle).map_err(|e| Error::io(format!("bundle {}", o.bundle.display()), e))?;
-    let cfg_path = bundle.join("config.json");
-    let raw = fs::read(&cfg_path).map_err(|e| Error::io(format!("reading {}", cfg_path.display()), e))?;
-    let mut cfg: Config =
-        serde_json::from_slice(&raw).map_err(|e| Error::msg(format!("{}: {e}", cfg_path.display())))?;
     let rootfs = bundle.join(&cfg.root.path);
     if !rootfs.is_dir() {
         return Err(Error::msg(format!("rootfs {} is not a directory", rootfs.display())));

@@ -160,6 +160,11 @@ fn wait_exit(fd: &OwnedFd, limit: Duration) -> bool {
 }
 
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Error> {
+    delete_with(root, id, force, None)
+}
+
+/// [`delete`]; `hooks` are the bundle's when the caller has them (else read from it).
+fn delete_with(root: &Path, id: &str, force: bool, hooks: Option<&crate::config::Hooks>) -> Result<(), Error> {
     let dir = state::dir(root, id);
     let s = match state::load(root, id) {
         Ok(s) => s,
@@ -199,8 +204,16 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Error> {
             crate::cgroups::remove_default_parent();
         }
     }
-    if let Ok(cfg) = read_config(&s.bundle) {
-        if let Err(e) = hooks::run("poststop", &cfg.hooks.poststop, &s.hook_state("stopped")) {
+    let read;
+    let hooks = match hooks {
+        Some(h) => Some(h),
+        None => {
+            read = read_config(&s.bundle).ok();
+            read.as_ref().map(|c| &c.hooks)
+        }
+    };
+    if let Some(h) = hooks {
+        if let Err(e) = hooks::run("poststop", &h.poststop, &s.hook_state("stopped")) {
             eprintln!("hako runtime: warning: {e}");
         }
     }
@@ -276,7 +289,7 @@ pub fn run(root: &Path, o: &CreateOpts, detach: bool) -> Result<i32, Error> {
         (None, Some(p)) => Some(create::connect_console(p)?),
         (None, None) => None,
     };
-    let mut c = create(root, o, console)?;
+    let mut c = create::create_with(root, o, cfg, console)?;
     let result = (|| {
         release(root, &c.saved)?;
         let mut msg = Vec::new();
@@ -307,7 +320,7 @@ pub fn run(root: &Path, o: &CreateOpts, detach: bool) -> Result<i32, Error> {
         return result;
     }
     // Reaped above (or killed and reaped by delete's SIGKILL when setup failed).
-    let del = delete(root, &o.id, true);
+    let del = delete_with(root, &o.id, true, Some(&c.config.hooks));
     if result.is_err() {
         // SAFETY: reaping our own child, which delete killed.
         unsafe { libc::waitpid(c.saved.pid, std::ptr::null_mut(), libc::WNOHANG) };

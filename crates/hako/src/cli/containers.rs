@@ -1060,16 +1060,7 @@ pub async fn prune(c: &Client, a: PruneArgs) -> anyhow::Result<u8> {
         return Ok(0);
     }
     let v: Value = c.send_json(Method::POST, "/containers/prune").await?;
-    let ids: Vec<&str> = v["ContainersDeleted"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i.as_str())
-        .collect();
-    if !ids.is_empty() {
-        println!("Deleted Containers:\n{}\n", ids.join("\n"));
-    }
-    println!("Total reclaimed space: 0B");
+    crate::output::print_pruned(&v, "ContainersDeleted", "Deleted Containers");
     Ok(0)
 }
 
@@ -1128,26 +1119,12 @@ pub struct StatsArgs {
 
 /// Docker's CPU %: the container's share of the host's CPU time over the interval, times CPUs.
 fn cpu_percent(v: &Value) -> f64 {
-    let cpu = v
-        .pointer("/cpu_stats/cpu_usage/total_usage")
-        .and_then(Value::as_f64)
-        .unwrap_or(0.0);
-    let pre = v
-        .pointer("/precpu_stats/cpu_usage/total_usage")
-        .and_then(Value::as_f64)
-        .unwrap_or(0.0);
-    let sys = v
-        .pointer("/cpu_stats/system_cpu_usage")
-        .and_then(Value::as_f64)
-        .unwrap_or(0.0);
-    let presys = v
-        .pointer("/precpu_stats/system_cpu_usage")
-        .and_then(Value::as_f64)
-        .unwrap_or(0.0);
-    let cpus = v
-        .pointer("/cpu_stats/online_cpus")
-        .and_then(Value::as_f64)
-        .unwrap_or(1.0);
+    let num = |path: &str, default: f64| v.pointer(path).and_then(Value::as_f64).unwrap_or(default);
+    let cpu = num("/cpu_stats/cpu_usage/total_usage", 0.0);
+    let pre = num("/precpu_stats/cpu_usage/total_usage", 0.0);
+    let sys = num("/cpu_stats/system_cpu_usage", 0.0);
+    let presys = num("/precpu_stats/system_cpu_usage", 0.0);
+    let cpus = num("/cpu_stats/online_cpus", 1.0);
     if sys > presys && cpu >= pre {
         (cpu - pre) / (sys - presys) * cpus * 100.0
     } else {

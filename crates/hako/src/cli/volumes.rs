@@ -171,16 +171,7 @@ pub async fn run(c: &Client, cmd: VolumeCmd) -> anyhow::Result<u8> {
                     .await?,
             )
             .await?;
-            let names: Vec<&str> = v["VolumesDeleted"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|n| n.as_str())
-                .collect();
-            if !names.is_empty() {
-                println!("Deleted Volumes:\n{}\n", names.join("\n"));
-            }
-            println!("Total reclaimed space: 0B");
+            crate::output::print_pruned(&v, "VolumesDeleted", "Deleted Volumes");
         }
     }
     Ok(0)
