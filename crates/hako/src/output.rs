@@ -113,6 +113,12 @@ fn eval(expr: &str, v: &Value) -> String {
 /// A prune's answer as docker prints it: the removed names under `title`, then the space
 /// the daemon says it reclaimed.
 pub fn print_pruned(v: &Value, key: &str, title: &str) {
+    print_deleted(v, key, title);
+    println!("Total reclaimed space: {}", human_size(reclaimed(v)));
+}
+
+/// The names under `key` of a prune's answer, as a list headed by `title`.
+pub fn print_deleted(v: &Value, key: &str, title: &str) {
     let names: Vec<&str> = v[key]
         .as_array()
         .into_iter()
@@ -122,10 +128,10 @@ pub fn print_pruned(v: &Value, key: &str, title: &str) {
     if !names.is_empty() {
         println!("{title}:\n{}\n", names.join("\n"));
     }
-    println!(
-        "Total reclaimed space: {}",
-        human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
-    );
+}
+
+pub fn reclaimed(v: &Value) -> f64 {
+    v["SpaceReclaimed"].as_f64().unwrap_or(0.0)
 }
 
 #[cfg(test)]

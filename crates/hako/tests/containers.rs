@@ -601,6 +601,11 @@ fn pause_rename_top_diff_prune() {
     let out = d.ok(&["container", "prune", "-f"]);
     assert_eq!(out.lines().filter(|l| l.len() == 64).count(), 1, "{out}");
     assert_eq!(d.ok(&["ps", "-aq"]).lines().count(), 1, "the running one stays");
+    // system prune takes stopped containers too, as its prompt says.
+    let sid = d.ok(&["create", "busybox", "true"]).trim().to_string();
+    let out = d.ok(&["system", "prune", "-f"]);
+    assert!(out.contains("Deleted Containers:") && out.contains(&sid), "{out}");
+    assert_eq!(d.ok(&["ps", "-aq"]).lines().count(), 1, "the running one stays");
     d.ok(&["rm", "-f", "p2"]);
 }
 

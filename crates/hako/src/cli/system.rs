@@ -224,15 +224,16 @@ async fn prune(c: &Client, a: PruneArgs) -> anyhow::Result<()> {
     if !a.force && !super::images::confirm(&prompt)? {
         return Ok(());
     }
+    // Stopped containers first: the images they held become prunable.
+    let containers: Value = c.send_json(http::Method::POST, "/containers/prune").await?;
+    crate::output::print_deleted(&containers, "ContainersDeleted", "Deleted Containers");
     let v = super::images::prune_images(c, a.all).await?;
     let lines = super::images::deleted_lines(&v);
     if !lines.is_empty() {
         println!("Deleted Images:\n{}\n", lines.join("\n"));
     }
-    println!(
-        "Total reclaimed space: {}",
-        human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
-    );
+    let total = crate::output::reclaimed(&containers) + crate::output::reclaimed(&v);
+    println!("Total reclaimed space: {}", human_size(total));
     Ok(())
 }
 
