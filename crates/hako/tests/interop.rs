@@ -9,21 +9,14 @@ mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use common::{busybox_tarball, stderr, stdout, TestDaemon};
+use common::{busybox_tarball, require, run_ok, stderr, stdout, Podman, TestDaemon};
 
 // ---------------------------------------------------------------------------------------
 // helpers
-
-fn require(tool: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false);
-    assert!(found, "{tool} is not installed: the interop tests need docker (CLI), podman and skopeo (apt-get install podman skopeo)");
-}
 
 fn docker_ok(d: &TestDaemon, args: &[&str]) -> String {
     require("docker");
@@ -35,18 +28,6 @@ fn docker_ok(d: &TestDaemon, args: &[&str]) -> String {
         stderr(&o),
         stdout(&o),
         d.log()
-    );
-    stdout(&o)
-}
-
-fn run_ok(c: &mut Command) -> String {
-    let o = c.output().unwrap_or_else(|e| panic!("run {c:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{c:?} failed ({}): {}\n{}",
-        o.status,
-        stderr(&o),
-        stdout(&o)
     );
     stdout(&o)
 }
@@ -127,102 +108,11 @@ fn parse_size(s: &str) -> f64 {
     n * mult
 }
 
-/// Mount points at or under `dir` (mountinfo field 5), deepest first.
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let prefix = format!("{}/", dir.display());
-    let mut v: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(String::from))
-        .filter(|m| m.starts_with(&prefix) || *m == dir.display().to_string())
-        .collect();
-    v.sort_by(|a, b| b.cmp(a));
-    v
-}
-
 // ---------------------------------------------------------------------------------------
 // a private podman (and skopeo) environment
 
-/// podman with its own graphroot, runroot, tmp dir, network config dir and file locks under
-/// one temp dir, configured as this machine needs (MACHINE.md): `default_ulimits` within the
-/// hard limits, cgroupfs, file events log. Dropping it runs `podman system reset -f`,
-/// unmounts whatever is left below the dir and removes the dir.
-struct Podman {
-    dir: Option<tempfile::TempDir>,
-}
-
+/// What only these tests ask of the shared podman fixture.
 impl Podman {
-    fn new() -> Podman {
-        require("podman");
-        let dir = tempfile::Builder::new()
-            .prefix("hako-interop-podman-")
-            .tempdir_in("/var/tmp")
-            .expect("tempdir");
-        let p = dir.path();
-        for d in ["tmp", "net", "work"] {
-            std::fs::create_dir_all(p.join(d)).unwrap();
-        }
-        std::fs::write(
-            p.join("containers.conf"),
-            format!(
-                "[containers]\n\
-                 default_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
-                 [engine]\n\
-                 cgroup_manager = \"cgroupfs\"\n\
-                 events_logger = \"file\"\n\
-                 events_logfile_path = \"{p}/events.log\"\n\
-                 tmp_dir = \"{p}/tmp\"\n\
-                 lock_type = \"file\"\n\
-                 [network]\n\
-                 network_config_dir = \"{p}/net\"\n",
-                p = p.display()
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            p.join("storage.conf"),
-            format!(
-                "[storage]\ndriver = \"overlay\"\ngraphroot = \"{p}/root\"\nrunroot = \"{p}/run\"\n",
-                p = p.display()
-            ),
-        )
-        .unwrap();
-        Podman { dir: Some(dir) }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.as_ref().expect("podman dir").path()
-    }
-
-    /// A scratch dir for archives, inside the podman dir (removed with it).
-    fn work(&self) -> PathBuf {
-        self.path().join("work")
-    }
-
-    fn env(&self, c: &mut Command) {
-        let p = self.path();
-        c.env("CONTAINERS_CONF", p.join("containers.conf"))
-            .env("CONTAINERS_STORAGE_CONF", p.join("storage.conf"))
-            .env("TMPDIR", p.join("tmp"));
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let p = self.path();
-        let mut c = Command::new("podman");
-        c.arg("--root")
-            .arg(p.join("root"))
-            .arg("--runroot")
-            .arg(p.join("run"))
-            .args(["--storage-driver", "overlay"])
-            .args(args);
-        self.env(&mut c);
-        c
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        run_ok(&mut self.cmd(args))
-    }
-
     fn inspect(&self, name: &str) -> Value {
         let v = json(&self.ok(&["image", "inspect", name]));
         assert_eq!(v.as_array().map(Vec::len), Some(1), "podman image inspect {name}: {v}");
@@ -260,51 +150,6 @@ impl Podman {
             busybox_tarball().to_str().unwrap(),
             "localhost/busybox:latest",
         ]);
-    }
-}
-
-impl Drop for Podman {
-    fn drop(&mut self) {
-        let Some(dir) = self.dir.take() else { return };
-        // Unmounts the overlay driver's private bind mount of its home and removes the
-        // storage; networks are only looked for in our own network_config_dir.
-        let _ = self.reset_with(dir.path());
-        for m in mounts_under(dir.path()) {
-            let ok = Command::new("umount")
-                .arg(&m)
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            if !ok {
-                let _ = Command::new("umount").arg("-l").arg(&m).status();
-            }
-        }
-        let left = mounts_under(dir.path());
-        if left.is_empty() {
-            let _ = dir.close();
-        } else {
-            // Never recurse into a mount: keep the dir and say so.
-            let kept = dir.keep();
-            eprintln!(
-                "warning: mounts left under {}: {left:?}; not removing it",
-                kept.display()
-            );
-        }
-    }
-}
-
-impl Podman {
-    fn reset_with(&self, p: &Path) -> std::io::Result<Output> {
-        let mut c = Command::new("podman");
-        c.arg("--root")
-            .arg(p.join("root"))
-            .arg("--runroot")
-            .arg(p.join("run"))
-            .args(["--storage-driver", "overlay", "system", "reset", "-f"]);
-        c.env("CONTAINERS_CONF", p.join("containers.conf"))
-            .env("CONTAINERS_STORAGE_CONF", p.join("storage.conf"))
-            .env("TMPDIR", p.join("tmp"));
-        c.stdout(Stdio::null()).stderr(Stdio::null()).output()
     }
 }
 

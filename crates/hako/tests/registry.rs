@@ -18,29 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
-use common::{busybox_tarball, hako_bin, stderr, stdout, TestDaemon};
-
-fn require(tool: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{tool} is not installed: run scripts/install-deps.sh (docker-registry, podman, skopeo)"
-    );
-}
-
-fn run_ok(c: &mut Command) -> String {
-    let o = c.output().unwrap_or_else(|e| panic!("run {c:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{c:?} failed ({}): {}\n{}",
-        o.status,
-        stderr(&o),
-        stdout(&o)
-    );
-    stdout(&o)
-}
+use common::{busybox_tarball, hako_bin, require, run_ok, stderr, stdout, Podman, TestDaemon};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -282,84 +260,6 @@ fn layer(name: &str, size: usize, seed: u64) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&b.into_inner().unwrap()).unwrap();
     gz.finish().unwrap()
-}
-
-/// podman with private storage (as in interop.rs), for pull and push only.
-struct Podman {
-    dir: Option<tempfile::TempDir>,
-}
-
-impl Podman {
-    fn new() -> Podman {
-        require("podman");
-        let dir = tempfile::Builder::new()
-            .prefix("hako-reg-podman-")
-            .tempdir_in("/var/tmp")
-            .unwrap();
-        let p = dir.path();
-        std::fs::create_dir_all(p.join("tmp")).unwrap();
-        std::fs::write(
-            p.join("containers.conf"),
-            format!(
-                "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nevents_logfile_path = \"{p}/events.log\"\ntmp_dir = \"{p}/tmp\"\nlock_type = \"file\"\n",
-                p = p.display()
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            p.join("storage.conf"),
-            format!(
-                "[storage]\ndriver = \"overlay\"\ngraphroot = \"{p}/root\"\nrunroot = \"{p}/run\"\n",
-                p = p.display()
-            ),
-        )
-        .unwrap();
-        Podman { dir: Some(dir) }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let p = self.dir.as_ref().unwrap().path();
-        let mut c = Command::new("podman");
-        c.arg("--root")
-            .arg(p.join("root"))
-            .arg("--runroot")
-            .arg(p.join("run"))
-            .args(["--storage-driver", "overlay"])
-            .args(args)
-            .env("CONTAINERS_CONF", p.join("containers.conf"))
-            .env("CONTAINERS_STORAGE_CONF", p.join("storage.conf"))
-            .env("TMPDIR", p.join("tmp"));
-        c
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        run_ok(&mut self.cmd(args))
-    }
-}
-
-impl Drop for Podman {
-    fn drop(&mut self) {
-        if self.dir.is_none() {
-            return;
-        }
-        let _ = self
-            .cmd(&["system", "reset", "-f"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .output();
-        let Some(dir) = self.dir.take() else { return };
-        let prefix = format!("{}/", dir.path().display());
-        let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(String::from))
-            .filter(|m| m.starts_with(&prefix))
-            .collect();
-        for m in mounts.iter().rev() {
-            let _ = Command::new("umount").arg("-l").arg(m).status();
-        }
-        let _ = dir.close();
-    }
 }
 
 fn hako_ok(d: &TestDaemon, args: &[&str]) -> String {

@@ -174,3 +174,165 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Fails the test, saying how to install it, when `tool` is not on PATH.
+pub fn require(tool: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{tool} is not installed: run scripts/install-deps.sh (docker CLI, podman, skopeo, docker-registry)"
+    );
+}
+
+pub fn run_ok(c: &mut Command) -> String {
+    let o = c.output().unwrap_or_else(|e| panic!("run {c:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{c:?} failed ({}): {}\n{}",
+        o.status,
+        stderr(&o),
+        stdout(&o)
+    );
+    stdout(&o)
+}
+
+/// Mount points at or under `dir` (mountinfo field 5), deepest first.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let prefix = format!("{}/", dir.display());
+    let mut v: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(String::from))
+        .filter(|m| m.starts_with(&prefix) || *m == dir.display().to_string())
+        .collect();
+    v.sort_by(|a, b| b.cmp(a));
+    v
+}
+
+/// podman with its own graphroot, runroot, tmp dir, network config dir and file locks under
+/// one temp dir, configured as this machine needs (MACHINE.md): `default_ulimits` within the
+/// hard limits, cgroupfs, file events log. Dropping it runs `podman system reset -f`,
+/// unmounts whatever is left below the dir and removes the dir.
+pub struct Podman {
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Podman {
+    pub fn new() -> Podman {
+        require("podman");
+        let dir = tempfile::Builder::new()
+            .prefix("hako-interop-podman-")
+            .tempdir_in("/var/tmp")
+            .expect("tempdir");
+        let p = dir.path();
+        for d in ["tmp", "net", "work"] {
+            std::fs::create_dir_all(p.join(d)).unwrap();
+        }
+        std::fs::write(
+            p.join("containers.conf"),
+            format!(
+                "[containers]\n\
+                 default_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
+                 [engine]\n\
+                 cgroup_manager = \"cgroupfs\"\n\
+                 events_logger = \"file\"\n\
+                 events_logfile_path = \"{p}/events.log\"\n\
+                 tmp_dir = \"{p}/tmp\"\n\
+                 lock_type = \"file\"\n\
+                 [network]\n\
+                 network_config_dir = \"{p}/net\"\n",
+                p = p.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            p.join("storage.conf"),
+            format!(
+                "[storage]\ndriver = \"overlay\"\ngraphroot = \"{p}/root\"\nrunroot = \"{p}/run\"\n",
+                p = p.display()
+            ),
+        )
+        .unwrap();
+        Podman { dir: Some(dir) }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().expect("podman dir").path()
+    }
+
+    /// A scratch dir for archives, inside the podman dir (removed with it).
+    pub fn work(&self) -> PathBuf {
+        self.path().join("work")
+    }
+
+    pub fn env(&self, c: &mut Command) {
+        let p = self.path();
+        c.env("CONTAINERS_CONF", p.join("containers.conf"))
+            .env("CONTAINERS_STORAGE_CONF", p.join("storage.conf"))
+            .env("TMPDIR", p.join("tmp"));
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let p = self.path();
+        let mut c = Command::new("podman");
+        c.arg("--root")
+            .arg(p.join("root"))
+            .arg("--runroot")
+            .arg(p.join("run"))
+            .args(["--storage-driver", "overlay"])
+            .args(args);
+        self.env(&mut c);
+        c
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        run_ok(&mut self.cmd(args))
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let Some(dir) = self.dir.take() else { return };
+        // Unmounts the overlay driver's private bind mount of its home and removes the
+        // storage; networks are only looked for in our own network_config_dir.
+        let _ = self.reset_with(dir.path());
+        for m in mounts_under(dir.path()) {
+            let ok = Command::new("umount")
+                .arg(&m)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if !ok {
+                let _ = Command::new("umount").arg("-l").arg(&m).status();
+            }
+        }
+        let left = mounts_under(dir.path());
+        if left.is_empty() {
+            let _ = dir.close();
+        } else {
+            // Never recurse into a mount: keep the dir and say so.
+            let kept = dir.keep();
+            eprintln!(
+                "warning: mounts left under {}: {left:?}; not removing it",
+                kept.display()
+            );
+        }
+    }
+}
+
+impl Podman {
+    fn reset_with(&self, p: &Path) -> std::io::Result<Output> {
+        let mut c = Command::new("podman");
+        c.arg("--root")
+            .arg(p.join("root"))
+            .arg("--runroot")
+            .arg(p.join("run"))
+            .args(["--storage-driver", "overlay", "system", "reset", "-f"]);
+        c.env("CONTAINERS_CONF", p.join("containers.conf"))
+            .env("CONTAINERS_STORAGE_CONF", p.join("storage.conf"))
+            .env("TMPDIR", p.join("tmp"));
+        c.stdout(Stdio::null()).stderr(Stdio::null()).output()
+    }
+}
