@@ -355,7 +355,8 @@ fn system_cpu_ns() -> u64 {
     jiffies * 10_000_000
 }
 
-fn host_memory() -> u64 {
+/// The host's RAM in bytes (`MemTotal`).
+pub(crate) fn host_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {

@@ -53,23 +53,10 @@ pub async fn version() -> Json<Value> {
 }
 
 fn cgroup_version() -> &'static str {
-    match rustix::fs::statfs("/sys/fs/cgroup") {
-        // CGROUP2_SUPER_MAGIC: the whole tree is unified.
-        Ok(s) if s.f_type as u64 == 0x6367_7270 => "2",
+    match hako_runtime::cgroups::detect() {
+        hako_runtime::cgroups::Layout::Unified => "2",
         _ => "1",
     }
-}
-
-fn mem_total() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
 }
 
 pub async fn info(AxState(d): AxState<State>) -> Result<Json<Value>, ApiError> {
@@ -95,7 +82,7 @@ pub async fn info(AxState(d): AxState<State>) -> Result<Json<Value>, ApiError> {
         "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs", "CgroupVersion": cgroup_version(),
         "KernelVersion": kernel_version(), "OperatingSystem": os, "OSVersion": "", "OSType": "linux",
         "Architecture": std::env::consts::ARCH, "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "MemTotal": mem_total(), "IndexServerAddress": "https://index.docker.io/v1/",
+        "MemTotal": crate::containers::ops::host_memory(), "IndexServerAddress": "https://index.docker.io/v1/",
         "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"], "Mirrors": []},
         "GenericResources": null, "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Labels": [], "ExperimentalBuild": false,
         "ServerVersion": env!("CARGO_PKG_VERSION"), "Runtimes": {"hako": {"path": "hako"}}, "DefaultRuntime": "hako",
