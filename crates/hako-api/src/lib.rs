@@ -7,6 +7,7 @@ pub mod client;
 pub mod containers;
 pub mod error;
 pub mod human;
+pub mod networks;
 pub mod server;
 pub mod version;
 

@@ -41,6 +41,11 @@ pub struct MonitorSpec {
     pub cgroup_name: String,
     /// Initial terminal size (rows, cols).
     pub console_size: Option<(u16, u16)>,
+    /// Hold the init until whoever started the monitor has set up the container's network
+    /// namespace: the monitor writes [`NOTE_NETWORK`] and the init's PID, then reads one byte
+    /// on its stdin: `1` to go on, anything else (then a reason) or EOF to give up.
+    #[serde(default)]
+    pub network_gate: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -138,6 +143,36 @@ pub fn run(dir: &Path) -> i32 {
 /// how the start went.
 pub const NOTE_LISTENING: u8 = b'L';
 pub const NOTE_STARTED: u8 = b'S';
+/// Followed by the init's PID in decimal and a newline (see [`MonitorSpec::network_gate`]).
+pub const NOTE_NETWORK: u8 = b'N';
+
+/// Tells of the init's PID and waits for the network set up in its namespace.
+fn network_gate(pid: i32) -> io::Result<()> {
+    let _ = rustix::io::write(rustix::stdio::stdout(), format!("N{pid}\n").as_bytes());
+    let mut answer = Vec::new();
+    let mut b = [0u8; 256];
+    loop {
+        match rustix::io::read(rustix::stdio::stdin(), &mut b) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&b[..n]);
+                if answer.first() == Some(&b'1') {
+                    return Ok(());
+                }
+            }
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let why = String::from_utf8_lossy(answer.get(1..).unwrap_or_default())
+        .trim()
+        .to_string();
+    Err(io::Error::other(if why.is_empty() {
+        "the engine went away while setting up the container's network".to_string()
+    } else {
+        why
+    }))
+}
 
 fn notify(note: u8) {
     // The daemon may be gone (SIGPIPE is ignored here): the notes are only a shortcut.
@@ -258,6 +293,23 @@ fn run_inner(dir: &Path) -> io::Result<()> {
             flags |= f as libc::c_long;
         }
     }
+    // Namespaces given by path (`--network container:NAME`) are joined by the monitor itself
+    // before the clone, so the init is born in them; the monitor uses none of them.
+    for ns in cfg
+        .linux
+        .namespaces
+        .iter()
+        .filter(|n| matches!(n.kind.as_str(), "network" | "ipc" | "uts"))
+    {
+        if let Some(p) = &ns.path {
+            let f = File::open(p).map_err(|e| io::Error::other(format!("opening {} namespace {p}: {e}", ns.kind)))?;
+            // SAFETY: setns on a namespace descriptor we opened (0: any type).
+            if unsafe { libc::setns(f.as_raw_fd(), 0) } != 0 {
+                let e = io::Error::last_os_error();
+                return Err(io::Error::other(format!("joining {} namespace {p}: {e}", ns.kind)));
+            }
+        }
+    }
     // SAFETY: the monitor is single-threaded, so a fork-like clone is safe; the child only
     // runs init code and exits or execs.
     let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) } as i32;
@@ -290,17 +342,23 @@ fn run_inner(dir: &Path) -> io::Result<()> {
     // While the init mounts the container's filesystems (it waits for its cgroup only just
     // before it needs it): the cgroup, then the attach clients that came before start,
     // waited for (bounded) so they see everything.
-    let cgroup = match place(&spec, pid) {
-        Ok(c) => c,
-        Err(e) => {
-            // SAFETY: killing and reaping our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
+    let kill_init = || {
+        // SAFETY: killing and reaping our own child.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    };
+    let cgroup = place(&spec, pid).inspect_err(|_| kill_init())?;
+    if spec.network_gate {
+        if let Err(e) = network_gate(pid) {
+            kill_init();
+            if let Some(cg) = &cgroup {
+                remove_cgroup(cg);
             }
             return Err(e);
         }
-    };
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     while clients.len() < spec.wait_attach {
         let left = deadline.saturating_duration_since(Instant::now());

@@ -29,6 +29,8 @@ pub struct SpecInput {
     pub seccomp: Option<Value>,
     /// `none` / `host` / anything else gets its own network namespace.
     pub network_mode: String,
+    /// The network namespace to join (`--network container:NAME`) instead of a new one.
+    pub network_ns_path: Option<String>,
     /// Extra mounts (volumes, binds, tmpfs, /etc files), OCI mount objects.
     pub mounts: Vec<Value>,
     pub no_new_privileges: bool,
@@ -142,8 +144,10 @@ pub fn generate(inp: &SpecInput) -> Result<Value, SpecError> {
         json!({"type": "mount"}),
         json!({"type": "cgroup"}),
     ];
-    if inp.network_mode != "host" {
-        namespaces.push(json!({"type": "network"}));
+    match &inp.network_ns_path {
+        Some(p) => namespaces.push(json!({"type": "network", "path": p})),
+        None if inp.network_mode != "host" => namespaces.push(json!({"type": "network"})),
+        None => {}
     }
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),

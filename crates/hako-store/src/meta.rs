@@ -27,7 +27,10 @@ pub const CONTAINERS: Table = TableDefinition::new("containers");
 /// Volumes by name.
 pub const VOLUMES: Table = TableDefinition::new("volumes");
 
-const ALL: [Table; 5] = [IMAGES, TAGS, REPO_DIGESTS, CONTAINERS, VOLUMES];
+/// Network ID -> network record (its subnet and the leases of its addresses).
+pub const NETWORKS: Table = TableDefinition::new("networks");
+
+const ALL: [Table; 6] = [IMAGES, TAGS, REPO_DIGESTS, CONTAINERS, VOLUMES, NETWORKS];
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {

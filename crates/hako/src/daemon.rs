@@ -27,6 +27,9 @@ pub struct DaemonArgs {
     /// Registry (HOST[:PORT] or CIDR) to reach over plain HTTP or unverified TLS
     #[arg(long = "insecure-registry")]
     insecure_registry: Vec<String>,
+    /// Bridge interface of the default network (engines side by side need their own)
+    #[arg(short = 'b', long = "bridge", env = "HAKO_BRIDGE", default_value = "hako0")]
+    bridge: String,
 }
 
 /// Holds the root's lock for the daemon's lifetime (released by the kernel on exit).
@@ -118,11 +121,15 @@ pub async fn run(a: DaemonArgs) -> anyhow::Result<()> {
             None
         }
     };
-    let containers = hako_api::containers::Containers::open(images.clone(), &root, monitor_exe)
+    let (imgs, bridge) = (images.clone(), a.bridge.clone());
+    let networks = tokio::task::spawn_blocking(move || hako_api::networks::Networks::open(imgs, &bridge))
+        .await?
+        .map_err(|e| anyhow::anyhow!("setting up networks: {}", e.message))?;
+    let containers = hako_api::containers::Containers::open(images.clone(), networks.clone(), &root, monitor_exe)
         .map_err(|e| anyhow::anyhow!("loading containers: {}", e.message))?;
     let state = Arc::new(Daemon {
         images,
-        containers,
+        containers: containers.clone(),
         root: root.clone(),
         host: a.host.clone(),
         started: Instant::now(),
@@ -152,9 +159,26 @@ pub async fn run(a: DaemonArgs) -> anyhow::Result<()> {
         _ = grace => Ok(()),
     };
     let _ = fs::remove_file(&sock);
+    // Bridges and rules that running containers still use stay for them (and the next daemon).
+    let in_use = containers_networks(&containers);
+    let _ = tokio::task::spawn_blocking(move || networks.shut_down(&in_use)).await;
     if let Some(h) = hold {
         h.release();
     }
     served.context("serving the API")?;
     Ok(())
+}
+
+/// IDs of the networks running containers are attached to.
+fn containers_networks(c: &hako_api::containers::Containers) -> Vec<String> {
+    c.all()
+        .iter()
+        .filter_map(|e| {
+            let r = e.rec.lock().ok()?;
+            r.state
+                .running
+                .then(|| r.networks.values().map(|ep| ep.network_id.clone()).collect::<Vec<_>>())
+        })
+        .flatten()
+        .collect()
 }

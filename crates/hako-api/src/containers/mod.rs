@@ -2,6 +2,7 @@
 //! running container, and watchers that learn of exits.
 
 pub mod archive;
+mod connect;
 pub mod exec;
 pub mod ops;
 mod primer;
@@ -51,6 +52,7 @@ pub struct Entry {
 
 pub struct Containers {
     pub images: Arc<ImageService>,
+    pub networks: Arc<crate::networks::Networks>,
     pub dir: PathBuf,
     /// The executable monitors run from: a sealed in-memory copy of hako.
     pub monitor_exe: PathBuf,
@@ -68,7 +70,12 @@ fn conflict(m: impl Into<String>) -> ApiError {
 
 impl Containers {
     /// Loads every record and re-adopts containers whose monitor still runs.
-    pub fn open(images: Arc<ImageService>, root: &Path, monitor_exe: PathBuf) -> Result<Arc<Containers>, ApiError> {
+    pub fn open(
+        images: Arc<ImageService>,
+        networks: Arc<crate::networks::Networks>,
+        root: &Path,
+        monitor_exe: PathBuf,
+    ) -> Result<Arc<Containers>, ApiError> {
         let dir = root.join("containers");
         std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(format!("creating {}: {e}", dir.display())))?;
         // Directories a removal had set aside when the daemon stopped.
@@ -81,6 +88,7 @@ impl Containers {
         }
         let c = Arc::new(Containers {
             images,
+            networks,
             dir,
             monitor_exe,
             map: Mutex::new(HashMap::new()),
@@ -263,6 +271,21 @@ impl Containers {
         if config.get("Hostname").and_then(Value::as_str).unwrap_or("").is_empty() {
             config["Hostname"] = json!(&id[..12]);
         }
+        // The network its mode names must exist; its address is leased now (and given back
+        // if the create fails after this).
+        let mode = host_config
+            .get("NetworkMode")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if let Some(other) = mode.strip_prefix("container:") {
+            self.get(other)?;
+        }
+        hako_net::ports::bindings(&host_config, config.get("ExposedPorts").unwrap_or(&Value::Null))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let networks = self
+            .networks
+            .plan(&id, &mode, body.get("NetworkingConfig").unwrap_or(&Value::Null))?;
         let dir = self.container_dir(&id);
         let rec = ContainerRecord {
             id: id.clone(),
@@ -282,12 +305,14 @@ impl Containers {
             restart_count: 0,
             mounts,
             has_been_manually_stopped: false,
+            networks,
+            ports: Vec::new(),
             log_path: dir.join(format!("{id}-json.log")).display().to_string(),
             resolv_conf_path: dir.join("resolv.conf").display().to_string(),
             hostname_path: dir.join("hostname").display().to_string(),
             hosts_path: dir.join("hosts").display().to_string(),
         };
-        {
+        let made = (|| {
             // Name uniqueness is checked under the map lock so two creates cannot both win.
             let map = self.map.lock().unwrap(); // unwrap: see insert
             if let Some(other) = map.values().find(|e| e.rec.lock().unwrap().name == name) {
@@ -298,9 +323,14 @@ impl Containers {
             }
             drop(map);
             setup::prepare_dir(&dir, &rec)?;
-            self.save(&rec)?;
-            self.insert(rec);
+            self.save(&rec)
+        })();
+        if let Err(e) = made {
+            let _ = self.networks.release(&id, &rec.networks);
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
         }
+        self.insert(rec);
         // A start usually follows.
         self.primer.touch();
         Ok((id, vec![]))
@@ -328,10 +358,19 @@ impl Containers {
         let this = self.clone();
         let rec2 = rec.clone();
         let dir2 = dir.clone();
-        let launched = tokio::task::spawn_blocking(move || setup::launch(&this, &rec2, &dir2, wait_attach))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        let mut child = match launched {
+        let launched = tokio::task::spawn_blocking(move || {
+            // Host ports first: one in use starts nothing.
+            let exposed = rec2.config.get("ExposedPorts").cloned().unwrap_or(Value::Null);
+            let ports = this
+                .networks
+                .activate(&rec2.id, &rec2.name, &rec2.networks, &rec2.host_config, &exposed)?;
+            setup::launch(&this, &rec2, &dir2, wait_attach)
+                .map(|c| (c, ports))
+                .inspect_err(|_| this.networks.deactivate(&rec2.id))
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+        let (mut child, ports) = match launched {
             Ok(c) => c,
             Err(err) => {
                 self.start_failed(&rec);
@@ -345,6 +384,9 @@ impl Containers {
         notes.wait_for(monitor::NOTE_LISTENING).await;
         tracing::debug!(id = %rec.id, "monitor listening");
         e.started.notify_waiters();
+        if let Some(gate) = child.stdin.take() {
+            self.open_network_gate(&rec, &mut notes, gate).await;
+        }
         notes.wait_for(monitor::NOTE_STARTED).await;
         tracing::debug!(id = %rec.id, "start decided");
         let state = monitor::read_state(&dir).filter(|s| s.status != "starting");
@@ -360,6 +402,7 @@ impl Containers {
                     finished_at: ZERO_TIME.into(),
                     ..Default::default()
                 };
+                r.ports = ports;
                 let snapshot = r.clone();
                 drop(r);
                 self.save(&snapshot)?;
@@ -370,6 +413,7 @@ impl Containers {
             other => {
                 let st = other.unwrap_or_default();
                 let _ = child_reap(child);
+                self.networks.deactivate(&rec.id);
                 let msg = st
                     .error
                     .clone()
@@ -391,6 +435,26 @@ impl Containers {
                 Err(ApiError::new(status, format!("failed to create task for container: failed to create shim task: OCI runtime create failed: {msg}: unknown")))
             }
         }
+    }
+
+    /// The monitor holds the init until its network namespace is plumbed: a veth pair per
+    /// network, addresses, the default route. The answer goes back on the monitor's stdin.
+    async fn open_network_gate(&self, rec: &ContainerRecord, notes: &mut MonitorNotes, gate: std::process::ChildStdin) {
+        let Some(pid) = notes.network_pid().await else { return };
+        let nets = self.networks.clone();
+        let mut eps: Vec<crate::networks::Endpoint> = rec.networks.values().cloned().collect();
+        eps.sort_by(|a, b| a.ifname.cmp(&b.ifname));
+        let plumbed = tokio::task::spawn_blocking(move || nets.plumb(pid, &eps.iter().collect::<Vec<_>>()))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        tracing::debug!(id = %rec.id, ok = plumbed.is_ok(), "network plumbed");
+        let answer = match plumbed {
+            Ok(()) => b"1".to_vec(),
+            Err(why) => format!("0setting up the container's network: {why}").into_bytes(),
+        };
+        // A pipe's buffer takes this at once; the monitor reads it before anything else.
+        let mut gate = gate;
+        let _ = std::io::Write::write_all(&mut gate, &answer);
     }
 
     /// `run --rm` waits for the removal after a failed start, as with Docker.
@@ -429,6 +493,9 @@ impl Containers {
 
     async fn record_exit(self: &Arc<Self>, id: &str, e: &Arc<Entry>) {
         tracing::debug!(id, "monitor exited");
+        let nets = self.networks.clone();
+        let id2 = id.to_string();
+        let _ = tokio::task::spawn_blocking(move || nets.deactivate(&id2)).await;
         let dir = self.container_dir(id);
         let st = monitor::read_state(&dir).unwrap_or_default();
         let code = st.exit_code.unwrap_or(255);
@@ -510,6 +577,14 @@ impl Containers {
         let dir = self.container_dir(id);
         match monitor::read_state(&dir) {
             Some(st) if st.status == "running" && monitor_alive(st.monitor_pid, &dir) => {
+                // Its host ports and names again, as they were (the rules are in the table).
+                let r = e.rec.lock().unwrap().clone(); // unwrap: see insert
+                let mut hc = r.host_config.clone();
+                hc["PortBindings"] = ports_as_bindings(&r.ports);
+                hc["PublishAllPorts"] = json!(false);
+                if let Err(err) = self.networks.activate(id, &r.name, &r.networks, &hc, &Value::Null) {
+                    tracing::warn!(container = %id, error = %err.message, "cannot take the container's ports again");
+                }
                 self.watch(id, e, st.monitor_pid, None);
             }
             _ => {
@@ -639,6 +714,10 @@ impl Containers {
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::internal(e.to_string()))?;
+        let endpoints = e.rec.lock().unwrap().networks.clone(); // unwrap: see insert
+        if let Err(err) = self.networks.release(&id, &endpoints) {
+            tracing::warn!(container = %id, error = %err.message, "cannot give back the container's addresses");
+        }
         if volumes {
             // `rm -v`: the container's anonymous volumes go with it; named ones stay.
             let mounts = e.rec.lock().unwrap().mounts.clone(); // unwrap: see insert
@@ -657,6 +736,18 @@ impl Containers {
         tracing::debug!(name, "removed");
         Ok(())
     }
+}
+
+/// Bindings with their chosen host ports, as `HostConfig.PortBindings` says them.
+fn ports_as_bindings(ports: &[hako_net::ports::Binding]) -> Value {
+    let mut m = serde_json::Map::new();
+    for b in ports {
+        let list = m.entry(b.port_key()).or_insert_with(|| json!([]));
+        if let Some(a) = list.as_array_mut() {
+            a.push(json!({"HostIp": b.host_ip.map(|i| i.to_string()).unwrap_or_default(), "HostPort": b.host_port.to_string()}));
+        }
+    }
+    Value::Object(m)
 }
 
 /// Connects to a container monitor's attach socket. The path goes through a descriptor of
@@ -690,29 +781,63 @@ pub async fn connect_monitor(dir: &Path) -> std::io::Result<tokio::net::UnixStre
 }
 
 /// The notes a monitor writes on its stdout while it starts a container.
-struct MonitorNotes(Option<tokio::net::unix::pipe::Receiver>);
+struct MonitorNotes {
+    rx: Option<tokio::net::unix::pipe::Receiver>,
+    /// The final note came (while waiting for another): the start is decided.
+    started: bool,
+}
 
 impl MonitorNotes {
     fn new(stdout: Option<std::process::ChildStdout>) -> MonitorNotes {
-        MonitorNotes(stdout.and_then(|s| tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(s)).ok()))
+        MonitorNotes {
+            rx: stdout.and_then(|s| tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(s)).ok()),
+            started: false,
+        }
+    }
+
+    async fn byte(&mut self) -> Option<u8> {
+        use tokio::io::AsyncReadExt;
+        let rx = self.rx.as_mut()?;
+        let mut b = [0u8; 1];
+        match rx.read(&mut b).await {
+            Ok(1) => Some(b[0]),
+            _ => {
+                self.rx = None;
+                None
+            }
+        }
     }
 
     /// Returns once the monitor wrote `note`, or closed its end (it exited, or has nothing
     /// more to say).
     async fn wait_for(&mut self, note: u8) {
-        use tokio::io::AsyncReadExt;
-        let Some(rx) = &mut self.0 else { return };
-        let mut b = [0u8; 1];
-        loop {
-            match rx.read(&mut b).await {
-                Ok(1) if b[0] == note => return,
-                Ok(1) => continue,
-                _ => {
-                    self.0 = None;
-                    return;
-                }
+        if self.started {
+            return;
+        }
+        while let Some(b) = self.byte().await {
+            if b == monitor::NOTE_STARTED {
+                self.started = true;
+            }
+            if b == note {
+                return;
             }
         }
+    }
+
+    /// The init's PID from the network gate's note; None if the monitor gave up first.
+    async fn network_pid(&mut self) -> Option<i32> {
+        self.wait_for(monitor::NOTE_NETWORK).await;
+        if self.started {
+            return None;
+        }
+        let mut digits = String::new();
+        while let Some(b) = self.byte().await {
+            if b == b'\n' {
+                return digits.parse().ok();
+            }
+            digits.push(b as char);
+        }
+        None
     }
 }
 

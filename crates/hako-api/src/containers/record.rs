@@ -43,6 +43,12 @@ pub struct ContainerRecord {
     /// Set by `stop`, cleared by `start`: restart policies leave such a container alone.
     #[serde(default)]
     pub has_been_manually_stopped: bool,
+    /// Its networks by name: address, aliases, interfaces (the leases go at `rm`).
+    #[serde(default)]
+    pub networks: std::collections::BTreeMap<String, crate::networks::Endpoint>,
+    /// The host ports it publishes while it runs (chosen ones filled in).
+    #[serde(default)]
+    pub ports: Vec<hako_net::ports::Binding>,
     pub log_path: String,
     pub resolv_conf_path: String,
     pub hostname_path: String,
@@ -50,6 +56,94 @@ pub struct ContainerRecord {
 }
 
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+impl ContainerRecord {
+    /// `NetworkSettings` of `docker inspect`: its networks, and while it runs its ports
+    /// (every exposed port, null where not published).
+    pub fn network_settings(&self) -> Value {
+        let mut ports = Map::new();
+        if self.state.running {
+            for k in self
+                .config
+                .get("ExposedPorts")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flat_map(|m| m.keys())
+            {
+                ports.insert(k.clone(), Value::Null);
+            }
+            for b in &self.ports {
+                let list = ports.entry(b.port_key()).or_insert(Value::Null);
+                if list.is_null() {
+                    *list = json!([]);
+                }
+                if let Some(a) = list.as_array_mut() {
+                    a.push(json!({"HostIp": b.host_ip_string(), "HostPort": b.host_port.to_string()}));
+                }
+            }
+        }
+        let short = &self.id[..12.min(self.id.len())];
+        let name = self.name.trim_start_matches('/');
+        let mut networks = Map::new();
+        for (net, ep) in &self.networks {
+            let mut dns = Vec::new();
+            if net != crate::networks::DEFAULT {
+                dns.push(name.to_string());
+                dns.extend(ep.aliases.iter().cloned());
+                dns.push(short.to_string());
+            }
+            networks.insert(net.clone(), ep.settings(&dns));
+        }
+        let default = self.networks.get(crate::networks::DEFAULT);
+        let field = |f: fn(&crate::networks::Endpoint) -> String| default.map(f).unwrap_or_default();
+        json!({
+            "Bridge": "",
+            "SandboxID": if self.state.running { self.id.clone() } else { String::new() },
+            "SandboxKey": if self.state.running { format!("/proc/{}/ns/net", self.state.pid) } else { String::new() },
+            "HairpinMode": false,
+            "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0,
+            "Ports": ports,
+            "SecondaryIPAddresses": null,
+            "SecondaryIPv6Addresses": null,
+            "EndpointID": field(|e| e.endpoint_id.clone()),
+            "Gateway": field(|e| e.gateway.to_string()),
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "IPAddress": field(|e| e.ip.to_string()),
+            "IPPrefixLen": default.map(|e| e.prefix).unwrap_or(0),
+            "IPv6Gateway": "",
+            "MacAddress": field(|e| e.mac.clone()),
+            "Networks": networks,
+        })
+    }
+
+    /// `Ports` of `GET /containers/json`: published ports with their host side, exposed
+    /// ones without.
+    pub fn port_summary(&self) -> Value {
+        let mut out: Vec<Value> = Vec::new();
+        if !self.state.running {
+            return json!(out);
+        }
+        for b in &self.ports {
+            out.push(json!({"IP": b.host_ip_string(), "PrivatePort": b.container_port, "PublicPort": b.host_port, "Type": b.proto.as_str()}));
+        }
+        for k in self
+            .config
+            .get("ExposedPorts")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flat_map(|m| m.keys())
+        {
+            if let Ok((port, proto)) = hako_net::ports::parse_port_key(k) {
+                if !self.ports.iter().any(|b| b.container_port == port && b.proto == proto) {
+                    out.push(json!({"PrivatePort": port, "Type": proto.as_str()}));
+                }
+            }
+        }
+        json!(out)
+    }
+}
 
 /// Whether a restart policy brings a container back after it exited with `code`.
 /// `restarts` is how many times it was restarted already (for `on-failure:N`).

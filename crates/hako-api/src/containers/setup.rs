@@ -25,10 +25,6 @@ fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> ApiError + '_ {
 
 /// Refuses settings this engine cannot honour, with Docker's wording where it has one.
 pub fn validate_host_config(hc: &Value) -> Result<(), ApiError> {
-    let mode = hc.get("NetworkMode").and_then(Value::as_str).unwrap_or("");
-    if !matches!(mode, "" | "default" | "bridge" | "none" | "host") {
-        return Err(ApiError::not_found(format!("network {mode} not found")));
-    }
     let res = resources(hc);
     res.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
     if let Some(m) = res.memory.filter(|m| *m > 0 && *m < 6 * 1024 * 1024) {
@@ -147,6 +143,10 @@ pub fn prepare_dir(dir: &Path, rec: &ContainerRecord) -> Result<(), ApiError> {
     let mut hosts = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
     );
+    // Its own address under its hostname, as Docker writes it.
+    if let Some(ep) = rec.networks.values().min_by(|a, b| a.ifname.cmp(&b.ifname)) {
+        hosts.push_str(&format!("{}\t{hostname}\n", ep.ip));
+    }
     for h in rec
         .host_config
         .get("ExtraHosts")
@@ -187,6 +187,20 @@ fn resolv_conf(rec: &ContainerRecord) -> String {
         .collect();
     for d in &dns {
         out.push(format!("nameserver {d}"));
+    }
+    // On a user network, names go to the network's resolver (which forwards the rest to the
+    // host's resolvers); search and options lines stay.
+    if let Some(ep) = rec
+        .networks
+        .iter()
+        .find(|(n, _)| n.as_str() != crate::networks::DEFAULT)
+        .map(|(_, e)| e)
+    {
+        if dns.is_empty() {
+            out.retain(|l| !l.trim_start().starts_with("nameserver"));
+            out.push(format!("nameserver {}", ep.gateway));
+            out.push("options ndots:0".into());
+        }
     }
     let mut s = out.join("\n");
     s.push('\n');
@@ -383,6 +397,7 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
             .and_then(Value::as_str)
             .unwrap_or("none")
             .to_string(),
+        network_ns_path: joined_network(c, hc)?,
         mounts,
         no_new_privileges: nnp,
         annotations,
@@ -423,6 +438,7 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
         cgroup: Some(res),
         cgroup_name: format!("hako-{}", rec.id),
         console_size: console,
+        network_gate: !rec.networks.is_empty(),
     };
     fs::write(dir.join("monitor.json"), serde_json::to_vec(&mspec).expect("json"))
         .map_err(io_err("writing monitor.json"))?;
@@ -430,12 +446,37 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
     Command::new(&c.monitor_exe)
         .arg("monitor")
         .arg(dir)
-        .stdin(Stdio::null())
+        // The network gate's answer (see `MonitorSpec::network_gate`).
+        .stdin(if mspec.network_gate {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         // The monitor's notes (see `hako_runtime::monitor::notify`).
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| ApiError::internal(format!("starting the container monitor: {e}")))
+}
+
+/// `--network container:NAME`: the namespace of that container's init, which must run.
+fn joined_network(c: &Containers, hc: &Value) -> Result<Option<String>, ApiError> {
+    let mode = hc.get("NetworkMode").and_then(Value::as_str).unwrap_or("");
+    let Some(other) = mode.strip_prefix("container:") else {
+        return Ok(None);
+    };
+    let e = c.get(other)?;
+    let r = e.rec.lock().unwrap(); // unwrap: no code panics holding a record lock
+    if !r.state.running {
+        return Err(ApiError::new(
+            http::StatusCode::CONFLICT,
+            format!(
+                "cannot join network namespace of a non running container: container {} is not running",
+                r.id
+            ),
+        ));
+    }
+    Ok(Some(format!("/proc/{}/ns/net", r.state.pid)))
 }
 
 /// Docker's sizes: `10m`, `1g`, `512k`, `100` (bytes).

@@ -284,12 +284,12 @@ fn summary(r: &ContainerRecord) -> Value {
         "ImageID": r.image,
         "Command": command.join(" "),
         "Created": chrono::DateTime::parse_from_rfc3339(&r.created).map(|t| t.timestamp()).unwrap_or(0),
-        "Ports": [],
+        "Ports": r.port_summary(),
         "Labels": r.config.get("Labels").cloned().unwrap_or(json!({})),
         "State": r.state.status,
         "Status": status_text(r),
         "HostConfig": {"NetworkMode": r.host_config.get("NetworkMode").cloned().unwrap_or(json!("default"))},
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": {"Networks": r.network_settings()["Networks"]},
         "Mounts": [],
     })
 }
@@ -369,8 +369,12 @@ pub async fn inspect(
     v["ExecIDs"] = if execs.is_empty() { Value::Null } else { json!(execs) };
     v["GraphDriver"] = json!({"Name": "overlay", "Data": {"UpperDir": dir.join("rootfs/upper"), "WorkDir": dir.join("rootfs/work"), "MergedDir": dir.join("rootfs/merged")}});
     v["Mounts"] = json!(r.mounts);
-    v["NetworkSettings"] =
-        json!({"Ports": {}, "Networks": {}, "SandboxKey": "", "IPAddress": "", "Gateway": "", "MacAddress": ""});
+    v["NetworkSettings"] = r.network_settings();
+    // The record's own fields for them are the engine's, not Docker's.
+    if let Some(o) = v.as_object_mut() {
+        o.remove("Networks");
+        o.remove("Ports");
+    }
     if flag(first(&query_pairs(&q), "size")) {
         let c = d.containers.clone();
         let (rw, rootfs) = super::blocking(move || Ok(c.sizes(&r))).await?;

@@ -3,6 +3,7 @@
 mod archive;
 mod containers;
 mod images;
+mod networks;
 mod registry;
 mod system;
 mod volumes;
@@ -81,7 +82,12 @@ pub fn router(state: State) -> Router {
         .route("/containers/{id}/top", get(containers::top))
         .route("/containers/{id}/stats", get(containers::stats))
         .route("/containers/{id}/changes", get(containers::diff))
-        .route("/networks/prune", post(system::prune_nothing))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route("/networks/{id}", get(networks::inspect).delete(networks::remove))
+        .route("/networks/{id}/connect", post(networks::connect))
+        .route("/networks/{id}/disconnect", post(networks::disconnect))
         .route("/volumes/prune", post(volumes::prune))
         .route("/volumes", get(volumes::list))
         .route("/volumes/create", post(volumes::create))

@@ -42,6 +42,18 @@ impl TestDaemon {
         self.dir.path().join("hako.sock")
     }
 
+    /// The default network's bridge: one per test daemon, so daemons side by side keep apart.
+    pub fn bridge(&self) -> String {
+        let n = self
+            .dir
+            .path()
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        format!("hk{}", &n[n.len().saturating_sub(6)..])
+    }
+
     pub fn host(&self) -> String {
         format!("unix://{}", self.socket().display())
     }
@@ -57,6 +69,7 @@ impl TestDaemon {
             .args(["daemon", "--root"])
             .arg(self.root())
             .args(["-H", &self.host()])
+            .args(["--bridge", &self.bridge()])
             .env("RUST_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
