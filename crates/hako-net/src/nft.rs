@@ -195,6 +195,7 @@ mod tests {
                 binding: Binding {
                     host_ip: None,
                     host_port: 8080,
+                    host_range: None,
                     proto: Proto::Tcp,
                     container_port: 80,
                 },
@@ -204,6 +205,7 @@ mod tests {
                 binding: Binding {
                     host_ip: Some(Ipv4Addr::LOCALHOST),
                     host_port: 5353,
+                    host_range: None,
                     proto: Proto::Udp,
                     container_port: 53,
                 },
@@ -233,6 +235,7 @@ mod tests {
             binding: Binding {
                 host_ip: Some(Ipv4Addr::LOCALHOST),
                 host_port: 8080,
+                host_range: None,
                 proto: Proto::Tcp,
                 container_port: 80,
             },

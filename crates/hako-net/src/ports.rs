@@ -35,6 +35,9 @@ pub struct Binding {
     pub host_ip: Option<Ipv4Addr>,
     /// 0 until a free port is chosen.
     pub host_port: u16,
+    /// `HostPort: "7000-7010"`: the first free port of the range is chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_range: Option<(u16, u16)>,
     pub proto: Proto,
     pub container_port: u16,
 }
@@ -71,7 +74,7 @@ pub enum PortError {
     #[error("Bind for {0} failed: port is already allocated")]
     Allocated(String),
     #[error("failed to bind port {0}: Error starting userland proxy: listen {1} {2}: bind: {3}")]
-    InUse(String, &'static str, String, std::io::Error),
+    InUse(String, &'static str, String, String),
 }
 
 /// `80/tcp` -> (80, tcp).
@@ -106,15 +109,25 @@ pub fn bindings(host_config: &Value, exposed: &Value) -> Result<Vec<Binding>, Po
                     s => Some(s.parse::<Ipv4Addr>().map_err(|_| PortError::HostIp(s.to_string()))?),
                 };
                 let port = b.get("HostPort").and_then(Value::as_str).unwrap_or("");
-                let host_port = if port.is_empty() {
-                    0
-                } else {
-                    port.parse::<u16>()
-                        .map_err(|_| PortError::Spec(format!("{port}:{key}")))?
+                let bad = || PortError::Spec(format!("{port}:{key}"));
+                let (host_port, host_range) = match port.split_once('-') {
+                    _ if port.is_empty() => (0, None),
+                    Some((a, b)) => {
+                        let (a, b) = (
+                            a.parse::<u16>().map_err(|_| bad())?,
+                            b.parse::<u16>().map_err(|_| bad())?,
+                        );
+                        if a == 0 || a > b {
+                            return Err(bad());
+                        }
+                        (0, Some((a, b)))
+                    }
+                    None => (port.parse::<u16>().map_err(|_| bad())?, None),
                 };
                 out.push(Binding {
                     host_ip,
                     host_port,
+                    host_range,
                     proto,
                     container_port,
                 });
@@ -131,6 +144,7 @@ pub fn bindings(host_config: &Value, exposed: &Value) -> Result<Vec<Binding>, Po
                 out.push(Binding {
                     host_ip: None,
                     host_port: 0,
+                    host_range: None,
                     proto,
                     container_port,
                 });
@@ -158,18 +172,51 @@ impl Reservation {
 pub fn reserve(bindings: &mut [Binding], ours: impl Fn(&Binding) -> bool) -> Result<Reservation, PortError> {
     let mut r = Reservation::default();
     for b in bindings.iter_mut() {
+        if let Some((lo, hi)) = b.host_range {
+            // The first port of the range that neither this engine nor anyone else holds.
+            let picked = (lo..=hi).find_map(|p| {
+                let candidate = Binding {
+                    host_port: p,
+                    host_range: None,
+                    ..b.clone()
+                };
+                if ours(&candidate) {
+                    return None;
+                }
+                let addr = SocketAddrV4::new(b.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), p);
+                bind(addr, b.proto).ok().map(|(fd, _)| (fd, p))
+            });
+            let Some((fd, p)) = picked else {
+                return Err(PortError::Allocated(format!("{}:{lo}-{hi}", b.host_ip_string())));
+            };
+            b.host_port = p;
+            b.host_range = None;
+            r.held.push(fd);
+            continue;
+        }
         if b.host_port != 0 && ours(b) {
             return Err(PortError::Allocated(format!("{}:{}", b.host_ip_string(), b.host_port)));
         }
         let addr = SocketAddrV4::new(b.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), b.host_port);
         let (fd, port) = bind(addr, b.proto).map_err(|e| {
             let net = if b.proto == Proto::Tcp { "tcp4" } else { "udp4" };
-            PortError::InUse(b.to_string(), net, addr.to_string(), e)
+            PortError::InUse(b.to_string(), net, addr.to_string(), errno_text(&e))
         })?;
         b.host_port = port;
         r.held.push(fd);
     }
     Ok(r)
+}
+
+/// An OS error as Go prints it, which Docker's messages carry: `address already in use`.
+fn errno_text(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    let s = s.split(" (os error").next().unwrap_or(&s);
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
 }
 
 /// A socket bound to `addr` and never listened on (std has no bind-only TCP socket); returns
@@ -235,17 +282,33 @@ mod tests {
     }
 
     #[test]
+    fn a_host_range_takes_its_first_free_port() {
+        let hc = json!({"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "0-0"}]}});
+        assert!(bindings(&hc, &json!({})).is_err(), "a range must start above 0");
+        let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = busy.local_addr().unwrap().port();
+        let hc = json!({"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": format!("{p}-{}", p + 40)}]}});
+        let mut b = bindings(&hc, &json!({})).unwrap();
+        let r = reserve(&mut b, |_| false).unwrap();
+        assert!(b[0].host_port > p && b[0].host_port <= p + 40, "{:?}", b[0]);
+        assert_eq!(b[0].host_range, None);
+        drop(r);
+    }
+
+    #[test]
     fn reservation_holds_ports_and_frees_them() {
         let mut b = vec![
             Binding {
                 host_ip: Some(Ipv4Addr::LOCALHOST),
                 host_port: 0,
+                host_range: None,
                 proto: Proto::Tcp,
                 container_port: 80,
             },
             Binding {
                 host_ip: Some(Ipv4Addr::LOCALHOST),
                 host_port: 0,
+                host_range: None,
                 proto: Proto::Udp,
                 container_port: 53,
             },

@@ -309,6 +309,25 @@ impl Networks {
                 .map(|g| g.parse::<Ipv4Addr>())
                 .transpose()
                 .map_err(|_| ApiError::bad_request(format!("invalid gateway address {:?}", gateway.unwrap_or(""))))?;
+            // A route of the host's over it would make the network unreachable, or the host
+            // part of the world.
+            let routes = Netlink::open()
+                .and_then(|mut nl| nl.routes_v4())
+                .map_err(internal("reading the host's routes"))?;
+            let ours = |s: &Subnet| {
+                inner
+                    .nets
+                    .values()
+                    .any(|r| r.pool.as_ref().is_some_and(|p| p.subnet == *s))
+            };
+            if let Some((a, p)) = routes
+                .into_iter()
+                .find(|(a, p)| *p > 0 && Subnet::new(*a, *p).overlaps(&subnet) && !ours(&Subnet::new(*a, *p)))
+            {
+                return Err(ApiError::forbidden(format!(
+                    "invalid pool request: Pool overlaps with other one on this address space (the host's route to {a}/{p})"
+                )));
+            }
             if let Some(other) = inner
                 .nets
                 .values()

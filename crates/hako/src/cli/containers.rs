@@ -10,6 +10,7 @@ use hako_api::client::{empty, full, read_json};
 use hako_api::{Client, ClientError};
 
 use super::images::SilentError;
+use super::networks;
 use super::system::urlencode;
 use crate::output::{ago, table};
 
@@ -103,9 +104,25 @@ pub struct CreateArgs {
     /// Mount the container's root filesystem as read only
     #[arg(long = "read-only")]
     read_only: bool,
-    /// Connect a container to a network (none, host)
+    /// Connect a container to a network: bridge (default), none, host, container:NAME, or a
+    /// network name
     #[arg(long, alias = "net")]
     network: Option<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long = "network-alias", alias = "net-alias")]
+    network_alias: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[arg(long)]
+    ip: Option<String>,
+    /// Publish a container's port(s) to the host ([IP:][HOST_PORT:]CONTAINER_PORT[/PROTO])
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
+    /// Expose a port or a range of ports
+    #[arg(long)]
+    expose: Vec<String>,
     /// Add a custom host-to-IP mapping (host:ip)
     #[arg(long = "add-host")]
     add_host: Vec<String>,
@@ -193,9 +210,50 @@ fn parse_device(spec: &str) -> anyhow::Result<Value> {
     Ok(json!({"PathOnHost": host, "PathInContainer": ctr, "CgroupPermissions": perms}))
 }
 
+/// What the networking flags put in a create body: `Config.ExposedPorts`,
+/// `HostConfig.PortBindings` and `NetworkingConfig.EndpointsConfig`.
+struct NetConfig {
+    exposed: Map<String, Value>,
+    bindings: Map<String, Value>,
+    endpoints: Map<String, Value>,
+}
+
+/// Reads `-p`, `--expose`, `--network`, `--network-alias` and `--ip` as the docker CLI does; an
+/// error is docker's message for it.
+fn net_config(a: &CreateArgs) -> Result<NetConfig, String> {
+    let publish = a
+        .publish
+        .iter()
+        .map(|p| networks::standard_notation(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (mut exposed, bindings) = networks::parse_port_specs(&publish)?;
+    for e in &a.expose {
+        exposed.extend(networks::parse_expose(e)?);
+    }
+    Ok(NetConfig {
+        exposed: exposed.into_iter().map(|p| (p, json!({}))).collect(),
+        bindings: bindings
+            .into_iter()
+            .map(|(port, bs)| {
+                let bs: Vec<Value> = bs
+                    .into_iter()
+                    .map(|b| json!({"HostIp": b.host_ip, "HostPort": b.host_port}))
+                    .collect();
+                (port, json!(bs))
+            })
+            .collect(),
+        endpoints: networks::endpoints_config(a.network.as_deref(), &a.network_alias, a.ip.as_deref())?,
+    })
+}
+
+/// [`net_config`], its error reported as docker reports a bad flag of `verb` (exit 125).
+fn checked_net_config(a: &CreateArgs, verb: &str) -> anyhow::Result<NetConfig> {
+    net_config(a).map_err(|m| networks::usage_error(verb, &m))
+}
+
 /// `stdin_once`: the container's stdin closes when the first attached client's input ends
 /// (Docker sets it for an attached `run -i`, not for `create` or `run -d`).
-fn create_body(a: &CreateArgs, stdin_once: bool) -> anyhow::Result<Value> {
+fn create_body(a: &CreateArgs, net: NetConfig, stdin_once: bool) -> anyhow::Result<Value> {
     let mut env = Vec::new();
     for f in &a.env_file {
         env.extend(env_file_lines(f)?);
@@ -250,6 +308,8 @@ fn create_body(a: &CreateArgs, stdin_once: bool) -> anyhow::Result<Value> {
         "Tmpfs": tmpfs,
         "AutoRemove": a.rm,
         "NetworkMode": a.network.clone().unwrap_or_else(|| "default".into()),
+        "PortBindings": net.bindings,
+        "PublishAllPorts": a.publish_all,
         "Memory": a.memory.as_deref().map(ram_bytes).transpose()?.unwrap_or(0),
         "MemorySwap": a.memory_swap.as_deref().map(ram_bytes).transpose()?.unwrap_or(0),
         "NanoCpus": a.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
@@ -269,7 +329,7 @@ fn create_body(a: &CreateArgs, stdin_once: bool) -> anyhow::Result<Value> {
         "LogConfig": {"Type": "json-file", "Config": log_cfg},
         "ConsoleSize": if a.tty { json!([console.0, console.1]) } else { json!([0, 0]) },
     });
-    Ok(json!({
+    let mut body = json!({
         "Image": a.image,
         "Cmd": if a.command.is_empty() { Value::Null } else { json!(a.command) },
         "Entrypoint": a.entrypoint.as_ref().map(|e| if e.is_empty() { json!([]) } else { json!([e]) }).unwrap_or(Value::Null),
@@ -287,7 +347,12 @@ fn create_body(a: &CreateArgs, stdin_once: bool) -> anyhow::Result<Value> {
         "StopSignal": a.stop_signal.clone().unwrap_or_default(),
         "StopTimeout": a.stop_timeout,
         "HostConfig": host_config,
-    }))
+        "NetworkingConfig": {"EndpointsConfig": net.endpoints},
+    });
+    if !net.exposed.is_empty() {
+        body["ExposedPorts"] = Value::Object(net.exposed);
+    }
+    Ok(body)
 }
 
 /// The docker CLI sends a seccomp profile's content, not its path.
@@ -308,8 +373,8 @@ fn crossterm_size() -> (u16, u16) {
         .unwrap_or((24, 80))
 }
 
-async fn create_container(c: &Client, a: &CreateArgs, stdin_once: bool) -> anyhow::Result<String> {
-    let body = create_body(a, stdin_once)?;
+async fn create_container(c: &Client, a: &CreateArgs, net: NetConfig, stdin_once: bool) -> anyhow::Result<String> {
+    let body = create_body(a, net, stdin_once)?;
     let mut path = "/containers/create".to_string();
     if let Some(n) = &a.name {
         path.push_str(&format!("?name={}", urlencode(n)));
@@ -336,7 +401,8 @@ async fn create_container(c: &Client, a: &CreateArgs, stdin_once: bool) -> anyho
 
 /// `create`: prints the ID.
 pub async fn create(c: &Client, a: CreateArgs) -> anyhow::Result<u8> {
-    let id = create_container(c, &a, false).await.map_err(daemon_error)?;
+    let net = checked_net_config(&a, "create")?;
+    let id = create_container(c, &a, net, false).await.map_err(daemon_error)?;
     println!("{id}");
     Ok(0)
 }
@@ -445,7 +511,8 @@ pub async fn run(c: &Client, a: RunArgs) -> anyhow::Result<u8> {
     if a.detach && ca.rm && ca.restart.as_deref().map(|r| r != "no").unwrap_or(false) {
         anyhow::bail!("Conflicting options: --restart and --rm");
     }
-    let id = create_container(c, ca, !a.detach).await.map_err(daemon_error)?;
+    let net = checked_net_config(ca, "run")?;
+    let id = create_container(c, ca, net, !a.detach).await.map_err(daemon_error)?;
     if a.detach {
         c.request(Method::POST, &format!("/containers/{id}/start"), empty(), None)
             .await
@@ -752,7 +819,8 @@ pub async fn ps(c: &Client, a: PsArgs) -> anyhow::Result<u8> {
                 "RunningFor": ago(v["Created"].as_i64().unwrap_or(0)),
                 "Status": v["Status"],
                 "State": v["State"],
-                "Ports": "",
+                "Ports": crate::output::displayable_ports(v["Ports"].as_array().map(Vec::as_slice).unwrap_or_default()),
+                "Networks": networks_text(v),
                 "Names": v["Names"].as_array().into_iter().flatten().filter_map(|n| n.as_str()).map(|n| n.trim_start_matches('/')).collect::<Vec<_>>().join(","),
                 "Labels": v["Labels"],
                 "Size": size_text(v),
@@ -797,6 +865,65 @@ pub async fn ps(c: &Client, a: PsArgs) -> anyhow::Result<u8> {
             }
             print!("{}", table(&out));
         }
+    }
+    Ok(0)
+}
+
+/// The networks a container summary is attached to, comma-separated (`{{.Networks}}`).
+fn networks_text(v: &Value) -> String {
+    let mut names: Vec<&str> = v["NetworkSettings"]["Networks"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.keys().map(String::as_str))
+        .collect();
+    names.sort_unstable();
+    names.join(",")
+}
+
+#[derive(Args)]
+pub struct PortArgs {
+    container: String,
+    /// PRIVATE_PORT[/PROTO]
+    private_port: Option<String>,
+}
+
+/// `port`: the container's published ports from its `NetworkSettings.Ports`, as
+/// `80/tcp -> 0.0.0.0:8080` lines in docker's (natural) order, or for one port its host
+/// addresses.
+pub async fn port(c: &Client, a: PortArgs) -> anyhow::Result<u8> {
+    let info: Value = c.get_json(&format!("/containers/{}/json", a.container)).await?;
+    let ports = &info["NetworkSettings"]["Ports"];
+    let host = |f: &Value| {
+        crate::output::join_host_port(f["HostIp"].as_str().unwrap_or(""), f["HostPort"].as_str().unwrap_or(""))
+    };
+    let mut out = Vec::new();
+    match &a.private_port {
+        Some(p) => {
+            let (num, proto) = p.split_once('/').unwrap_or((p, ""));
+            let proto = if proto.is_empty() { "tcp" } else { proto };
+            if !num.bytes().all(|b| b.is_ascii_digit()) || num.is_empty() {
+                anyhow::bail!("invalid port ({num}): strconv.ParseUint: parsing {num:?}: invalid syntax");
+            }
+            if num.parse::<u16>().is_err() {
+                anyhow::bail!("invalid port ({num}): strconv.ParseUint: parsing {num:?}: value out of range");
+            }
+            let frontends = ports[format!("{num}/{proto}")].as_array().filter(|f| !f.is_empty());
+            let Some(frontends) = frontends else {
+                anyhow::bail!("No public port '{p}' published for {}", a.container);
+            };
+            out.extend(frontends.iter().map(host));
+        }
+        None => {
+            for (from, frontends) in ports.as_object().into_iter().flatten() {
+                for f in frontends.as_array().into_iter().flatten() {
+                    out.push(format!("{from} -> {}", host(f)));
+                }
+            }
+        }
+    }
+    out.sort_by(|x, y| crate::output::natural_cmp(x, y));
+    if !out.is_empty() {
+        println!("{}", out.join("\n"));
     }
     Ok(0)
 }

@@ -3,6 +3,7 @@
 mod containers;
 mod copy;
 mod images;
+mod networks;
 mod registry;
 mod system;
 mod volumes;
@@ -66,6 +67,8 @@ pub enum Cmd {
     Rename(containers::RenameArgs),
     /// Display the running processes of a container
     Top(containers::OneArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(containers::PortArgs),
     /// Inspect changes to files or directories on a container's filesystem
     Diff(containers::OneArgs),
     /// Create a new image from a container's changes
@@ -81,6 +84,8 @@ pub enum Cmd {
     /// Manage volumes
     #[command(subcommand)]
     Volume(volumes::VolumeCmd),
+    /// Manage networks
+    Network(networks::NetworkArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCmd),
@@ -124,6 +129,8 @@ pub enum Cmd {
 pub enum ContainerCmd {
     /// Remove all stopped containers
     Prune(containers::PruneArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(containers::PortArgs),
 }
 
 pub async fn run(cli: Cli) -> Result<u8, anyhow::Error> {
@@ -148,6 +155,7 @@ pub async fn run(cli: Cli) -> Result<u8, anyhow::Error> {
         Cmd::Unpause(a) => return containers::pause(&client, a, "unpause").await,
         Cmd::Rename(a) => return containers::rename(&client, a).await,
         Cmd::Top(a) => return containers::top(&client, a).await,
+        Cmd::Port(a) => return containers::port(&client, a).await,
         Cmd::Diff(a) => return containers::diff(&client, a).await,
         Cmd::Commit(a) => return containers::commit(&client, a).await,
         Cmd::Stats(a) => return containers::stats(&client, a).await,
@@ -155,7 +163,9 @@ pub async fn run(cli: Cli) -> Result<u8, anyhow::Error> {
         Cmd::Cp(a) => copy::cp(&client, a).await,
         Cmd::Export(a) => copy::export(&client, a).await,
         Cmd::Volume(c) => return volumes::run(&client, c).await,
+        Cmd::Network(a) => return networks::run(&client, a).await,
         Cmd::Container(ContainerCmd::Prune(a)) => return containers::prune(&client, a).await,
+        Cmd::Container(ContainerCmd::Port(a)) => return containers::port(&client, a).await,
         Cmd::Version(a) => system::version(&client, a).await,
         Cmd::Info(a) => system::info(&client, a).await,
         Cmd::Images(a) => images::list(&client, a).await,

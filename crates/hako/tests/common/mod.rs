@@ -155,6 +155,16 @@ impl TestDaemon {
 impl Drop for TestDaemon {
     fn drop(&mut self) {
         if self.child.is_some() {
+            // Containers outlive their daemon by design, and keep its bridges: what a failed
+            // test left running goes first, then its networks.
+            let ids = stdout(&self.hako(&["ps", "-aq"]));
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f"];
+                args.extend(ids);
+                let _ = self.hako(&args);
+            }
+            let _ = self.hako(&["network", "prune", "-f"]);
             let _ = self.stop();
         }
     }

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Benchmark: networking, in one run.
+#   1. HTTP through a published port: a busybox httpd serving 1 KiB, driven by wrk over
+#      127.0.0.1, on the host itself (no container), in a hako container (-p), and in a podman
+#      container (-p, netavark). Requests per second, latency, and ratios to the host.
+#   2. The cost of the bridge in `run`: `run --rm busybox true` on the default bridge against
+#      `--network none`, for hako and podman (hyperfine medians; the difference is the cost).
+# Env: HAKO (binary), DURATION (wrk seconds, default 10), RUNS (hyperfine, default 20), TMPDIR.
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HAKO=${HAKO:-$REPO_ROOT/target/release/hako}
+DURATION=${DURATION:-10}
+RUNS=${RUNS:-20}
+die() { echo "net.sh: $*" >&2; exit 1; }
+
+for t in podman wrk hyperfine jq busybox nft; do
+  command -v "$t" >/dev/null || die "$t not found (bash scripts/install-deps.sh)"
+done
+[ -x "$HAKO" ] || die "hako binary not found at $HAKO (cargo build --release, or set HAKO=)"
+[ "$(id -u)" = 0 ] || die "run as root"
+
+TMP=$(mktemp -d "${TMPDIR:-/var/tmp}/hako-net.XXXXXX")
+((${#TMP} + 11 <= 50)) || { rmdir "$TMP"; die "TMPDIR too long for podman's runroot: use a shorter one"; }
+HAKO_PID='' HOST_PID='' PODMAN_USED=0
+BRIDGE=hkbench$$
+BRIDGE=${BRIDGE:0:15}
+PRE_LIBPOD=$(ls -d /sys/fs/cgroup/*/libpod_parent 2>/dev/null || true)
+PRE_LINKS=$(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort)
+PRE_NFT=$(nft list tables 2>/dev/null | sort)
+
+umount_under() {
+  awk -v p="$1/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+    while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" || true; done
+}
+cleanup() {
+  set +e
+  [ -n "$HOST_PID" ] && kill "$HOST_PID" 2>/dev/null && wait "$HOST_PID" 2>/dev/null
+  if [ -n "$HAKO_PID" ]; then
+    $HAKOC rm -f hweb >/dev/null 2>&1
+    kill -TERM "$HAKO_PID" 2>/dev/null; wait "$HAKO_PID" 2>/dev/null
+  fi
+  if [ "$PODMAN_USED" = 1 ]; then
+    $PODMAN rm -af >/dev/null 2>&1
+    $PODMAN system reset -f >/dev/null 2>&1
+    local d
+    for d in /sys/fs/cgroup/*/libpod_parent; do
+      [ -d "$d" ] && ! grep -qxF "$d" <<<"$PRE_LIBPOD" && { rmdir "$d/conmon" "$d" 2>/dev/null || true; }
+    done
+    # netavark's bridge and tables, when this run made them
+    ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort | comm -13 <(echo "$PRE_LINKS") - |
+      grep -E '^podman[0-9]+$' | while read -r l; do ip link del "$l"; done
+    nft list tables 2>/dev/null | sort | comm -13 <(echo "$PRE_NFT") - | grep -E 'netavark|nat|filter' |
+      while read -r _ fam name; do nft delete table "$fam" "$name"; done
+  fi
+  umount_under "$TMP"
+  rm -rf --one-file-system "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cat > "$TMP/containers.conf" <<EOF
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+lock_type = "file"
+runtime = "runc"
+tmp_dir = "$TMP/podman-tmp"
+[network]
+network_config_dir = "$TMP/podman-net"
+EOF
+cat > "$TMP/storage.conf" <<EOF
+[storage]
+driver = "overlay"
+graphroot = "$TMP/podman-root"
+runroot = "$TMP/podman-run"
+EOF
+export CONTAINERS_CONF=$TMP/containers.conf CONTAINERS_STORAGE_CONF=$TMP/storage.conf
+PODMAN="podman --root $TMP/podman-root --runroot $TMP/podman-run --storage-driver overlay"
+HAKOC="$HAKO -H unix://$TMP/hako.sock"
+
+TARBALL=$("$REPO_ROOT/scripts/images.sh" --only busybox --no-import)
+mkdir -p "$TMP/www"
+head -c 1024 /dev/zero | tr '\0' 'x' > "$TMP/www/index.html"
+SERVE='mkdir -p /www && head -c 1024 /dev/zero | tr "\0" x > /www/index.html && exec httpd -f -p 80 -h /www'
+free_port() {  # a port nothing listens on, from below the ephemeral range
+  local p; while :; do p=$((20000 + RANDOM % 10000)); ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return; }; done
+}
+wait_http() { for _ in $(seq 100); do wrk -t1 -c1 -d1s "$1" >/dev/null 2>&1 && curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; die "$1 never answered"; }
+
+declare -A RPS LAT
+measure() {  # NAME URL
+  wait_http "$2"
+  echo "== $1: wrk -t2 -c32 -d${DURATION}s $2"
+  local out; out=$(wrk -t2 -c32 -d"${DURATION}s" --latency "$2")
+  echo "$out" | sed -n '/Latency/p;/Requests\/sec/p;/50%/p;/99%/p'
+  RPS[$1]=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  LAT[$1]=$(awk '$1 == "50%" {print $2}' <<<"$out")
+}
+
+# ---- 1. the host itself ----
+HP=$(free_port)
+busybox httpd -f -p "127.0.0.1:$HP" -h "$TMP/www" &
+HOST_PID=$!
+measure host "http://127.0.0.1:$HP/"
+kill "$HOST_PID"; wait "$HOST_PID" 2>/dev/null || true; HOST_PID=
+
+# ---- hako ----
+mkdir -p "$TMP/root"
+"$HAKO" daemon --root "$TMP/root" -H "unix://$TMP/hako.sock" --bridge "$BRIDGE" > "$TMP/hako.log" 2>&1 &
+HAKO_PID=$!
+for ((i = 0; i < 100; i++)); do $HAKOC version >/dev/null 2>&1 && break; sleep 0.1; done
+((i < 100)) || { cat "$TMP/hako.log" >&2; die "hako daemon not answering"; }
+HAKO=$HAKO HAKO_HOST=unix://$TMP/hako.sock "$REPO_ROOT/scripts/images.sh" --only busybox >/dev/null
+KP=$(free_port)
+$HAKOC run -d --name hweb -p "$KP:80" busybox sh -c "$SERVE" >/dev/null
+measure hako "http://127.0.0.1:$KP/"
+$HAKOC rm -f hweb >/dev/null
+
+echo "== bridge cost in run (hako)"
+hyperfine -N --style basic --warmup 3 --runs "$RUNS" --export-json "$TMP/hako-run.json" \
+  "$HAKOC run --rm --network none busybox true" "$HAKOC run --rm busybox true" >/dev/null
+kill -TERM "$HAKO_PID"; wait "$HAKO_PID" 2>/dev/null || true; HAKO_PID=
+
+# ---- podman ----
+PODMAN_USED=1
+$PODMAN import -q --change 'CMD ["sh"]' "$TARBALL" localhost/busybox:latest >/dev/null
+PP=$(free_port)
+$PODMAN run -d --name pweb -p "$PP:80" busybox sh -c "$SERVE" >/dev/null
+measure podman "http://127.0.0.1:$PP/"
+$PODMAN rm -f pweb >/dev/null
+echo "== bridge cost in run (podman)"
+hyperfine -N --style basic --warmup 2 --runs "$RUNS" --export-json "$TMP/podman-run.json" \
+  "$PODMAN run --rm --network none busybox true" "$PODMAN run --rm busybox true" >/dev/null
+
+calc() { awk "BEGIN { print $1 }"; }
+median() { jq ".results[$2].median * 1000" "$1"; }
+echo
+echo "== results"
+printf '%-8s %12s %10s %10s\n' who req/s p50 vs-host
+for w in host hako podman; do
+  printf '%-8s %12s %10s %9.1f%%\n' "$w" "${RPS[$w]}" "${LAT[$w]}" "$(calc "${RPS[$w]} / ${RPS[host]} * 100")"
+done
+printf 'hako / podman throughput: %.2fx\n' "$(calc "${RPS[hako]} / ${RPS[podman]}")"
+for w in hako podman; do
+  none=$(median "$TMP/$w-run.json" 0) bridge=$(median "$TMP/$w-run.json" 1)
+  printf '%-7s run --rm true: none %.1f ms, bridge %.1f ms, bridge adds %.1f ms\n' "$w" "$none" "$bridge" \
+    "$(calc "$bridge - $none")"
+done
