@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets everything up on a fresh Debian 12 machine (as root) and runs hako's job for real:
 # builds hako, makes the busybox and debian base images from Debian packages, starts a
-# daemon on its own root and socket, imports the images, runs containers, and drives it with
-# hako's CLI and the docker CLI. The daemon is stopped and its temporary root removed at the end.
+# daemon on its own root and socket, imports the images, runs containers (one serving HTTP on
+# a published port, two talking by name on a user network), and drives it with hako's CLI and
+# the docker CLI. The daemon is stopped and its temporary root removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -38,6 +39,18 @@ sleep 1
 "$HAKO" logs --tail 2 ticker
 "$HAKO" exec ticker sh -c 'echo "exec sees: $(cat /proc/1/cmdline | tr "\0" " ")"'
 "$HAKO" rm -f ticker >/dev/null
+echo "--- networks: a web server published on the host, and two containers talking by name"
+port=$(for p in $(seq 18080 18180); do ss -Htln "sport = :$p" | grep -q . || { echo "$p"; break; }; done)
+"$HAKO" run -d --name web -p "$port:80" busybox sh -c \
+  'mkdir -p /www && echo "hello from a hako container" > /www/index.html && exec httpd -f -p 80 -h /www' >/dev/null
+"$HAKO" port web
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/" && break; sleep 0.1; done
+"$HAKO" network create demo-net >/dev/null
+"$HAKO" network connect --alias www demo-net web
+"$HAKO" run --rm --network demo-net busybox wget -qO- http://www/
+"$HAKO" network ls
+"$HAKO" rm -f web >/dev/null
+"$HAKO" network rm demo-net >/dev/null
 if command -v docker >/dev/null; then
   DOCKER_HOST=$HAKO_HOST docker run --rm busybox echo "hello through the docker CLI"
 fi
