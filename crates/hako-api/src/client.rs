@@ -273,8 +273,9 @@ pub async fn read_json_lines(
 /// GETs an `http://` or `https://` URL for `import URL` (the daemon fetches, as dockerd
 /// does), following up to five redirects. TLS trusts the system's CA store (and
 /// `SSL_CERT_FILE`, as OpenSSL does).
-pub async fn fetch_url(url: &str) -> Result<axum::body::Body, ApiError> {
-    let fail = |m: String| ApiError::bad_request(format!("cannot import from {url}: {m}"));
+/// `what` names the caller's action in errors (`import from`, `ADD`).
+pub async fn fetch_url(url: &str, what: &str) -> Result<axum::body::Body, ApiError> {
+    let fail = |m: String| ApiError::bad_request(format!("cannot {what} {url}: {m}"));
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_native_roots()
         .map_err(|e| fail(format!("loading the system's CA certificates: {e}")))?

@@ -3,6 +3,7 @@
 //! the axum server the daemon runs and the client the CLI uses.
 
 pub mod bridge;
+pub mod build;
 pub mod client;
 pub mod containers;
 pub mod error;

@@ -570,6 +570,18 @@ pub struct CommitOptions<'a> {
     pub tag: Option<&'a Reference>,
 }
 
+/// One new image on top of another, as `commit` and each step of a build make it.
+pub struct Derive<'a> {
+    /// The Docker config (`Env`, `Cmd`...) of the new image, in full.
+    pub config: Value,
+    /// A directory in overlay upper-dir form (a container's upper dir, or files staged the
+    /// same way) that becomes one more layer; None for a step that changes only the config.
+    pub upper: Option<&'a Path>,
+    pub created_by: &'a str,
+    pub comment: &'a str,
+    pub author: &'a str,
+}
+
 impl ImageService {
     /// `commit`: the container's upper directory becomes a layer on top of its image.
     pub fn commit(&self, parent: &ImageRecord, upper: &Path, opts: &CommitOptions) -> Result<ImageRecord, ImageError> {
@@ -580,43 +592,77 @@ impl ImageService {
         for c in opts.changes {
             crate::changes::apply_change(&mut cfg_obj, c)?;
         }
-        let lease = self.lease();
-        let ing = self.content.ingest()?;
-        let ing = crate::diff::write_layer(upper, ing)
-            .map_err(ImageError::io("writing the container's changes as a layer"))?;
-        let blob = self.content.commit(ing, &lease, None, None)?;
-        let parent_chain = parent.layers.last().map(|l| l.chain_id.clone());
-        let layer = self.ensure_layer(
-            &lease,
-            &blob,
-            "application/vnd.oci.image.layer.v1.tar",
-            parent_chain.as_ref(),
-            None,
-            &BTreeMap::new(),
+        let rec = self.derive(
+            Some(parent),
+            &Derive {
+                config: Value::Object(cfg_obj),
+                upper: Some(upper),
+                created_by: opts.created_by,
+                comment: opts.comment,
+                author: opts.author,
+            },
         )?;
-        let mut cfg = self.config(parent)?;
-        let now = now_rfc3339();
-        cfg["config"] = Value::Object(cfg_obj);
-        cfg["created"] = json!(now);
-        cfg["author"] = json!(opts.author);
-        cfg["comment"] = json!(opts.comment);
-        let diff = json!(layer.diff_id.to_string());
-        match cfg.pointer_mut("/rootfs/diff_ids").and_then(Value::as_array_mut) {
-            Some(ids) => ids.push(diff),
-            None => cfg["rootfs"] = json!({"type": "layers", "diff_ids": [diff]}),
+        if let Some(t) = opts.tag {
+            self.register(&rec, std::slice::from_ref(t), &[])?;
         }
-        let entry =
-            json!({"created": now, "created_by": opts.created_by, "comment": opts.comment, "author": opts.author});
+        Ok(rec)
+    }
+
+    /// A new image on `parent` (None: from scratch), registered without a name (its blobs'
+    /// lease lasts until it is).
+    pub fn derive(&self, parent: Option<&ImageRecord>, d: &Derive) -> Result<ImageRecord, ImageError> {
+        let lease = self.lease();
+        let mut layers = parent.map(|p| p.layers.clone()).unwrap_or_default();
+        let mut cfg = match parent {
+            Some(p) => self.config(p)?,
+            None => json!({
+                "architecture": crate::import::host_arch(),
+                "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": []},
+                "history": [],
+            }),
+        };
+        if let Some(upper) = d.upper {
+            let ing = self.content.ingest()?;
+            let ing = crate::diff::write_layer(upper, ing).map_err(ImageError::io("writing changes as a layer"))?;
+            let blob = self.content.commit(ing, &lease, None, None)?;
+            let parent_chain = layers.last().map(|l| l.chain_id.clone());
+            let layer = self.ensure_layer(
+                &lease,
+                &blob,
+                "application/vnd.oci.image.layer.v1.tar",
+                parent_chain.as_ref(),
+                None,
+                &BTreeMap::new(),
+            )?;
+            let diff = json!(layer.diff_id.to_string());
+            match cfg.pointer_mut("/rootfs/diff_ids").and_then(Value::as_array_mut) {
+                Some(ids) => ids.push(diff),
+                None => cfg["rootfs"] = json!({"type": "layers", "diff_ids": [diff]}),
+            }
+            layers.push(layer);
+        }
+        let now = now_rfc3339();
+        cfg["config"] = d.config.clone();
+        cfg["created"] = json!(now);
+        cfg["author"] = json!(d.author);
+        cfg["comment"] = json!(d.comment);
+        let mut entry = json!({"created": now, "created_by": d.created_by});
+        for (k, v) in [("comment", d.comment), ("author", d.author)] {
+            if !v.is_empty() {
+                entry[k] = json!(v);
+            }
+        }
+        if d.upper.is_none() {
+            entry["empty_layer"] = json!(true);
+        }
         match cfg.get_mut("history").and_then(Value::as_array_mut) {
             Some(h) => h.push(entry),
             None => cfg["history"] = json!([entry]),
         }
         let bytes = serde_json::to_vec(&cfg).expect("json of plain values"); // invariant
-        let mut layers = parent.layers.clone();
-        layers.push(layer);
         let rec = self.finish_image(&lease, &bytes, layers, Some(now))?;
-        let tags: Vec<Reference> = opts.tag.cloned().into_iter().collect();
-        self.register(&rec, &tags, &[])?;
+        self.register(&rec, &[], &[])?;
         Ok(rec)
     }
 }

@@ -30,7 +30,10 @@ pub const VOLUMES: Table = TableDefinition::new("volumes");
 /// Network ID -> network record (its subnet and the leases of its addresses).
 pub const NETWORKS: Table = TableDefinition::new("networks");
 
-const ALL: [Table; 6] = [IMAGES, TAGS, REPO_DIGESTS, CONTAINERS, VOLUMES, NETWORKS];
+/// Build cache: a step's key (parent image, instruction, content read) -> the image it made.
+pub const BUILD_CACHE: Table = TableDefinition::new("build_cache");
+
+const ALL: [Table; 7] = [IMAGES, TAGS, REPO_DIGESTS, CONTAINERS, VOLUMES, NETWORKS, BUILD_CACHE];
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {

@@ -83,6 +83,7 @@ pub async fn run(a: DaemonArgs) -> anyhow::Result<()> {
     let _lock = lock_root(&root)?;
     let r2 = root.clone();
     let images = tokio::task::spawn_blocking(move || ImageService::open(&r2)).await??;
+    hako_api::build::purge_scratch(&root);
 
     if let Some(dir) = sock.parent() {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -336,6 +336,12 @@ impl Containers {
         Ok((id, vec![]))
     }
 
+    /// A user spec (`name[:group]`, `uid[:gid]`) as the container's image resolves it.
+    pub fn user_of(&self, name: &str, spec: &str) -> Result<hako_runtime::user::ResolvedUser, ApiError> {
+        let rec = self.get(name)?.rec.lock().unwrap().clone(); // unwrap: see insert
+        setup::resolve_user(self, &rec, spec)
+    }
+
     /// `POST /containers/{id}/start`. Returns false if it was already running (304).
     pub async fn start(self: &Arc<Self>, name: &str) -> Result<bool, ApiError> {
         self.start_inner(name, true).await

@@ -224,7 +224,7 @@ pub async fn create(
     let reader: Box<dyn std::io::Read + Send> = if src == "-" {
         Box::new(body_reader(body))
     } else {
-        Box::new(body_reader(crate::client::fetch_url(&src).await?))
+        Box::new(body_reader(crate::client::fetch_url(&src, "import from").await?))
     };
     let rec = blocking(move || {
         let opts = ImportOptions {

@@ -1,6 +1,7 @@
 //! The daemon's HTTP server: routing, version prefixes, common headers.
 
 mod archive;
+mod build;
 mod containers;
 mod images;
 mod networks;
@@ -92,6 +93,7 @@ pub fn router(state: State) -> Router {
         .route("/volumes", get(volumes::list))
         .route("/volumes/create", post(volumes::create))
         .route("/volumes/{name}", get(volumes::inspect).delete(volumes::remove))
+        .route("/build", post(build::build))
         .route("/build/prune", post(system::prune_nothing))
         .route("/hako/v1/system/check", get(system::check))
         .fallback(not_found)

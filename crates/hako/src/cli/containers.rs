@@ -138,9 +138,20 @@ pub struct CreateArgs {
     /// Automatically remove the container when it exits
     #[arg(long)]
     rm: bool,
-    image: String,
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
+    /// The image, then the command and its arguments: one list, so flag parsing stops at the
+    /// image as docker's does (`run IMAGE -c x` passes `-c` to the command).
+    #[arg(value_name = "IMAGE [COMMAND] [ARG...]", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+    words: Vec<String>,
+}
+
+impl CreateArgs {
+    fn image(&self) -> &str {
+        &self.words[0] // clap: required, at least one
+    }
+
+    fn command(&self) -> &[String] {
+        &self.words[1..]
+    }
 }
 
 #[derive(Args)]
@@ -330,8 +341,8 @@ fn create_body(a: &CreateArgs, net: NetConfig, stdin_once: bool) -> anyhow::Resu
         "ConsoleSize": if a.tty { json!([console.0, console.1]) } else { json!([0, 0]) },
     });
     let mut body = json!({
-        "Image": a.image,
-        "Cmd": if a.command.is_empty() { Value::Null } else { json!(a.command) },
+        "Image": a.image(),
+        "Cmd": if a.command().is_empty() { Value::Null } else { json!(a.command()) },
         "Entrypoint": a.entrypoint.as_ref().map(|e| if e.is_empty() { json!([]) } else { json!([e]) }).unwrap_or(Value::Null),
         "Env": env,
         "WorkingDir": a.workdir.clone().unwrap_or_default(),
@@ -387,7 +398,7 @@ async fn create_container(c: &Client, a: &CreateArgs, net: NetConfig, stdin_once
         Err(ClientError::Api { status, message })
             if status == http::StatusCode::NOT_FOUND && message.starts_with("No such image") =>
         {
-            eprintln!("Unable to find image '{}' locally", a.image);
+            eprintln!("Unable to find image '{}' locally", a.image());
             return Err(ClientError::Api { status, message }.into());
         }
         Err(e) => return Err(e.into()),

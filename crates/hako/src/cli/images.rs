@@ -501,7 +501,7 @@ pub async fn inspect(c: &Client, a: InspectArgs) -> anyhow::Result<()> {
                 println!("{}", template(f, v));
             }
         }
-        _ => println!("{}", pretty(&Value::Array(out))),
+        _ => println!("{}", crate::output::pretty_json(&Value::Array(out))),
     }
     if !missing.is_empty() {
         for m in &missing {
@@ -510,15 +510,6 @@ pub async fn inspect(c: &Client, a: InspectArgs) -> anyhow::Result<()> {
         return Err(anyhow::anyhow!(SilentError));
     }
     Ok(())
-}
-
-/// JSON with Docker's four-space indent.
-fn pretty(v: &Value) -> String {
-    let mut buf = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-    serde::Serialize::serialize(v, &mut ser).expect("json values serialize");
-    String::from_utf8(buf).expect("json is utf-8")
 }
 
 pub async fn history(c: &Client, a: HistoryArgs) -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
 //! The command line: Docker's verbs and flags, each a call to the daemon's API.
 
+mod build;
 mod containers;
 mod copy;
 mod images;
@@ -73,6 +74,8 @@ pub enum Cmd {
     Diff(containers::OneArgs),
     /// Create a new image from a container's changes
     Commit(containers::CommitArgs),
+    /// Build an image from a Dockerfile
+    Build(build::BuildArgs),
     /// Display a live stream of container(s) resource usage statistics
     Stats(containers::StatsArgs),
     /// Attach local standard input, output, and error streams to a running container
@@ -161,6 +164,7 @@ pub async fn run(cli: Cli) -> Result<u8, anyhow::Error> {
         Cmd::Stats(a) => return containers::stats(&client, a).await,
         Cmd::Attach(a) => return containers::attach(&client, a).await,
         Cmd::Cp(a) => copy::cp(&client, a).await,
+        Cmd::Build(a) => build::build(&client, a).await,
         Cmd::Export(a) => copy::export(&client, a).await,
         Cmd::Volume(c) => return volumes::run(&client, c).await,
         Cmd::Network(a) => return networks::run(&client, a).await,
