@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Benchmark: building the same Dockerfile (FROM debian, a RUN that writes files, COPY of a
+# 50 MB file and of a 2,000-file source tree, ENV, CMD) with `hako build` and `buildah bud`
+# (and `podman build`), in one run:
+#   cold     no cache (--no-cache)
+#   warm     everything cached
+#   changed  one source file changed (the steps from the COPY that reads it rerun)
+# Prints medians and the ratios. Env: HAKO (binary), RUNS (default 5), TMPDIR.
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HAKO=${HAKO:-$REPO_ROOT/target/release/hako}
+RUNS=${RUNS:-5}
+die() { echo "build.sh: $*" >&2; exit 1; }
+for t in buildah podman hyperfine jq; do
+  command -v "$t" >/dev/null || die "$t not found (bash scripts/install-deps.sh)"
+done
+[ -x "$HAKO" ] || die "hako binary not found at $HAKO (cargo build --release, or set HAKO=)"
+[ "$(id -u)" = 0 ] || die "run as root"
+
+TMP=$(mktemp -d "${TMPDIR:-/var/tmp}/hako-bb.XXXXXX")
+((${#TMP} + 11 <= 50)) || { rmdir "$TMP"; die "TMPDIR too long for podman's runroot: use a shorter one"; }
+HAKO_PID='' PEERS_USED=0
+PRE_LIBPOD=$(ls -d /sys/fs/cgroup/*/libpod_parent 2>/dev/null || true)
+umount_under() {
+  awk -v p="$1/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+    while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" || true; done
+}
+cleanup() {
+  set +e
+  if [ -n "$HAKO_PID" ]; then kill -TERM "$HAKO_PID" 2>/dev/null; wait "$HAKO_PID" 2>/dev/null; fi
+  if [ "$PEERS_USED" = 1 ]; then
+    buildah $STORE rm --all >/dev/null 2>&1
+    $PODMAN system reset -f >/dev/null 2>&1
+    local d
+    for d in /sys/fs/cgroup/*/libpod_parent; do
+      [ -d "$d" ] && ! grep -qxF "$d" <<<"$PRE_LIBPOD" && { rmdir "$d/conmon" "$d" 2>/dev/null || true; }
+    done
+  fi
+  umount_under "$TMP"
+  rm -rf --one-file-system "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cat > "$TMP/containers.conf" <<EOF
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+lock_type = "file"
+runtime = "runc"
+tmp_dir = "$TMP/podman-tmp"
+[network]
+network_config_dir = "$TMP/podman-net"
+EOF
+cat > "$TMP/storage.conf" <<EOF
+[storage]
+driver = "overlay"
+graphroot = "$TMP/podman-root"
+runroot = "$TMP/podman-run"
+EOF
+export CONTAINERS_CONF=$TMP/containers.conf CONTAINERS_STORAGE_CONF=$TMP/storage.conf
+STORE="--root $TMP/podman-root --runroot $TMP/podman-run --storage-driver overlay"
+PODMAN="podman $STORE"
+HAKOC="$HAKO -H unix://$TMP/hako.sock"
+
+# ---- the input ----
+TARBALL=$("$REPO_ROOT/scripts/images.sh" --only debian --no-import)
+CTX=$TMP/ctx
+mkdir -p "$CTX/src"
+head -c $((50 << 20)) /dev/urandom > "$CTX/big.bin"
+for d in $(seq 1 20); do
+  mkdir -p "$CTX/src/d$d"
+  for f in $(seq 1 100); do echo "source $d/$f" > "$CTX/src/d$d/f$f.txt"; done
+done
+cat > "$CTX/Dockerfile" <<'EOF'
+FROM debian:bookworm
+RUN mkdir -p /opt/gen && for i in $(seq 1 200); do echo "generated $i" > /opt/gen/f$i; done
+COPY big.bin /opt/big.bin
+COPY src /opt/src
+ENV APP_HOME=/opt
+CMD ["ls", "/opt"]
+EOF
+
+# ---- hako ----
+mkdir -p "$TMP/root"
+"$HAKO" daemon --root "$TMP/root" -H "unix://$TMP/hako.sock" --bridge "hkbb$$" > "$TMP/hako.log" 2>&1 &
+HAKO_PID=$!
+for ((i = 0; i < 100; i++)); do $HAKOC version >/dev/null 2>&1 && break; sleep 0.1; done
+((i < 100)) || { cat "$TMP/hako.log" >&2; die "hako daemon not answering"; }
+$HAKOC import "$TARBALL" debian:bookworm >/dev/null
+
+PEERS_USED=1
+$PODMAN import -q "$TARBALL" localhost/debian:bookworm >/dev/null
+# buildah reads FROM debian:bookworm as docker.io/... unless told: tag it so.
+$PODMAN tag localhost/debian:bookworm docker.io/library/debian:bookworm
+
+declare -A MED
+time_it() {  # NAME RUNS PREPARE CMD
+  local name=$1 runs=$2 prep=$3 cmd=$4
+  echo "== $name: $cmd"
+  hyperfine -N --style basic --warmup 1 --runs "$runs" --prepare "$prep" --export-json "$TMP/$name.json" "$cmd" >/dev/null
+  MED[$name]=$(jq '.results[0].median * 1000' "$TMP/$name.json")
+  printf '   median %.0f ms\n' "${MED[$name]}"
+}
+touch_one='sh -c "date +%s%N > '"$CTX"'/src/d7/f7.txt"'
+time_it hako-cold "$RUNS" true "$HAKOC build -q --no-cache -t bb $CTX"
+time_it buildah-cold "$RUNS" true "buildah $STORE bud --layers --no-cache -q -t bb $CTX"
+time_it podman-cold "$RUNS" true "$PODMAN build --layers --no-cache -q -t bb $CTX"
+time_it hako-warm $((RUNS * 2)) true "$HAKOC build -q -t bb $CTX"
+time_it buildah-warm $((RUNS * 2)) true "buildah $STORE bud --layers -q -t bb $CTX"
+time_it hako-changed "$RUNS" "$touch_one" "$HAKOC build -q -t bb $CTX"
+time_it buildah-changed "$RUNS" "$touch_one" "buildah $STORE bud --layers -q -t bb $CTX"
+
+echo
+echo "== results (medians)"
+printf '%-9s %10s %10s %10s %8s\n' case hako buildah podman ratio
+for c in cold warm changed; do
+  p=${MED[podman-$c]:-}
+  printf '%-9s %8.0f ms %8.0f ms %10s %7.1fx\n' "$c" "${MED[hako-$c]}" "${MED[buildah-$c]}" \
+    "${p:+$(printf '%.0f ms' "$p")}" "$(awk "BEGIN { print ${MED[buildah-$c]} / ${MED[hako-$c]} }")"
+done
