@@ -11,7 +11,7 @@
 //!   `#` is a comment (`  #x` is the pattern `#x`), lines are trimmed, blank ones skipped, a
 //!   `!` prefix marks an exception, the pattern is cleaned like Go's `filepath.Clean`, and one
 //!   leading `/` is dropped.
-//! * Each pattern is syntax-checked with Go's `filepath.Match` (ported below as [`go_match`]).
+//! * Each pattern is syntax-checked with Go's `filepath.Match` (ported below as `go_match`).
 //!   It is then translated to a regular expression exactly the way `patternmatcher`'s
 //!   `Pattern.compile` translates it, including the exact/prefix/suffix shortcuts it takes
 //!   for simple patterns. The translation passes `[`, `]` and `\x` escapes through into Go

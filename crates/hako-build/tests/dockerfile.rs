@@ -943,6 +943,78 @@ fn copy_heredoc_mixed_with_files() {
 }
 
 #[test]
+fn heredoc_delimiters_as_buildkit() {
+    // (delimiter as written, name, expand)
+    for (written, name, expand) in [
+        ("eo'f'", "eof", false),
+        ("eo\\'f", "eo'f", true),
+        ("'e'o\\'f", "eo'f", false),
+        ("$EOF", "$EOF", true),
+        ("  EOF", "EOF", true),
+        (" -EOF", "-EOF", true),
+        ("file.txt", "file.txt", true),
+    ] {
+        let k = kind(&format!("COPY <<{written} /dest\nbody\n{name}\n"));
+        let Kind::Copy(spec) = k else { panic!("{k:?}") };
+        assert_eq!(spec.sources, Vec::<String>::new(), "{written}");
+        assert_eq!(spec.heredocs.len(), 1, "{written}");
+        assert_eq!(
+            (spec.heredocs[0].name.as_str(), spec.heredocs[0].expand),
+            (name, expand),
+            "{written}"
+        );
+        assert_eq!(spec.heredocs[0].content, "body\n");
+    }
+    // A quoted delimiter may hold blanks (RUN only: COPY splits its sources on blanks first).
+    let v = instrs("RUN <<'one two'\necho $x\none two\n");
+    assert_eq!(
+        v[0].kind,
+        Kind::Run {
+            cmd: shell("echo $x\n"),
+            mounts: vec![],
+            network: None
+        }
+    );
+    // Blanks after `<<` belong to it; the terminator is still matched exactly.
+    let v = instrs("RUN <<  EOF  > foo\nx\nEOF\nRUN 3<<E\nE\n");
+    assert_eq!(
+        v[0].kind,
+        Kind::Run {
+            cmd: shell("<<  EOF  > foo\nx\nEOF"),
+            mounts: vec![],
+            network: None
+        }
+    );
+    assert_eq!(
+        v[1].kind,
+        Kind::Run {
+            cmd: shell(""),
+            mounts: vec![],
+            network: None
+        }
+    );
+    // Bodies are read in order; a line is a terminator only for the heredoc being read.
+    let k = kind("COPY <<X <<Y /dest\nY\nX\nX\nY\n");
+    let Kind::Copy(spec) = k else { panic!("{k:?}") };
+    let got: Vec<(&str, &str)> = spec
+        .heredocs
+        .iter()
+        .map(|h| (h.name.as_str(), h.content.as_str()))
+        .collect();
+    assert_eq!(got, vec![("X", "Y\n"), ("Y", "X\n")]);
+    // Bodies are raw: no comments, no continuations.
+    let k = kind("RUN <<EOF\n# not a comment \\\n\nEOF\n");
+    assert_eq!(
+        k,
+        Kind::Run {
+            cmd: shell("# not a comment \\\n\n"),
+            mounts: vec![],
+            network: None
+        }
+    );
+}
+
+#[test]
 fn heredoc_errors() {
     assert_err("FROM a\nRUN <<EOF\necho\n", 2, 5, "unterminated heredoc");
     assert_err(

@@ -80,7 +80,7 @@ pub async fn step(
         std::fs::create_dir_all(&root).map_err(io_err("writing a heredoc"))?;
         for h in &spec.heredocs {
             let body = if h.expand {
-                st.expand_text(&h.content)?
+                st.expand_heredoc(&h.content)?
             } else {
                 h.content.clone()
             };

@@ -79,44 +79,9 @@ impl State {
         dockerfile::expand(word, self.escape, &|k| self.lookup(k)).map_err(|e| ApiError::bad_request(e.to_string()))
     }
 
-    /// A heredoc's text with `$NAME` and `${NAME}` replaced (quotes stay: it is a file, not
-    /// a word); `\$` is a literal dollar.
-    pub fn expand_text(&self, text: &str) -> Result<String, ApiError> {
-        let mut out = String::with_capacity(text.len());
-        let mut chars = text.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' if chars.peek() == Some(&'$') => {
-                    out.push('$');
-                    chars.next();
-                }
-                '$' => {
-                    let braced = chars.peek() == Some(&'{');
-                    if braced {
-                        chars.next();
-                    }
-                    let mut name = String::new();
-                    while let Some(&n) = chars.peek() {
-                        if n.is_ascii_alphanumeric() || n == '_' {
-                            name.push(n);
-                            chars.next();
-                        } else {
-                            break;
-                        }
-                    }
-                    if braced && chars.next() != Some('}') {
-                        return Err(ApiError::bad_request(format!("unterminated ${{{name} in a heredoc")));
-                    }
-                    if name.is_empty() {
-                        out.push('$');
-                    } else {
-                        out.push_str(&self.lookup(&name).unwrap_or_default());
-                    }
-                }
-                c => out.push(c),
-            }
-        }
-        Ok(out)
+    /// A heredoc's body as BuildKit expands it (variables, `\` escapes; quotes are text).
+    pub fn expand_heredoc(&self, text: &str) -> Result<String, ApiError> {
+        dockerfile::expand_heredoc(text, &|k| self.lookup(k)).map_err(|e| ApiError::bad_request(e.to_string()))
     }
 
     fn expand_words(&self, text: &str) -> Result<Vec<String>, ApiError> {
@@ -260,7 +225,8 @@ pub async fn build(
     }
     for ins in &s.instructions {
         b.check_client()?;
-        b.next_step(&ins.text);
+        // A heredoc's body follows the first line of the text: the step shows the line.
+        b.next_step(ins.text.lines().next().unwrap_or_default());
         let t = Instant::now();
         step(b, &mut st, ins, global, df, built).await?;
         // Config-only steps end in the next image written; layer steps show theirs.

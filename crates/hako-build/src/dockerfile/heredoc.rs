@@ -1,7 +1,7 @@
 //! Finding heredocs (`<<EOF`, `<<-EOF`, `<<'EOF'`) on a RUN, COPY or ADD line, as BuildKit
-//! does: the line is split into shell words (quotes and escapes kept), and each word of the
-//! form `[digits]<<[-]delimiter` (the delimiter holding no `<`) opens a heredoc whose body
-//! follows the instruction's line.
+//! does: the line is split into shell words (quotes and escapes kept; `<<` keeps the blanks
+//! after it), and each word of the form `[digits]<<[-][blanks]delimiter` (the delimiter
+//! holding no `<`) opens a heredoc whose body follows the instruction's line.
 
 /// A heredoc opener found on a line.
 #[derive(Debug)]
@@ -33,6 +33,14 @@ pub(crate) fn scan_line(line: &str) -> Vec<Marker> {
         match c {
             '\\' => {
                 it.next();
+            }
+            // `<<` takes the blanks after it into its word, as BuildKit's lexer does, so that
+            // `<< EOF` opens a heredoc too.
+            '<' if line[i + 1..].starts_with('<') => {
+                it.next();
+                while it.clone().next().is_some_and(|(_, c)| c == ' ' || c == '\t') {
+                    it.next();
+                }
             }
             '\'' => loop {
                 match it.next() {
@@ -82,6 +90,7 @@ pub(crate) fn parse_word(word: &str) -> Option<(String, bool, bool)> {
         Some(r) => (true, r),
         None => (false, rest),
     };
+    let rest = rest.trim_start_matches([' ', '\t', '\n', '\r', '\x0c']);
     if rest.is_empty() || rest.contains('<') {
         return None;
     }

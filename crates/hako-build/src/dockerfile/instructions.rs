@@ -645,9 +645,25 @@ fn parse_at(lx: &mut Lexer, line: &Line, start: usize, text: &str) -> Result<Par
                 keep_git_dir: flags.bool("keep-git-dir"),
                 heredocs: Vec::new(),
             };
-            for (src, at) in sources {
-                let doc = if json { None } else { heredoc::parse_word(src) };
-                match doc.and_then(|(n, _, _)| bodies.iter().rev().find(|b| b.marker.name == n)) {
+            let mut i = 0;
+            while i < sources.len() {
+                let (src, at) = &sources[i];
+                i += 1;
+                let body_of = |word: &str| {
+                    let (n, _, _) = heredoc::parse_word(word)?;
+                    bodies.iter().rev().find(|b| b.marker.name == n)
+                };
+                let mut body = if bodies.is_empty() { None } else { body_of(src) };
+                // `<< EOF` is one heredoc for the line's scan but two words here: join them
+                // (BuildKit would copy files named `<<` and `EOF`).
+                if body.is_none() && !bodies.is_empty() && i < sources.len() {
+                    let bare = src.trim_start_matches(|c: char| c.is_ascii_digit());
+                    if bare == "<<" {
+                        body = body_of(&format!("{src} {}", sources[i].0));
+                        i += usize::from(body.is_some());
+                    }
+                }
+                match body {
                     Some(b) => spec.heredocs.push(Heredoc {
                         name: b.marker.name.clone(),
                         content: content_of(b),

@@ -80,7 +80,8 @@ pub enum Kind {
         ///
         /// Heredocs, as BuildKit runs them: when the heredoc is all there is after the flags
         /// (`RUN <<EOF` / `RUN <<-EOF` / `RUN <<'EOF'`), the command is `Shell(body)` (tabs
-        /// already stripped for `<<-`), a script for the shell. A body starting with `#!` is
+        /// already stripped for `<<-`), a script for the shell, which expands its `$vars` as
+        /// scripts do (quoting the delimiter changes nothing there). A body starting with `#!` is
         /// meant to be run by its interpreter (BuildKit writes it to a file and executes it):
         /// the executor should do the same when the shell form would not. Otherwise
         /// (`RUN python3 <<EOF`, `RUN cat <<A >a <<B >b`) the command is the line after the
@@ -164,9 +165,9 @@ pub struct RunMount {
     /// `/run/buildkit/ssh_agent.<n>`) for the executor to fill in.
     pub target: String,
     /// The other options in order, keys lowercased and aliases resolved so the executor
-    /// matches one spelling: `src` -> `source`; `ro`/`readonly`[`=bool`] -> `readonly=true|false`;
-    /// `rw`/`readwrite`[`=bool`] -> `readonly=false|true`; a bare `required` ->
-    /// `required=true`. Known keys: `source`, `from`, `id`, `sharing`
+    /// matches one spelling: `src` -> `source`; `ro` or `readonly` (bare or `=bool`) ->
+    /// `readonly=true|false`; `rw` or `readwrite` (bare or `=bool`) -> `readonly=false|true`;
+    /// a bare `required` -> `required=true`. Known keys: `source`, `from`, `id`, `sharing`
     /// (`shared|private|locked`), `mode`, `uid`, `gid`, `size`, `readonly`, `required`, `env`.
     pub options: Vec<(String, String)>,
 }
