@@ -49,7 +49,7 @@ cleanup() {
     done
     # netavark's bridge and tables, when this run made them
     ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort | comm -13 <(echo "$PRE_LINKS") - |
-      grep -E '^podman[0-9]+$' | while read -r l; do ip link del "$l"; done
+      grep -E '^(cni-)?podman[0-9]+$' | while read -r l; do ip link del "$l"; done
     nft list tables 2>/dev/null | sort | comm -13 <(echo "$PRE_NFT") - | grep -E 'netavark|nat|filter' |
       while read -r _ fam name; do nft delete table "$fam" "$name"; done
   fi

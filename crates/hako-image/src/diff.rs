@@ -10,7 +10,7 @@ use std::path::Path;
 
 /// Files hako bind-mounts into every container; their empty mount points in the upper
 /// directory are not the container's changes.
-const MOUNT_POINTS: [&str; 3] = ["etc/hostname", "etc/hosts", "etc/resolv.conf"];
+pub(crate) const MOUNT_POINTS: [&str; 3] = ["etc/hostname", "etc/hosts", "etc/resolv.conf"];
 
 /// Writes the changes in `upper` as a layer tar to `out`.
 pub fn write_layer<W: Write>(upper: &Path, out: W) -> io::Result<W> {

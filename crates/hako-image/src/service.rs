@@ -577,6 +577,9 @@ pub struct Derive<'a> {
     /// A directory in overlay upper-dir form (a container's upper dir, or files staged the
     /// same way) that becomes one more layer; None for a step that changes only the config.
     pub upper: Option<&'a Path>,
+    /// The caller gives `upper` up (nothing writes to it any more): it becomes the layer's
+    /// snapshot by a rename instead of the layer being unpacked again.
+    pub adopt: bool,
     pub created_by: &'a str,
     pub comment: &'a str,
     pub author: &'a str,
@@ -597,6 +600,7 @@ impl ImageService {
             &Derive {
                 config: Value::Object(cfg_obj),
                 upper: Some(upper),
+                adopt: false,
                 created_by: opts.created_by,
                 comment: opts.comment,
                 author: opts.author,
@@ -627,14 +631,27 @@ impl ImageService {
             let ing = crate::diff::write_layer(upper, ing).map_err(ImageError::io("writing changes as a layer"))?;
             let blob = self.content.commit(ing, &lease, None, None)?;
             let parent_chain = layers.last().map(|l| l.chain_id.clone());
-            let layer = self.ensure_layer(
-                &lease,
-                &blob,
-                "application/vnd.oci.image.layer.v1.tar",
-                parent_chain.as_ref(),
-                None,
-                &BTreeMap::new(),
-            )?;
+            let media_type = "application/vnd.oci.image.layer.v1.tar";
+            // The blob is the uncompressed tar: its digest is the diff ID.
+            let adopted = if d.adopt {
+                self.snapshots
+                    .adopt(&lease, upper, &blob, parent_chain.as_ref())
+                    .map_err(ImageError::io("keeping the step's files as a layer"))?
+            } else {
+                None
+            };
+            let layer = match adopted {
+                Some((chain_id, size)) => LayerRecord {
+                    blob: blob.clone(),
+                    media_type: media_type.into(),
+                    blob_size: self.content.size(&blob)?,
+                    diff_id: blob.clone(),
+                    chain_id,
+                    size,
+                    tar_size: self.content.size(&blob)?,
+                },
+                None => self.ensure_layer(&lease, &blob, media_type, parent_chain.as_ref(), None, &BTreeMap::new())?,
+            };
             let diff = json!(layer.diff_id.to_string());
             match cfg.pointer_mut("/rootfs/diff_ids").and_then(Value::as_array_mut) {
                 Some(ids) => ids.push(diff),

@@ -114,6 +114,45 @@ impl Snapshots {
         })
     }
 
+    /// Makes `dir`, an overlay upper directory whose layer tar hashes to `diff_id`, the
+    /// snapshot of that layer on `parent` by renaming it into place instead of unpacking the
+    /// tar again (a build step's container has just written those very files). Whatever overlay
+    /// kept there for itself goes first: the empty mount points of the per-container files
+    /// (the layer leaves them out) and its private xattrs other than the opaque mark. Nothing
+    /// may write to `dir` any more. Returns the chain ID; None when `dir` is on another
+    /// filesystem (the caller unpacks the tar instead).
+    pub fn adopt(
+        &self,
+        lease: &Lease,
+        dir: &Path,
+        diff_id: &Digest,
+        parent: Option<&Digest>,
+    ) -> io::Result<Option<(Digest, u64)>> {
+        let chain_id = match parent {
+            None => diff_id.clone(),
+            Some(p) => chain_ids(&[p.clone(), diff_id.clone()])[1].clone(),
+        };
+        lease.add(lease_key(&chain_id));
+        let dest = self.path(&chain_id);
+        for f in crate::diff::MOUNT_POINTS {
+            let p = dir.join(f);
+            if fs::symlink_metadata(&p).is_ok_and(|m| m.is_file() && m.len() == 0) {
+                fs::remove_file(&p)?;
+            }
+        }
+        let size = scrub(dir)?;
+        if dest.is_dir() {
+            return Ok(Some((chain_id, size)));
+        }
+        match fs::rename(dir, &dest) {
+            Ok(()) => Ok(Some((chain_id, size))),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => Ok(None),
+            // Someone made the same layer first: theirs stays.
+            Err(e) if dest.is_dir() && is_exists_error(&e) => Ok(Some((chain_id, size))),
+            Err(e) => Err(e),
+        }
+    }
+
     /// All snapshot keys present on disk.
     pub fn list(&self) -> io::Result<Vec<Digest>> {
         let mut out = Vec::new();
@@ -190,4 +229,46 @@ impl<R: Read> Read for HashingReader<R> {
         self.count += n as u64;
         Ok(n)
     }
+}
+
+/// Removes overlay's private xattrs (origin, impure...) below `dir`, keeping the opaque mark
+/// layers carry; returns the sum of regular file sizes.
+fn scrub(dir: &Path) -> io::Result<u64> {
+    let mut size = 0;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        strip_overlay_xattrs(&d)?;
+        for e in fs::read_dir(&d)? {
+            let e = e?;
+            let ft = e.file_type()?;
+            let p = e.path();
+            if ft.is_dir() {
+                todo.push(p);
+                continue;
+            }
+            if ft.is_file() {
+                size += e.metadata()?.len();
+            }
+            if !ft.is_symlink() {
+                strip_overlay_xattrs(&p)?;
+            }
+        }
+    }
+    Ok(size)
+}
+
+fn strip_overlay_xattrs(p: &Path) -> io::Result<()> {
+    let mut buf = vec![0u8; 4096];
+    let n = match rustix::fs::llistxattr(p, &mut buf) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::NOTSUP) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for name in buf[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        if name.starts_with(b"trusted.overlay.") && name != b"trusted.overlay.opaque" {
+            use std::os::unix::ffi::OsStrExt;
+            rustix::fs::lremovexattr(p, std::ffi::OsStr::from_bytes(name))?;
+        }
+    }
+    Ok(())
 }

@@ -427,6 +427,7 @@ async fn into_container(
         &Derive {
             config: Value::Object(st.config.clone()),
             upper: Some(&upper),
+            adopt: true,
             created_by: &created_by,
             comment: "",
             author: "",
@@ -470,6 +471,7 @@ fn into_scratch(
         &Derive {
             config: Value::Object(st.config.clone()),
             upper: Some(&staging),
+            adopt: true,
             created_by: &created_by,
             comment: "",
             author: "",

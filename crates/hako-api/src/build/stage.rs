@@ -279,6 +279,7 @@ pub fn materialize(b: &Build, st: &mut State) -> Result<ImageRecord, ApiError> {
         &Derive {
             config: Value::Object(st.config.clone()),
             upper: None,
+            adopt: false,
             created_by: &created_by,
             comment: "",
             author: "",
@@ -567,6 +568,7 @@ async fn run(
             &Derive {
                 config: Value::Object(config),
                 upper: Some(&upper),
+                adopt: true,
                 created_by: &created_by,
                 comment: "",
                 author: "",

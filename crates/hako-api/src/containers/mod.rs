@@ -100,6 +100,7 @@ impl Containers {
             .meta()
             .list(meta::CONTAINERS)
             .map_err(|e| ApiError::internal(e.to_string()))?;
+        let mut holders = Vec::new();
         for (key, raw) in records {
             // One unreadable record must not keep the daemon (and every other container) down.
             let rec: ContainerRecord = match serde_json::from_value(raw) {
@@ -117,6 +118,7 @@ impl Containers {
                     Some("always" | "unless-stopped")
                 )
                 && !rec.has_been_manually_stopped;
+            holders.push((id.clone(), rec.networks.values().cloned().collect()));
             let entry = c.insert(rec);
             if running {
                 c.readopt(&id, entry);
@@ -130,6 +132,7 @@ impl Containers {
                 });
             }
         }
+        c.networks.reconcile(&holders)?;
         Ok(c)
     }
 

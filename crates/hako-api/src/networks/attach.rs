@@ -142,7 +142,12 @@ impl Networks {
         }
         .map_err(|e| ApiError::forbidden(e.to_string()))?;
         let (prefix, gateway) = (pool.subnet.prefix, pool.gateway);
-        self.save(&rec)?;
+        // Not synced to disk here (it is on a container's start path): the container record
+        // holds the address too, and the daemon's start reconciles the two.
+        self.images
+            .meta()
+            .write_eventual(|t| t.put(meta::NETWORKS, &rec.id, &rec))
+            .map_err(meta_err)?;
         inner.nets.insert(rec.id.clone(), rec.clone());
         let endpoint_id = crate::containers::random_id();
         Ok(Endpoint {
@@ -168,6 +173,41 @@ impl Networks {
                 if rec.pool.as_mut().is_some_and(|p| p.release(id)) {
                     changed.push(rec.clone());
                 }
+            }
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        self.images
+            .meta()
+            .write_eventual(|t| {
+                for rec in &changed {
+                    t.put(meta::NETWORKS, &rec.id, rec)?;
+                }
+                Ok::<_, hako_store::MetaError>(())
+            })
+            .map_err(meta_err)
+    }
+
+    /// At the daemon's start, against the container records (written without a sync, as
+    /// the leases are): every address a container holds is leased to it, and no lease is
+    /// held by a container that is gone.
+    pub fn reconcile(&self, holders: &[(String, Vec<Endpoint>)]) -> Result<(), ApiError> {
+        let mut inner = self.inner.lock().unwrap(); // unwrap: see lease
+        let mut changed = Vec::new();
+        for rec in inner.nets.values_mut() {
+            let Some(pool) = rec.pool.as_mut() else { continue };
+            let before = pool.clone();
+            pool.leases.retain(|_, h| holders.iter().any(|(id, _)| id == h));
+            for (id, eps) in holders {
+                for ep in eps.iter().filter(|e| e.network_id == rec.id) {
+                    if let Err(e) = pool.reserve(ep.ip, id) {
+                        tracing::warn!(container = %id, error = %e, "a container's address is not its own any more");
+                    }
+                }
+            }
+            if *pool != before {
+                changed.push(rec.clone());
             }
         }
         if changed.is_empty() {

@@ -71,6 +71,8 @@ pub async fn build(AxState(d): AxState<State>, RawQuery(q): RawQuery, body: Body
             tracing::debug!(error = %e.message, "build failed");
             let _ = tx.send(Progress::Error(e.message)).await;
         }
+        // The answer ends here; the context goes behind it.
+        drop(tx);
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&ctx)).await;
     });
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clap::Args;
 use http::Method;
@@ -73,7 +73,7 @@ fn dockerfile_of(ctx: &Path, file: Option<&str>) -> anyhow::Result<(String, Opti
 }
 
 /// Writes the context's tar to `out`: the entries `.dockerignore` keeps, metadata as on disk.
-fn write_context(ctx: &Path, dockerfile: &str, outside: Option<&[u8]>, out: &Path) -> anyhow::Result<()> {
+fn write_context(ctx: &Path, dockerfile: &str, outside: Option<&[u8]>, out: std::fs::File) -> anyhow::Result<()> {
     let ignore_path = ignore_file_for(ctx, &ctx.join(dockerfile));
     let ignore = match &ignore_path {
         Some(p) => Ignore::parse(&std::fs::read_to_string(p)?).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
@@ -87,8 +87,7 @@ fn write_context(ctx: &Path, dockerfile: &str, outside: Option<&[u8]>, out: &Pat
     }
     let always: Vec<&str> = always.iter().map(String::as_str).collect();
     let entries = context_entries(ctx, &ignore, &always)?;
-    let f = std::fs::File::create(out)?;
-    let mut tb = tar::Builder::new(std::io::BufWriter::new(f));
+    let mut tb = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, out));
     tb.follow_symlinks(false);
     for rel in &entries {
         tb.append_path_with_name(ctx.join(rel), rel)
@@ -160,24 +159,30 @@ pub async fn build(c: &Client, a: BuildArgs) -> anyhow::Result<()> {
         anyhow::bail!("unable to prepare context: {} is not a directory", a.context);
     }
     let (dockerfile, outside) = dockerfile_of(&ctx, a.file.as_deref())?;
-    let tmp = tempfile_path();
-    let (c2, d2, t2) = (ctx.clone(), dockerfile.clone(), tmp.clone());
-    let written = tokio::task::spawn_blocking(move || write_context(&c2, &d2, outside.as_deref(), &t2)).await?;
-    let cleanup = TempFile(tmp.clone());
-    written?;
-    let file = tokio::fs::File::open(&tmp).await?;
+    // The tar is written into a pipe while it uploads (and the daemon unpacks it): no copy of
+    // the context on disk, and the three run side by side.
+    let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    // Big writes and reads (the default 64 KiB pipe makes the upload crawl); best effort.
+    let _ = rustix::pipe::fcntl_setpipe_size(&wr, 1 << 20);
+    let (c2, d2) = (ctx.clone(), dockerfile.clone());
+    let writer =
+        tokio::task::spawn_blocking(move || write_context(&c2, &d2, outside.as_deref(), std::fs::File::from(wr)));
+    let body = tokio::net::unix::pipe::Receiver::from_owned_fd(rd)?;
     let query = build_query(&a, &dockerfile)?;
-    let resp = c
+    let sent = c
         .request(
             Method::POST,
             &format!("/build?{query}"),
-            reader_body(file),
+            reader_body(body),
             Some("application/x-tar"),
         )
-        .await?;
+        .await;
+    // A context that could not be read is the error to show, before the daemon's view of it.
+    writer.await??;
+    let resp = sent?;
     let mut id = None;
     let quiet = a.quiet || a.progress == "quiet";
-    let result = read_json_lines(resp, |v| {
+    read_json_lines(resp, |v| {
         if let Some(s) = v.get("stream").and_then(Value::as_str) {
             if !quiet {
                 print!("{s}");
@@ -188,9 +193,7 @@ pub async fn build(c: &Client, a: BuildArgs) -> anyhow::Result<()> {
             id = Some(i.to_string());
         }
     })
-    .await;
-    drop(cleanup);
-    result?;
+    .await?;
     let id = id.ok_or_else(|| anyhow::anyhow!("the daemon did not report the image it built"))?;
     if quiet {
         println!("{id}");
@@ -199,21 +202,4 @@ pub async fn build(c: &Client, a: BuildArgs) -> anyhow::Result<()> {
         std::fs::write(f, &id).map_err(|e| anyhow::anyhow!("writing {f}: {e}"))?;
     }
     Ok(())
-}
-
-fn tempfile_path() -> PathBuf {
-    let n: u64 = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    std::env::temp_dir().join(format!("hako-context-{}-{n}.tar", std::process::id()))
-}
-
-/// Removes the context's tar however the build ends.
-struct TempFile(PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
