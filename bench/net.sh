@@ -28,6 +28,7 @@ BRIDGE=${BRIDGE:0:15}
 PRE_LIBPOD=$(ls -d /sys/fs/cgroup/*/libpod_parent 2>/dev/null || true)
 PRE_LINKS=$(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort)
 PRE_NFT=$(nft list tables 2>/dev/null | sort)
+PRE_CNI=0; [ -e /var/lib/cni ] && PRE_CNI=1   # podman's CNI plugins keep leases there
 
 umount_under() {
   awk -v p="$1/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
@@ -52,6 +53,7 @@ cleanup() {
       grep -E '^(cni-)?podman[0-9]+$' | while read -r l; do ip link del "$l"; done
     nft list tables 2>/dev/null | sort | comm -13 <(echo "$PRE_NFT") - | grep -E 'netavark|nat|filter' |
       while read -r _ fam name; do nft delete table "$fam" "$name"; done
+    [ "$PRE_CNI" = 1 ] || rm -rf /var/lib/cni
   fi
   umount_under "$TMP"
   rm -rf --one-file-system "$TMP"

@@ -47,6 +47,14 @@ pub fn full(b: impl Into<Bytes>) -> ReqBody {
     Full::new(b.into()).map_err(|never| match never {}).boxed()
 }
 
+/// A request body that a blocking writer produces (on another thread) as it is sent: the
+/// writer's chunks are handed over, not copied through a pipe.
+pub fn writer_body() -> (crate::bridge::BodyWriter, ReqBody) {
+    let (w, rx) = crate::bridge::writer_channel();
+    let s = crate::bridge::receiver_stream(rx).map_ok(Frame::data);
+    (w, BodyExt::boxed(StreamBody::new(s)))
+}
+
 /// A request body streamed from a reader (a file, stdin).
 pub fn reader_body<R: tokio::io::AsyncRead + Send + Sync + 'static>(r: R) -> ReqBody {
     let s = tokio_util::io::ReaderStream::with_capacity(r, 1 << 20).map_ok(Frame::data);

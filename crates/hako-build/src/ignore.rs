@@ -1481,6 +1481,59 @@ fn hash_file(path: &Path, meta: &fs::Metadata, buf: &mut [u8]) -> io::Result<(u6
 /// * a malformed pattern such as `[a`: `InvalidInput`. BuildKit silently matches nothing
 ///   there, but naming the bad pattern is kinder than a "no source files" error.
 pub fn glob(root: &Path, pattern: &str) -> io::Result<Vec<PathBuf>> {
+    Ok(glob_in(&DirTree(root), pattern)?
+        .into_iter()
+        .map(PathBuf::from)
+        .collect())
+}
+
+/// What a source glob needs of a tree of files: a directory on disk, or a build context the
+/// engine holds in memory. Paths are relative to the tree's root, `/`-separated, `""` the
+/// root itself.
+pub trait Tree {
+    /// `rel` with symlinked directories along it resolved inside the tree (the last component
+    /// too when `follow_last`); `NotFound` when a component is missing on the way.
+    fn resolve(&self, rel: &str, follow_last: bool) -> io::Result<String>;
+    /// Whether `rel` exists (a symlink counts, not followed).
+    fn exists(&self, rel: &str) -> bool;
+    /// Whether `rel` is a directory (a symlink is not).
+    fn is_dir(&self, rel: &str) -> bool;
+    /// The (name, is a directory) of each entry of the directory `rel`.
+    fn list(&self, rel: &str) -> io::Result<Vec<(String, bool)>>;
+}
+
+/// A directory on disk as a [`Tree`].
+struct DirTree<'a>(&'a Path);
+
+impl Tree for DirTree<'_> {
+    fn resolve(&self, rel: &str, follow_last: bool) -> io::Result<String> {
+        Ok(resolve_in_root(self.0, rel, follow_last)?
+            .to_string_lossy()
+            .into_owned())
+    }
+
+    fn exists(&self, rel: &str) -> bool {
+        fs::symlink_metadata(self.0.join(rel)).is_ok()
+    }
+
+    fn is_dir(&self, rel: &str) -> bool {
+        fs::symlink_metadata(self.0.join(rel)).is_ok_and(|m| m.is_dir())
+    }
+
+    fn list(&self, rel: &str) -> io::Result<Vec<(String, bool)>> {
+        let dir = self.0.join(rel);
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(|e| with_path(e, &dir))? {
+            let entry = entry.map_err(|e| with_path(e, &dir))?;
+            let is_dir = entry.file_type().map_err(|e| with_path(e, &dir))?.is_dir();
+            names.push((go_string(&entry.file_name()).into_owned(), is_dir));
+        }
+        Ok(names)
+    }
+}
+
+/// [`glob`] over any [`Tree`]; returns the matched paths relative to its root.
+pub fn glob_in(tree: &dyn Tree, pattern: &str) -> io::Result<Vec<String>> {
     let rooted = go_clean(&format!("/{pattern}"));
     let rel = rooted.trim_start_matches('/');
     let segments: Vec<&str> = if rel.is_empty() {
@@ -1488,19 +1541,33 @@ pub fn glob(root: &Path, pattern: &str) -> io::Result<Vec<PathBuf>> {
     } else {
         rel.split('/').collect()
     };
+    let join = |a: &str, b: &str| match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (false, true) => a.to_string(),
+        (false, false) => format!("{a}/{b}"),
+    };
     let Some(split) = segments.iter().position(|s| has_wildcards(s)) else {
-        let resolved = resolve_in_root(root, rel, false)?;
-        return match fs::symlink_metadata(root.join(&resolved)) {
-            Ok(_) if resolved.as_os_str().is_empty() => Ok(vec![PathBuf::from(".")]),
-            Ok(_) => Ok(vec![resolved]),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(io::Error::new(
+        let missing = || {
+            io::Error::new(
                 io::ErrorKind::NotFound,
                 format!(
                     "lstat {}: no such file or directory",
                     if rel.is_empty() { "." } else { rel }
                 ),
-            )),
-            Err(e) => Err(e),
+            )
+        };
+        let resolved = match tree.resolve(rel, false) {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(missing()),
+            Err(e) => return Err(e),
+        };
+        if resolved.is_empty() {
+            return Ok(vec![".".into()]);
+        }
+        return if tree.exists(&resolved) {
+            Ok(vec![resolved])
+        } else {
+            Err(missing())
         };
     };
     let tail: Vec<char> = segments[split..].join("/").chars().collect();
@@ -1513,34 +1580,25 @@ pub fn glob(root: &Path, pattern: &str) -> io::Result<Vec<PathBuf>> {
     // Only a literal '/' or a class can match a '/' in a path, so no match lies deeper than
     // this. Walking further would only cost time, and BuildKit walks everything here.
     let max_depth = tail.iter().filter(|&&c| c == '/' || c == '[').count() + 1;
-    let base = resolve_in_root(root, &segments[..split].join("/"), true)?;
-    let base_abs = root.join(&base);
+    let base = match tree.resolve(&segments[..split].join("/"), true) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
     let mut found = Vec::new();
-    if fs::symlink_metadata(&base_abs).is_ok_and(|m| m.is_dir()) {
-        // (path below base, its string form, depth)
-        let mut stack: Vec<(PathBuf, String, usize)> = vec![(PathBuf::new(), String::new(), 0)];
-        while let Some((dir, key, depth)) = stack.pop() {
-            let dir_abs = base_abs.join(&dir);
-            let mut names = Vec::new();
-            for entry in fs::read_dir(&dir_abs).map_err(|e| with_path(e, &dir_abs))? {
-                let entry = entry.map_err(|e| with_path(e, &dir_abs))?;
-                let is_dir = entry.file_type().map_err(|e| with_path(e, &dir_abs))?.is_dir();
-                names.push((entry.file_name(), is_dir));
-            }
+    if let Some(base) = base.filter(|b| tree.is_dir(b)) {
+        // (path below base, depth)
+        let mut stack: Vec<(String, usize)> = vec![(String::new(), 0)];
+        while let Some((key, depth)) = stack.pop() {
+            let mut names = tree.list(&join(&base, &key))?;
             names.sort();
             for (name, is_dir) in names {
-                let name_key = go_string(&name);
-                let child_key = if key.is_empty() {
-                    name_key.into_owned()
-                } else {
-                    format!("{key}/{name_key}")
-                };
-                let child = dir.join(&name);
+                let child_key = join(&key, &name);
                 let key_chars: Vec<char> = child_key.chars().collect();
                 if go_match(&tail, &key_chars).unwrap_or(false) {
-                    found.push(base.join(&child));
+                    found.push(join(&base, &child_key));
                 } else if is_dir && depth + 1 < max_depth {
-                    stack.push((child, child_key, depth + 1));
+                    stack.push((child_key, depth + 1));
                 }
             }
         }

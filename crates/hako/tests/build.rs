@@ -87,6 +87,7 @@ WORKDIR $APP_HOME
 RUN echo "$GREETING from RUN" > made-by-run.txt && mkdir -p /data
 COPY --chown=1000:1000 --chmod=640 app/hello.txt ./copied.txt
 COPY app /srv/tree/
+COPY app/*.txt app/sub/d?ep.txt /globbed/
 ADD bundle.tar /unpacked/
 COPY <<EOF /etc/heredoc.conf
 mode=${MODE}
@@ -136,7 +137,7 @@ CMD ["default", "args"]
         &d,
         "demo:1",
         "cat made-by-run.txt copied.txt /srv/tree/hello.txt /srv/tree/sub/deep.txt /unpacked/app/hello.txt \
-         /etc/heredoc.conf /srv/heredoc-run.txt; stat -c '%u:%g %a' copied.txt",
+         /etc/heredoc.conf /srv/heredoc-run.txt; stat -c '%u:%g %a' copied.txt; ls /globbed",
     );
     for want in [
         "hello from RUN",
@@ -145,6 +146,7 @@ CMD ["default", "args"]
         "mode=production mode",
         "first\nsecond",
         "1000:1000 640",
+        "deep.txt\nhello.txt",
     ] {
         assert!(files.contains(want), "{want:?} missing from\n{files}");
     }

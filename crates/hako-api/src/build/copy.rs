@@ -19,12 +19,51 @@ use super::stage::{materialize, Done, State};
 use super::{cache, stage_index, Build};
 use crate::error::ApiError;
 
-/// One source: a path under a local root.
+/// One source of a COPY/ADD.
 struct Source {
-    root: PathBuf,
-    rel: PathBuf,
+    origin: Origin,
     /// ADD of a local archive: its contents go to the destination.
     archive: bool,
+}
+
+enum Origin {
+    /// A path in the build context (`.` its root).
+    Context(String),
+    /// A path under a local directory (heredocs, downloads, another stage's files).
+    Dir { root: PathBuf, rel: PathBuf },
+}
+
+impl Source {
+    fn dir(root: PathBuf, rel: PathBuf) -> Source {
+        Source {
+            origin: Origin::Dir { root, rel },
+            archive: false,
+        }
+    }
+
+    fn shown(&self) -> String {
+        match &self.origin {
+            Origin::Context(p) => p.clone(),
+            Origin::Dir { rel, .. } => rel.display().to_string(),
+        }
+    }
+
+    fn is_dir(&self, b: &Build) -> bool {
+        match &self.origin {
+            Origin::Context(p) => hako_build::ignore::Tree::is_dir(&*b.context, if p == "." { "" } else { p }),
+            Origin::Dir { root, rel } => std::fs::symlink_metadata(root.join(rel)).is_ok_and(|m| m.is_dir()),
+        }
+    }
+
+    fn file_name(&self) -> String {
+        match &self.origin {
+            Origin::Context(p) => p.rsplit('/').next().filter(|n| *n != ".").unwrap_or("").to_string(),
+            Origin::Dir { rel, .. } => rel
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        }
+    }
 }
 
 fn io_err(what: &str) -> impl FnOnce(io::Error) -> ApiError + '_ {
@@ -86,11 +125,7 @@ pub async fn step(
             };
             let rel = inside_context(&h.name)?;
             std::fs::write(root.join(&rel), body).map_err(io_err("writing a heredoc"))?;
-            sources.push(Source {
-                root: root.clone(),
-                rel,
-                archive: false,
-            });
+            sources.push(Source::dir(root.clone(), rel));
         }
     }
     let from = spec.from.as_ref().map(|f| st.expand(f)).transpose()?;
@@ -111,11 +146,7 @@ pub async fn step(
             // Docker gives downloads mode 600.
             std::fs::set_permissions(root.join(&name), std::fs::Permissions::from_mode(0o600))
                 .map_err(io_err("setting the download's mode"))?;
-            sources.push(Source {
-                root,
-                rel: PathBuf::from(name),
-                archive: false,
-            });
+            sources.push(Source::dir(root, PathBuf::from(name)));
             continue;
         }
         match &from {
@@ -127,21 +158,16 @@ pub async fn step(
                 };
                 let root = work.join(format!("from-{k}"));
                 let rel = cid.fetch(b, &src, &root)?;
-                sources.push(Source {
-                    root,
-                    rel,
-                    archive: false,
-                });
+                sources.push(Source::dir(root, rel));
             }
             None => {
                 let rel = inside_context(&src)?;
-                let matched = hako_build::ignore::glob(&b.context, &rel.to_string_lossy())
+                let matched = hako_build::ignore::glob_in(&*b.context, &rel.to_string_lossy())
                     .map_err(|e| ApiError::bad_request(format!("{what} failed: {e}")))?;
                 for m in matched {
-                    let archive = add && is_archive(&b.context.join(&m));
+                    let archive = add && b.context.read(&m).is_some_and(is_archive);
                     sources.push(Source {
-                        root: b.context.clone(),
-                        rel: m,
+                        origin: Origin::Context(m),
                         archive,
                     });
                 }
@@ -157,8 +183,11 @@ pub async fn step(
     // The key: the step as written after expansion, and the content of what it reads.
     let mut hashes = Vec::new();
     for s in &sources {
-        let h = hako_build::ignore::content_hash(&s.root, std::slice::from_ref(&s.rel))
-            .map_err(|e| ApiError::bad_request(format!("{what} failed: {}: {e}", s.rel.display())))?;
+        let h = match &s.origin {
+            Origin::Context(p) => b.context.hash(p),
+            Origin::Dir { root, rel } => hako_build::ignore::content_hash(root, std::slice::from_ref(rel))
+                .map_err(|e| ApiError::bad_request(format!("{what} failed: {}: {e}", rel.display())))?,
+        };
         hashes.push(h);
     }
     let flags = format!("{dest} {chown:?} {chmod:?} {}", spec.link);
@@ -211,23 +240,17 @@ pub async fn step(
 /// Where each source goes: Docker's rules. A destination ending in `/`, several sources, or
 /// an existing directory take sources by their base names; a directory source gives its
 /// contents; a single file to another path is renamed.
-fn target_names(sources: &[Source], dest: &str, dest_is_dir: bool) -> Vec<(usize, String)> {
+fn target_names(b: &Build, sources: &[Source], dest: &str, dest_is_dir: bool) -> Vec<(usize, String)> {
     let to_dir = dest.ends_with('/') || sources.len() > 1 || dest_is_dir;
     let base = dest.trim_end_matches('/').trim_start_matches('/').to_string();
     sources
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let full = s.root.join(&s.rel);
-            let is_dir = std::fs::symlink_metadata(&full).map(|m| m.is_dir()).unwrap_or(false);
-            let name = if is_dir || s.archive {
+            let name = if s.is_dir(b) || s.archive {
                 base.clone()
             } else if to_dir {
-                let file = s
-                    .rel
-                    .file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+                let file = s.file_name();
                 if base.is_empty() {
                     file
                 } else {
@@ -243,6 +266,7 @@ fn target_names(sources: &[Source], dest: &str, dest_is_dir: bool) -> Vec<(usize
 
 /// The tar of every source at its final path, owned by `owner`, with `chmod` if given.
 fn write_tar(
+    b: &Build,
     sources: &[Source],
     names: &[(usize, String)],
     owner: (u32, u32),
@@ -256,14 +280,14 @@ fn write_tar(
         if s.archive {
             continue;
         }
-        let full = s.root.join(&s.rel);
-        let meta = std::fs::symlink_metadata(&full).map_err(io_err("reading a source"))?;
-        if meta.is_dir() {
-            add_children(&mut tb, &full, name, owner, chmod)
-        } else {
-            add_entry(&mut tb, &full, name, owner, chmod)
+        let is_dir = s.is_dir(b);
+        match &s.origin {
+            // A directory gives its contents, not itself.
+            Origin::Context(p) => b.context.append(&mut tb, p, name, owner, chmod, is_dir),
+            Origin::Dir { root, rel } if is_dir => add_children(&mut tb, &root.join(rel), name, owner, chmod),
+            Origin::Dir { root, rel } => add_entry(&mut tb, &root.join(rel), name, owner, chmod),
         }
-        .map_err(|e| ApiError::bad_request(format!("copying {}: {e}", s.rel.display())))?;
+        .map_err(|e| ApiError::bad_request(format!("copying {}: {e}", s.shown())))?;
     }
     let w = tb.into_inner().map_err(io_err("writing the step's archive"))?;
     w.into_inner()
@@ -326,13 +350,9 @@ fn add_entry<W: Write>(
     }
 }
 
-/// Whether ADD unpacks this file: a tar, plain or compressed.
-fn is_archive(p: &Path) -> bool {
-    let Ok(f) = File::open(p) else { return false };
-    if !f.metadata().map(|m| m.is_file()).unwrap_or(false) {
-        return false;
-    }
-    let mut r = io::BufReader::new(f);
+/// Whether ADD unpacks these bytes: a tar, plain or compressed.
+fn is_archive(bytes: &[u8]) -> bool {
+    let mut r = io::BufReader::new(bytes);
     let Ok(comp) = hako_image::compression::Compression::sniff(&mut r) else {
         return false;
     };
@@ -347,6 +367,17 @@ fn is_archive(p: &Path) -> bool {
         }
     }
     got == 512 && &head[257..262] == b"ustar"
+}
+
+/// The bytes of an archive source (only context files are unpacked by ADD).
+fn archive_bytes<'a>(b: &'a Build, s: &Source) -> Result<&'a [u8], ApiError> {
+    match &s.origin {
+        Origin::Context(p) => b
+            .context
+            .read(p)
+            .ok_or_else(|| ApiError::internal(format!("{p} left the context"))),
+        Origin::Dir { .. } => Err(ApiError::internal("only context files are unpacked by ADD")),
+    }
 }
 
 /// `--chown` as numbers: numeric parts directly, names from the image's passwd and group.
@@ -392,10 +423,10 @@ async fn into_container(
         .stat_path(&c.id, dest)
         .map(|s| s.mode & (1 << 31) != 0)
         .unwrap_or(false);
-    let names = target_names(sources, dest, dest_is_dir);
+    let names = target_names(b, sources, dest, dest_is_dir);
     let owner = owner_of(b, Some(&c.id), chown)?;
     let tar_path = work.join("layer.tar");
-    write_tar(sources, &names, owner, chmod, &tar_path)?;
+    write_tar(b, sources, &names, owner, chmod, &tar_path)?;
     let tarf = File::open(&tar_path).map_err(io_err("reading the step's archive"))?;
     b.containers.extract(&c.id, "/", tarf, false, false)?;
     for (i, name) in &names {
@@ -416,8 +447,8 @@ async fn into_container(
             drop(tb);
             b.containers
                 .extract(&c.id, "/", File::open(&dir).map_err(io_err("reading"))?, false, false)?;
-            let f = File::open(s.root.join(&s.rel)).map_err(io_err("reading the archive"))?;
-            b.containers.extract(&c.id, &format!("/{name}"), f, false, false)?;
+            b.containers
+                .extract(&c.id, &format!("/{name}"), archive_bytes(b, s)?, false, false)?;
         }
     }
     let upper = b.containers.container_dir(&c.id).join("rootfs/upper");
@@ -449,20 +480,19 @@ fn into_scratch(
     work: &Path,
     text: &str,
 ) -> Result<hako_image::ImageRecord, ApiError> {
-    let names = target_names(sources, dest, false);
+    let names = target_names(b, sources, dest, false);
     let owner = owner_of(b, None, chown)?;
     let tar_path = work.join("layer.tar");
-    write_tar(sources, &names, owner, chmod, &tar_path)?;
+    write_tar(b, sources, &names, owner, chmod, &tar_path)?;
     let staging = work.join("staging");
-    super::unpack_context(
+    super::unpack_into(
         File::open(&tar_path).map_err(io_err("reading the step's archive"))?,
         &staging,
     )?;
     for (i, name) in &names {
         let s = &sources[*i];
         if s.archive {
-            let f = File::open(s.root.join(&s.rel)).map_err(io_err("reading the archive"))?;
-            super::unpack_context(f, &staging.join(name))?;
+            super::unpack_into(archive_bytes(b, s)?, &staging.join(name))?;
         }
     }
     let created_by = format!("/bin/sh -c #(nop) {text}");
@@ -559,7 +589,7 @@ impl FromContainer {
         std::fs::create_dir_all(root).map_err(io_err("creating the copy's directory"))?;
         let f = File::create(&tar_path).map_err(io_err("writing the copy"))?;
         archive.write(f).map_err(io_err("reading the other stage's files"))?;
-        super::unpack_context(File::open(&tar_path).map_err(io_err("reading the copy"))?, root)?;
+        super::unpack_into(File::open(&tar_path).map_err(io_err("reading the copy"))?, root)?;
         let base = Path::new(&abs).file_name().map(PathBuf::from).unwrap_or_default();
         Ok(base)
     }

@@ -6,6 +6,7 @@
 //! instruction and the content of the files a step reads.
 
 mod cache;
+pub mod context;
 mod copy;
 mod stage;
 
@@ -52,7 +53,7 @@ pub fn purge_scratch(root: &Path) {
     };
     for e in entries.flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
-        if n.starts_with("build-") || n.starts_with("context-") {
+        if n.starts_with("build-") {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
@@ -64,7 +65,7 @@ pub struct Build {
     pub out: mpsc::Sender<Progress>,
     /// Under the engine's root, removed with the build.
     pub scratch: PathBuf,
-    pub context: PathBuf,
+    pub context: Arc<context::Context>,
     pub opts: BuildOptions,
     step: usize,
     steps: usize,
@@ -106,10 +107,10 @@ impl Build {
     }
 }
 
-/// Runs a build of the context in `context` (already unpacked); returns the image ID.
+/// Runs a build of `context`; returns the image ID.
 pub async fn run(
     containers: Arc<Containers>,
-    context: PathBuf,
+    context: Arc<context::Context>,
     opts: BuildOptions,
     out: mpsc::Sender<Progress>,
 ) -> Result<String, ApiError> {
@@ -121,9 +122,11 @@ pub async fn run(
     std::fs::create_dir_all(&scratch)
         .map_err(|e| ApiError::internal(format!("creating {}: {e}", scratch.display())))?;
     let _guard = ScratchGuard(scratch.clone());
-    let df_path = context.join(opts.dockerfile.trim_start_matches('/'));
-    let text = std::fs::read_to_string(&df_path)
-        .map_err(|e| ApiError::bad_request(format!("Cannot locate specified Dockerfile: {} ({e})", opts.dockerfile)))?;
+    let df_name = opts.dockerfile.trim_start_matches("./").trim_start_matches('/');
+    let text = context
+        .read(df_name)
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .ok_or_else(|| ApiError::bad_request(format!("Cannot locate specified Dockerfile: {}", opts.dockerfile)))?;
     let df = dockerfile::parse(&text).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let order = stages_needed(&df, opts.target.as_deref())?;
     let steps = order.iter().map(|&i| 1 + df.stages[i].instructions.len()).sum();
@@ -232,13 +235,13 @@ fn stages_needed(df: &Dockerfile, target: Option<&str>) -> Result<Vec<usize>, Ap
     Ok(order)
 }
 
-/// Unpacks the build context (a tar, possibly compressed) into `dir`, every path inside it.
-pub fn unpack_context<R: std::io::Read + Send>(src: R, dir: &Path) -> Result<(), ApiError> {
+/// Unpacks a tar (possibly compressed) into `dir`, every path kept inside it.
+pub fn unpack_into<R: std::io::Read + Send>(src: R, dir: &Path) -> Result<(), ApiError> {
     use hako_image::apply::{apply_tar, ApplyOptions, Owner};
     use hako_image::compression::Compression;
     std::fs::create_dir_all(dir).map_err(|e| ApiError::internal(format!("creating {}: {e}", dir.display())))?;
     let mut r = std::io::BufReader::new(src);
-    let bad = |e: std::io::Error| ApiError::bad_request(format!("reading the build context: {e}"));
+    let bad = |e: std::io::Error| ApiError::bad_request(format!("reading an archive: {e}"));
     let comp = Compression::sniff(&mut r).map_err(bad)?;
     let tar = comp.decoder(r).map_err(bad)?;
     let root = rustix::fs::open(
@@ -258,7 +261,7 @@ pub fn unpack_context<R: std::io::Read + Send>(src: R, dir: &Path) -> Result<(),
     };
     apply_tar(tar, root, opts)
         .map(drop)
-        .map_err(|e| ApiError::bad_request(format!("unpacking the build context: {e}")))
+        .map_err(|e| ApiError::bad_request(format!("unpacking an archive: {e}")))
 }
 
 #[cfg(test)]

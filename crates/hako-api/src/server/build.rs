@@ -49,31 +49,19 @@ pub async fn build(AxState(d): AxState<State>, RawQuery(q): RawQuery, body: Body
         hako_image::Reference::parse(t).map_err(|e| ApiError::bad_request(format!("invalid tag {t:?}: {e}")))?;
     }
     let quiet = flag(first(&pairs, "q"));
-    let ctx = d
-        .images
-        .root()
-        .join("tmp")
-        .join(format!("context-{}", &crate::containers::random_id()[..16]));
     let reader = crate::bridge::body_reader(body);
-    let c2 = ctx.clone();
-    let unpacked = tokio::task::spawn_blocking(move || build::unpack_context(reader, &c2))
+    let ctx = tokio::task::spawn_blocking(move || build::context::Context::receive(reader))
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    if let Err(e) = unpacked {
-        let _ = std::fs::remove_dir_all(&ctx);
-        return Err(e);
-    }
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let ctx = std::sync::Arc::new(ctx);
     let (tx, mut rx) = mpsc::channel::<Progress>(256);
     let containers = d.containers.clone();
     tokio::spawn(async move {
-        let res = build::run(containers, ctx.clone(), opts, tx.clone()).await;
+        let res = build::run(containers, ctx, opts, tx.clone()).await;
         if let Err(e) = res {
             tracing::debug!(error = %e.message, "build failed");
             let _ = tx.send(Progress::Error(e.message)).await;
         }
-        // The answer ends here; the context goes behind it.
-        drop(tx);
-        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&ctx)).await;
     });
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let lines = futures_util::StreamExt::filter_map(stream, move |p| async move {

@@ -10,7 +10,7 @@ use clap::Args;
 use http::Method;
 use serde_json::{json, Value};
 
-use hako_api::client::{read_json_lines, reader_body};
+use hako_api::client::read_json_lines;
 use hako_api::Client;
 use hako_build::ignore::{context_entries, ignore_file_for, Ignore};
 
@@ -72,8 +72,67 @@ fn dockerfile_of(ctx: &Path, file: Option<&str>) -> anyhow::Result<(String, Opti
     }
 }
 
+/// The upload of the context. Ended by `finish`; dropped before that (an error while the tar
+/// was being written), it breaks the upload, so the daemon never takes a truncated context
+/// for a whole one (the tar writer would otherwise close the archive on its way out).
+struct Upload(Option<hako_api::bridge::BodyWriter>);
+
+impl Upload {
+    fn finish(mut self) -> std::io::Result<()> {
+        self.0.take().map(|mut w| w.flush()).unwrap_or(Ok(()))
+    }
+}
+
+impl Write for Upload {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        match &mut self.0 {
+            Some(w) => w.write(b),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the upload was abandoned",
+            )),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.as_mut().map(|w| w.flush()).unwrap_or(Ok(()))
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if let Some(w) = self.0.take() {
+            w.fail("the client could not read its build context");
+        }
+    }
+}
+
 /// Writes the context's tar to `out`: the entries `.dockerignore` keeps, metadata as on disk.
-fn write_context(ctx: &Path, dockerfile: &str, outside: Option<&[u8]>, out: std::fs::File) -> anyhow::Result<()> {
+fn write_context(
+    ctx: &Path,
+    dockerfile: &str,
+    outside: Option<&[u8]>,
+    out: hako_api::bridge::BodyWriter,
+) -> anyhow::Result<()> {
+    let mut tb = tar::Builder::new(Upload(Some(out)));
+    match append_context(&mut tb, ctx, dockerfile, outside) {
+        Ok(()) => Ok(tb.into_inner()?.finish()?),
+        Err(e) => {
+            // Break the upload before the tar writer can close the archive.
+            if let Some(w) = tb.get_mut().0.take() {
+                w.fail(&e);
+            }
+            Err(e)
+        }
+    }
+}
+
+fn append_context<W: Write>(
+    tb: &mut tar::Builder<W>,
+    ctx: &Path,
+    dockerfile: &str,
+    outside: Option<&[u8]>,
+) -> anyhow::Result<()> {
     let ignore_path = ignore_file_for(ctx, &ctx.join(dockerfile));
     let ignore = match &ignore_path {
         Some(p) => Ignore::parse(&std::fs::read_to_string(p)?).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
@@ -87,7 +146,6 @@ fn write_context(ctx: &Path, dockerfile: &str, outside: Option<&[u8]>, out: std:
     }
     let always: Vec<&str> = always.iter().map(String::as_str).collect();
     let entries = context_entries(ctx, &ignore, &always)?;
-    let mut tb = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, out));
     tb.follow_symlinks(false);
     for rel in &entries {
         tb.append_path_with_name(ctx.join(rel), rel)
@@ -100,7 +158,6 @@ fn write_context(ctx: &Path, dockerfile: &str, outside: Option<&[u8]>, out: std:
         h.set_mtime(0);
         tb.append_data(&mut h, dockerfile, text)?;
     }
-    tb.into_inner()?.flush()?;
     Ok(())
 }
 
@@ -159,21 +216,17 @@ pub async fn build(c: &Client, a: BuildArgs) -> anyhow::Result<()> {
         anyhow::bail!("unable to prepare context: {} is not a directory", a.context);
     }
     let (dockerfile, outside) = dockerfile_of(&ctx, a.file.as_deref())?;
-    // The tar is written into a pipe while it uploads (and the daemon unpacks it): no copy of
-    // the context on disk, and the three run side by side.
-    let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    // Big writes and reads (the default 64 KiB pipe makes the upload crawl); best effort.
-    let _ = rustix::pipe::fcntl_setpipe_size(&wr, 1 << 20);
+    // The tar is written while it uploads (and the daemon reads it): no copy of the context
+    // on disk, and the three run side by side.
+    let (w, body) = hako_api::client::writer_body();
     let (c2, d2) = (ctx.clone(), dockerfile.clone());
-    let writer =
-        tokio::task::spawn_blocking(move || write_context(&c2, &d2, outside.as_deref(), std::fs::File::from(wr)));
-    let body = tokio::net::unix::pipe::Receiver::from_owned_fd(rd)?;
+    let writer = tokio::task::spawn_blocking(move || write_context(&c2, &d2, outside.as_deref(), w));
     let query = build_query(&a, &dockerfile)?;
     let sent = c
         .request(
             Method::POST,
             &format!("/build?{query}"),
-            reader_body(body),
+            body,
             Some("application/x-tar"),
         )
         .await;
