@@ -105,14 +105,16 @@ time_it() {  # NAME RUNS PREPARE CMD
   MED[$name]=$(jq '.results[0].median * 1000' "$TMP/$name.json")
   printf '   median %.0f ms\n' "${MED[$name]}"
 }
-touch_one='sh -c "date +%s%N > '"$CTX"'/src/d7/f7.txt"'
-time_it hako-cold "$RUNS" true "$HAKOC build -q --no-cache -t bb $CTX"
+# Each timed run starts with the disk written back: the cold builds leave hundreds of MB of
+# dirty pages whose writeback would otherwise land in whichever runs come next.
+touch_one='sh -c "date +%s%N > '"$CTX"'/src/d7/f7.txt; sync"'
+time_it hako-cold "$RUNS" sync "$HAKOC build -q --no-cache -t bb $CTX"
 # The peers' RUN steps get no network (the step needs none, and their CNI bridge and iptables
 # rules would outlive the run); hako's RUN goes on its default bridge.
-time_it buildah-cold "$RUNS" true "buildah $STORE bud --network none --layers --no-cache -q -t bb $CTX"
-time_it podman-cold "$RUNS" true "$PODMAN build --network none --layers --no-cache -q -t bb $CTX"
-time_it hako-warm $((RUNS * 2)) true "$HAKOC build -q -t bb $CTX"
-time_it buildah-warm $((RUNS * 2)) true "buildah $STORE bud --network none --layers -q -t bb $CTX"
+time_it buildah-cold "$RUNS" sync "buildah $STORE bud --network none --layers --no-cache -q -t bb $CTX"
+time_it podman-cold "$RUNS" sync "$PODMAN build --network none --layers --no-cache -q -t bb $CTX"
+time_it hako-warm $((RUNS * 2)) sync "$HAKOC build -q -t bb $CTX"
+time_it buildah-warm $((RUNS * 2)) sync "buildah $STORE bud --network none --layers -q -t bb $CTX"
 time_it hako-changed "$RUNS" "$touch_one" "$HAKOC build -q -t bb $CTX"
 time_it buildah-changed "$RUNS" "$touch_one" "buildah $STORE bud --network none --layers -q -t bb $CTX"
 

@@ -580,6 +580,9 @@ pub struct Derive<'a> {
     /// The caller gives `upper` up (nothing writes to it any more): it becomes the layer's
     /// snapshot by a rename instead of the layer being unpacked again.
     pub adopt: bool,
+    /// Instead of `upper`: a layer the store already has (a build step found in the image a
+    /// build was told to take its cache from).
+    pub layer: Option<LayerRecord>,
     pub created_by: &'a str,
     pub comment: &'a str,
     pub author: &'a str,
@@ -601,6 +604,7 @@ impl ImageService {
                 config: Value::Object(cfg_obj),
                 upper: Some(upper),
                 adopt: false,
+                layer: None,
                 created_by: opts.created_by,
                 comment: opts.comment,
                 author: opts.author,
@@ -659,6 +663,15 @@ impl ImageService {
             }
             layers.push(layer);
         }
+        if let Some(layer) = &d.layer {
+            let diff = json!(layer.diff_id.to_string());
+            match cfg.pointer_mut("/rootfs/diff_ids").and_then(Value::as_array_mut) {
+                Some(ids) => ids.push(diff),
+                None => cfg["rootfs"] = json!({"type": "layers", "diff_ids": [diff]}),
+            }
+            lease.add(crate::unpack::lease_key(&layer.chain_id));
+            layers.push(layer.clone());
+        }
         let now = now_rfc3339();
         cfg["config"] = d.config.clone();
         cfg["created"] = json!(now);
@@ -670,7 +683,7 @@ impl ImageService {
                 entry[k] = json!(v);
             }
         }
-        if d.upper.is_none() {
+        if d.upper.is_none() && d.layer.is_none() {
             entry["empty_layer"] = json!(true);
         }
         match cfg.get_mut("history").and_then(Value::as_array_mut) {

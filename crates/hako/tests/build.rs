@@ -417,3 +417,36 @@ fn docker_cli_classic_builder_builds_through_hakod() {
     let o = d.docker(&["run", "--rm", "via-docker"]);
     assert_eq!(stdout(&o).trim(), "built by docker against hakod", "{}", stderr(&o));
 }
+
+#[test]
+fn cache_from_uses_an_image_built_elsewhere() {
+    let a = daemon();
+    let ctx = tempfile::tempdir().unwrap();
+    write(ctx.path(), "f.txt", "from the context\n");
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox\nENV A=1\nRUN echo ran > /ran\nCOPY f.txt /f.txt\nCMD [\"cat\", \"/f.txt\"]\n",
+    );
+    build_ok(&a, ctx.path(), &["-t", "origin"]);
+    let tar = a.dir.path().join("origin.tar");
+    a.ok(&["save", "-o", tar.to_str().unwrap(), "origin"]);
+    // Another engine: the image arrives by load, with no build cache of its own.
+    let b = daemon();
+    b.ok(&["load", "-i", tar.to_str().unwrap()]);
+    let out = build_ok(&b, ctx.path(), &["-t", "again", "--cache-from", "origin"]);
+    assert_eq!(out.matches("Using cache").count(), 2, "{out}");
+    assert!(!out.contains("Running in"), "{out}");
+    assert_eq!(b.ok(&["run", "--rm", "again"]).trim(), "from the context");
+    // A changed file is not taken from the source.
+    write(ctx.path(), "f.txt", "changed\n");
+    let out = build_ok(&b, ctx.path(), &["-t", "again2", "--cache-from", "origin"]);
+    assert_eq!(out.matches("Using cache").count(), 1, "{out}");
+    assert_eq!(b.ok(&["run", "--rm", "again2"]).trim(), "changed");
+    // Without --cache-from the step runs.
+    write(ctx.path(), "Dockerfile", "FROM busybox\nENV A=1\nRUN echo ran > /ran\n");
+    let c = daemon();
+    c.ok(&["load", "-i", tar.to_str().unwrap()]);
+    let out = build_ok(&c, ctx.path(), &["-t", "nocache"]);
+    assert!(out.contains("Running in"), "{out}");
+}

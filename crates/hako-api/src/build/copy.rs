@@ -202,6 +202,20 @@ pub async fn step(
             return st.adopt(hit, b);
         }
     }
+    // What it copied is part of what it did: the history names its content.
+    let mut content: Vec<&str> = vec![&flags];
+    content.extend(hashes.iter().map(String::as_str));
+    let created_by = format!(
+        "/bin/sh -c #(nop) {} content:{}",
+        ins.text.lines().next().unwrap_or_default(),
+        cache::key("content", &content)
+    );
+    if st.image.is_some() && !st.pending.is_empty() {
+        materialize(b, st)?;
+    }
+    if super::stage::restore(b, st, &key, &created_by)? {
+        return Ok(());
+    }
     let abs_dest = if dest.starts_with('/') {
         dest.clone()
     } else {
@@ -210,11 +224,6 @@ pub async fn step(
     };
     let img = match st.image.clone() {
         Some(parent) => {
-            let parent = if st.pending.is_empty() {
-                parent
-            } else {
-                materialize(b, st)?
-            };
             into_container(
                 b,
                 st,
@@ -224,11 +233,11 @@ pub async fn step(
                 chown.as_deref(),
                 chmod,
                 &work,
-                &ins.text,
+                &created_by,
             )
             .await?
         }
-        None => into_scratch(b, st, &sources, &abs_dest, chown.as_deref(), chmod, &work, &ins.text)?,
+        None => into_scratch(b, st, &sources, &abs_dest, chown.as_deref(), chmod, &work, &created_by)?,
     };
     cache::store(&b.containers.images, &key, &img);
     st.image = Some(img);
@@ -415,7 +424,7 @@ async fn into_container(
     chown: Option<&str>,
     chmod: Option<u32>,
     work: &Path,
-    text: &str,
+    created_by: &str,
 ) -> Result<hako_image::ImageRecord, ApiError> {
     let c = TempContainer::create(b, &parent.id.to_string())?;
     let dest_is_dir = b
@@ -452,14 +461,14 @@ async fn into_container(
         }
     }
     let upper = b.containers.container_dir(&c.id).join("rootfs/upper");
-    let created_by = format!("/bin/sh -c #(nop) {text}");
     let img = b.containers.images.derive(
         Some(parent),
         &Derive {
             config: Value::Object(st.config.clone()),
             upper: Some(&upper),
             adopt: true,
-            created_by: &created_by,
+            layer: None,
+            created_by,
             comment: "",
             author: "",
         },
@@ -478,7 +487,7 @@ fn into_scratch(
     chown: Option<&str>,
     chmod: Option<u32>,
     work: &Path,
-    text: &str,
+    created_by: &str,
 ) -> Result<hako_image::ImageRecord, ApiError> {
     let names = target_names(b, sources, dest, false);
     let owner = owner_of(b, None, chown)?;
@@ -495,14 +504,14 @@ fn into_scratch(
             super::unpack_into(archive_bytes(b, s)?, &staging.join(name))?;
         }
     }
-    let created_by = format!("/bin/sh -c #(nop) {text}");
     Ok(b.containers.images.derive(
         None,
         &Derive {
             config: Value::Object(st.config.clone()),
             upper: Some(&staging),
             adopt: true,
-            created_by: &created_by,
+            layer: None,
+            created_by,
             comment: "",
             author: "",
         },

@@ -67,6 +67,8 @@ pub struct Build {
     pub scratch: PathBuf,
     pub context: Arc<context::Context>,
     pub opts: BuildOptions,
+    /// The `--cache-from` images.
+    pub cache_sources: Vec<cache::Source>,
     step: usize,
     steps: usize,
 }
@@ -130,15 +132,27 @@ pub async fn run(
     let df = dockerfile::parse(&text).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let order = stages_needed(&df, opts.target.as_deref())?;
     let steps = order.iter().map(|&i| 1 + df.stages[i].instructions.len()).sum();
+    let mut sources = Vec::new();
+    let mut missing = Vec::new();
+    for name in &opts.cache_from {
+        match containers.images.resolve(name) {
+            Ok(img) => sources.push(cache::Source::new(&containers.images, img)?),
+            Err(_) => missing.push(name.clone()),
+        }
+    }
     let mut b = Build {
         containers,
         out,
         scratch,
         context,
         opts,
+        cache_sources: sources,
         step: 0,
         steps,
     };
+    for m in missing {
+        b.say(format!("--cache-from {m}: no such image here, not used\n"));
+    }
     let started = Instant::now();
     let mut built: Vec<Option<stage::Done>> = vec![None; df.stages.len()];
     let global = global_args(&df, &b.opts.build_args);

@@ -280,6 +280,7 @@ pub fn materialize(b: &Build, st: &mut State) -> Result<ImageRecord, ApiError> {
             config: Value::Object(st.config.clone()),
             upper: None,
             adopt: false,
+            layer: None,
             created_by: &created_by,
             comment: "",
             author: "",
@@ -289,6 +290,35 @@ pub fn materialize(b: &Build, st: &mut State) -> Result<ImageRecord, ApiError> {
     st.image = Some(img.clone());
     st.pending.clear();
     Ok(img)
+}
+
+/// After a miss in the engine's own cache: the step from a `--cache-from` image, if one of
+/// them made it on the same parent. True if it did (the state moved on).
+pub fn restore(b: &Build, st: &mut State, key: &str, created_by: &str) -> Result<bool, ApiError> {
+    if b.opts.no_cache || b.cache_sources.is_empty() {
+        return Ok(false);
+    }
+    let images = &b.containers.images;
+    let Some(layer) = cache::from_sources(images, &b.cache_sources, st.image.as_ref(), created_by) else {
+        return Ok(false);
+    };
+    let img = images.derive(
+        st.image.as_ref(),
+        &Derive {
+            config: Value::Object(st.config.clone()),
+            upper: None,
+            adopt: false,
+            layer: layer.cloned(),
+            created_by,
+            comment: "",
+            author: "",
+        },
+    )?;
+    cache::store(images, key, &img);
+    st.image = Some(img);
+    st.pending.clear();
+    b.say(" ---> Using cache\n");
+    Ok(true)
 }
 
 async fn step(
@@ -481,12 +511,30 @@ async fn run(
             return st.adopt(hit, b);
         }
     }
-    let Some(image) = st.image.clone() else {
+    if st.image.is_none() {
         return Err(ApiError::bad_request(format!(
             "{}: RUN needs files to run: the stage starts FROM scratch and has none yet",
             ins.text
         )));
+    }
+    // The config steps before it go into the history first: `--cache-from` matches by it.
+    if !st.pending.is_empty() {
+        materialize(b, st)?;
+    }
+    let shell_form = match cmd {
+        Command::Shell(s) => format!("{} {s}", st.shell().join(" ")),
+        Command::Exec(v) => format!("{v:?}"),
     };
+    // The ARGs it sees are part of what it did (the classic builder's `|N K=V ...` form).
+    let created_by = if arg_env.is_empty() {
+        shell_form
+    } else {
+        format!("|{} {} {shell_form}", arg_env.len(), arg_env.join(" "))
+    };
+    if restore(b, st, &key, &created_by)? {
+        return Ok(());
+    }
+    let image = st.image.clone().expect("checked above");
     let mut env: Vec<String> = st.env().iter().map(|(k, v)| format!("{k}={v}")).collect();
     env.extend(arg_env.iter().cloned());
     let mut binds = Vec::new();
@@ -557,10 +605,6 @@ async fn run(
         )));
     }
     let upper = b.containers.container_dir(&id).join("rootfs/upper");
-    let created_by = match cmd {
-        Command::Shell(s) => format!("{} {s}", st.shell().join(" ")),
-        Command::Exec(v) => format!("{v:?}"),
-    };
     let (images, config, parent) = (b.containers.images.clone(), st.config.clone(), image);
     let img = tokio::task::spawn_blocking(move || {
         images.derive(
@@ -569,6 +613,7 @@ async fn run(
                 config: Value::Object(config),
                 upper: Some(&upper),
                 adopt: true,
+                layer: None,
                 created_by: &created_by,
                 comment: "",
                 author: "",
