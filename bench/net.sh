@@ -5,12 +5,13 @@
 #      container (-p, netavark). Requests per second, latency, and ratios to the host.
 #   2. The cost of the bridge in `run`: `run --rm busybox true` on the default bridge against
 #      `--network none`, for hako and podman (hyperfine medians; the difference is the cost).
-# Env: HAKO (binary), DURATION (wrk seconds, default 10), RUNS (hyperfine, default 20), TMPDIR.
+# Env: HAKO (binary), DURATION (seconds per wrk run, default 5), ROUNDS (default 3), RUNS
+# (hyperfine, default 20), TMPDIR.
 set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HAKO=${HAKO:-$REPO_ROOT/target/release/hako}
-DURATION=${DURATION:-10}
+DURATION=${DURATION:-5}
 RUNS=${RUNS:-20}
 die() { echo "net.sh: $*" >&2; exit 1; }
 
@@ -92,22 +93,33 @@ free_port() {  # a port nothing listens on, from below the ephemeral range
 }
 wait_http() { for _ in $(seq 100); do wrk -t1 -c1 -d1s "$1" >/dev/null 2>&1 && curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; die "$1 never answered"; }
 
-declare -A RPS LAT
-measure() {  # NAME URL
-  wait_http "$2"
-  echo "== $1: wrk -t2 -c32 -d${DURATION}s $2"
-  local out; out=$(wrk -t2 -c32 -d"${DURATION}s" --latency "$2")
-  echo "$out" | sed -n '/Latency/p;/Requests\/sec/p;/50%/p;/99%/p'
-  RPS[$1]=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  LAT[$1]=$(awk '$1 == "50%" {print $2}' <<<"$out")
+declare -A RPS LAT URL
+ROUNDS=${ROUNDS:-3}
+# measure_vs NAME: wrk against the host's server and NAME's in turns, ROUNDS times, keeping
+# the median of each (the machine's noise then hits both alike). hako and podman are measured
+# in phases of their own, each against the host: each one's firewall rules stay out of the
+# other's way, as on a machine that runs one of them.
+measure_vs() {
+  local w r out n=$1
+  declare -A runs
+  for w in host "$n"; do wait_http "${URL[$w]}"; done
+  for ((r = 0; r < ROUNDS; r++)); do
+    for w in host "$n"; do
+      out=$(wrk -t2 -c32 -d"${DURATION}s" --latency "${URL[$w]}")
+      runs[$w]+="$(awk '/Requests\/sec/ {print $2}' <<<"$out") $(awk '$1 == "50%" {print $2}' <<<"$out")"$'\n'
+      echo "   round $((r + 1)) $w: $(awk '/Requests\/sec/ {print $2}' <<<"$out") req/s"
+    done
+  done
+  for w in host "$n"; do
+    local mid; mid=$(sort -n <<<"${runs[$w]}" | grep . | awk -v k="$ROUNDS" 'NR == int((k + 1) / 2)')
+    RPS[$w-$n]=${mid% *}; LAT[$w-$n]=${mid#* }
+  done
 }
 
-# ---- 1. the host itself ----
 HP=$(free_port)
 busybox httpd -f -p "127.0.0.1:$HP" -h "$TMP/www" &
 HOST_PID=$!
-measure host "http://127.0.0.1:$HP/"
-kill "$HOST_PID"; wait "$HOST_PID" 2>/dev/null || true; HOST_PID=
+URL[host]="http://127.0.0.1:$HP/"
 
 # ---- hako ----
 mkdir -p "$TMP/root"
@@ -118,12 +130,21 @@ for ((i = 0; i < 100; i++)); do $HAKOC version >/dev/null 2>&1 && break; sleep 0
 HAKO=$HAKO HAKO_HOST=unix://$TMP/hako.sock "$REPO_ROOT/scripts/images.sh" --only busybox >/dev/null
 KP=$(free_port)
 $HAKOC run -d --name hweb -p "$KP:80" busybox sh -c "$SERVE" >/dev/null
-measure hako "http://127.0.0.1:$KP/"
+URL[hako]="http://127.0.0.1:$KP/"
+echo "== host and hako: wrk -t2 -c32 -d${DURATION}s, $ROUNDS rounds"
+measure_vs hako
 $HAKOC rm -f hweb >/dev/null
-
-echo "== bridge cost in run (hako)"
-hyperfine -N --style basic --warmup 3 --runs "$RUNS" --export-json "$TMP/hako-run.json" \
-  "$HAKOC run --rm --network none busybox true" "$HAKOC run --rm busybox true" >/dev/null
+# The bridge's cost in `run`, twice: runs back to back (each run then also meets the kernel
+# still tearing down the previous one's network namespace), and runs apart (0.2 s between,
+# as a person or a deploy starts a container).
+bridge_cost() {  # NAME CMD
+  echo "== bridge cost in run ($1)"
+  hyperfine -N --style basic --warmup 3 --runs "$RUNS" --export-json "$TMP/$1-run.json" \
+    "$2 run --rm --network none busybox true" "$2 run --rm busybox true" >/dev/null
+  hyperfine -N --style basic --warmup 1 --runs "$RUNS" --prepare "sleep 0.2" --export-json "$TMP/$1-apart.json" \
+    "$2 run --rm --network none busybox true" "$2 run --rm busybox true" >/dev/null
+}
+bridge_cost hako "$HAKOC"
 kill -TERM "$HAKO_PID"; wait "$HAKO_PID" 2>/dev/null || true; HAKO_PID=
 
 # ---- podman ----
@@ -131,23 +152,30 @@ PODMAN_USED=1
 $PODMAN import -q --change 'CMD ["sh"]' "$TARBALL" localhost/busybox:latest >/dev/null
 PP=$(free_port)
 $PODMAN run -d --name pweb -p "$PP:80" busybox sh -c "$SERVE" >/dev/null
-measure podman "http://127.0.0.1:$PP/"
-$PODMAN rm -f pweb >/dev/null
-echo "== bridge cost in run (podman)"
-hyperfine -N --style basic --warmup 2 --runs "$RUNS" --export-json "$TMP/podman-run.json" \
-  "$PODMAN run --rm --network none busybox true" "$PODMAN run --rm busybox true" >/dev/null
+URL[podman]="http://127.0.0.1:$PP/"
+echo "== host and podman: wrk -t2 -c32 -d${DURATION}s, $ROUNDS rounds"
+measure_vs podman
+$PODMAN rm -f -t 0 pweb >/dev/null
+kill "$HOST_PID"; wait "$HOST_PID" 2>/dev/null || true; HOST_PID=
+bridge_cost podman "$PODMAN"
 
 calc() { awk "BEGIN { print $1 }"; }
 median() { jq ".results[$2].median * 1000" "$1"; }
 echo
 echo "== results"
-printf '%-8s %12s %10s %10s\n' who req/s p50 vs-host
-for w in host hako podman; do
-  printf '%-8s %12s %10s %9.1f%%\n' "$w" "${RPS[$w]}" "${LAT[$w]}" "$(calc "${RPS[$w]} / ${RPS[host]} * 100")"
+printf '%-16s %12s %10s %10s\n' who req/s p50 vs-host
+for n in hako podman; do
+  for w in host "$n"; do
+    printf '%-16s %12s %10s %9.1f%%\n' "$w (vs $n)" "${RPS[$w-$n]}" "${LAT[$w-$n]}" \
+      "$(calc "${RPS[$w-$n]} / ${RPS[host-$n]} * 100")"
+  done
 done
-printf 'hako / podman throughput: %.2fx\n' "$(calc "${RPS[hako]} / ${RPS[podman]}")"
+printf 'hako / podman throughput, each against the host: %.2fx\n' \
+  "$(calc "(${RPS[hako-hako]} / ${RPS[host-hako]}) / (${RPS[podman-podman]} / ${RPS[host-podman]})")"
 for w in hako podman; do
-  none=$(median "$TMP/$w-run.json" 0) bridge=$(median "$TMP/$w-run.json" 1)
-  printf '%-7s run --rm true: none %.1f ms, bridge %.1f ms, bridge adds %.1f ms\n' "$w" "$none" "$bridge" \
-    "$(calc "$bridge - $none")"
+  for how in run apart; do
+    none=$(median "$TMP/$w-$how.json" 0) bridge=$(median "$TMP/$w-$how.json" 1)
+    printf '%-7s run --rm true (%-5s): none %.1f ms, bridge %.1f ms, bridge adds %.1f ms\n' "$w" \
+      "$([ "$how" = run ] && echo "back to back" || echo "apart")" "$none" "$bridge" "$(calc "$bridge - $none")"
+  done
 done
