@@ -450,3 +450,58 @@ fn cache_from_uses_an_image_built_elsewhere() {
     let out = build_ok(&c, ctx.path(), &["-t", "nocache"]);
     assert!(out.contains("Running in"), "{out}");
 }
+
+/// A one-file HTTP server on loopback for ADD URL; answers `body` to every request.
+fn serve_once_more(body: &'static [u8]) -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming().take(4) {
+            let Ok(mut c) = c else { continue };
+            let mut buf = [0u8; 2048];
+            let _ = c.read(&mut buf);
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = c.write_all(body);
+        }
+    });
+    port
+}
+
+#[test]
+fn add_fetches_urls_and_checks_their_digest() {
+    let d = daemon();
+    let port = serve_once_more(b"fetched over http\n");
+    let ctx = tempfile::tempdir().unwrap();
+    // sha256 of "fetched over http\n"
+    let sum = {
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg("printf 'fetched over http\\n' | sha256sum")
+            .output()
+            .unwrap();
+        stdout(&o).split_whitespace().next().unwrap().to_string()
+    };
+    write(
+        ctx.path(),
+        "Dockerfile",
+        &format!("FROM busybox\nADD --checksum=sha256:{sum} http://127.0.0.1:{port}/files/data.txt /srv/\n"),
+    );
+    build_ok(&d, ctx.path(), &["-t", "added"]);
+    let out = run_in(&d, "added", "cat /srv/data.txt; stat -c %a /srv/data.txt");
+    assert!(out.contains("fetched over http") && out.contains("600"), "{out}");
+    // A wrong digest fails the step and makes no image.
+    let bad = "0".repeat(64);
+    write(
+        ctx.path(),
+        "Dockerfile",
+        &format!("FROM busybox\nADD --checksum=sha256:{bad} http://127.0.0.1:{port}/files/data.txt /srv/\n"),
+    );
+    let o = build(&d, ctx.path(), &["-t", "badsum"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("digest mismatch"), "{}", stderr(&o));
+}

@@ -128,6 +128,16 @@ pub async fn step(
             sources.push(Source::dir(root.clone(), rel));
         }
     }
+    if spec.checksum.is_some()
+        && !spec
+            .sources
+            .iter()
+            .all(|s| s.starts_with("http://") || s.starts_with("https://"))
+    {
+        return Err(ApiError::bad_request(format!(
+            "{what} --checksum: only the sources given by URL can be checked"
+        )));
+    }
     let from = spec.from.as_ref().map(|f| st.expand(f)).transpose()?;
     let mut from_container = None;
     for (k, raw) in spec.sources.iter().enumerate() {
@@ -142,7 +152,8 @@ pub async fn step(
                 .unwrap_or("download")
                 .to_string();
             std::fs::create_dir_all(&root).map_err(io_err("creating the download directory"))?;
-            download(&src, &root.join(&name)).await?;
+            let checksum = spec.checksum.as_ref().map(|c| st.expand(c)).transpose()?;
+            download(&src, &root.join(&name), checksum.as_deref()).await?;
             // Docker gives downloads mode 600.
             std::fs::set_permissions(root.join(&name), std::fs::Permissions::from_mode(0o600))
                 .map_err(io_err("setting the download's mode"))?;
@@ -606,14 +617,35 @@ impl FromContainer {
 
 /// ADD of a URL: the body, to `dest` (the engine's fetch: redirects followed, the system's
 /// CA store for HTTPS).
-async fn download(url: &str, dest: &Path) -> Result<(), ApiError> {
+/// With `checksum` (`ADD --checksum=sha256:HEX`), a body with another digest fails the step.
+async fn download(url: &str, dest: &Path, checksum: Option<&str>) -> Result<(), ApiError> {
     use http_body_util::BodyExt;
+    use sha2::{Digest as _, Sha256};
+    let want = match checksum {
+        None => None,
+        Some(c) => Some(
+            c.strip_prefix("sha256:")
+                .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .ok_or_else(|| ApiError::bad_request(format!("ADD --checksum={c}: give sha256:<64 hex digits>")))?
+                .to_ascii_lowercase(),
+        ),
+    };
     let mut body = crate::client::fetch_url(url, "ADD").await?;
     let mut f = File::create(dest).map_err(io_err("writing the download"))?;
+    let mut h = Sha256::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ApiError::bad_request(format!("ADD {url}: {e}")))?;
         if let Some(d) = frame.data_ref() {
+            h.update(d);
             f.write_all(d).map_err(io_err("writing the download"))?;
+        }
+    }
+    let got = hex::encode(h.finalize());
+    if let Some(want) = want {
+        if got != want {
+            return Err(ApiError::bad_request(format!(
+                "ADD {url}: digest mismatch: got sha256:{got}, --checksum wants sha256:{want}"
+            )));
         }
     }
     Ok(())
