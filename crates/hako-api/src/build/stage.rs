@@ -57,6 +57,15 @@ impl State {
             .collect()
     }
 
+    /// The config's object under `key` (made empty if absent), to add entries to.
+    fn object(&mut self, key: &str) -> &mut Map<String, Value> {
+        let v = self.config.entry(key).or_insert_with(|| json!({}));
+        if !v.is_object() {
+            *v = json!({});
+        }
+        v.as_object_mut().expect("made an object just above") // invariant
+    }
+
     fn set_env(&mut self, k: &str, v: &str) {
         let mut env: Vec<Value> = self
             .config
@@ -240,16 +249,8 @@ pub async fn build(
     }
     // `--label` goes on the final image, as a last LABEL would.
     if is_final && !b.opts.labels.is_empty() {
-        let mut labels = st
-            .config
-            .get("Labels")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        for (k, v) in &b.opts.labels {
-            labels.insert(k.clone(), json!(v));
-        }
-        st.config.insert("Labels".into(), Value::Object(labels));
+        st.object("Labels")
+            .extend(b.opts.labels.iter().map(|(k, v)| (k.clone(), json!(v))));
         st.pending.push(format!("LABEL {:?}", b.opts.labels));
     }
     let img = materialize(b, &mut st)?;
@@ -356,35 +357,26 @@ async fn step(
             return Ok(());
         }
         Kind::Label(pairs) => {
-            let mut labels = st
-                .config
-                .get("Labels")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
-            for (k, v) in pairs {
-                labels.insert(st.expand(k)?, json!(st.expand(v)?));
-            }
-            st.config.insert("Labels".into(), Value::Object(labels));
+            let expanded = pairs
+                .iter()
+                .map(|(k, v)| Ok((st.expand(k)?, st.expand(v)?)))
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            st.object("Labels")
+                .extend(expanded.into_iter().map(|(k, v)| (k, json!(v))));
         }
         Kind::Expose(ports) => {
-            let mut exposed = st
-                .config
-                .get("ExposedPorts")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
+            let mut keys = Vec::new();
             for p in ports {
                 for w in st.expand_words(p)? {
-                    let key = if w.contains('/') {
+                    keys.push(if w.contains('/') {
                         w.to_ascii_lowercase()
                     } else {
                         format!("{w}/tcp")
-                    };
-                    exposed.insert(key, json!({}));
+                    });
                 }
             }
-            st.config.insert("ExposedPorts".into(), Value::Object(exposed));
+            st.object("ExposedPorts")
+                .extend(keys.into_iter().map(|k| (k, json!({}))));
         }
         Kind::Workdir(d) => {
             let d = st.expand(d)?;
@@ -406,18 +398,11 @@ async fn step(
             st.config.insert("User".into(), json!(u));
         }
         Kind::Volume(vols) => {
-            let mut v = st
-                .config
-                .get("Volumes")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
+            let mut paths = Vec::new();
             for p in vols {
-                for w in st.expand_words(p)? {
-                    v.insert(w, json!({}));
-                }
+                paths.extend(st.expand_words(p)?);
             }
-            st.config.insert("Volumes".into(), Value::Object(v));
+            st.object("Volumes").extend(paths.into_iter().map(|p| (p, json!({}))));
         }
         Kind::StopSignal(sig) => {
             let sig = st.expand(sig)?;
