@@ -1656,7 +1656,8 @@ fn docker_ok(d: &TestDaemon, args: &[&str]) -> String {
     let o = d.docker(args);
     assert!(
         o.status.success(),
-        "docker {args:?} failed: {}{}",
+        "docker {args:?} failed ({}): {}{}",
+        o.status,
         stderr(&o),
         stdout(&o)
     );
@@ -2013,11 +2014,13 @@ fn the_docker_cli_drives_the_container_life() {
             "busybox",
             "sh",
             "-c",
-            "for i in 1 2 3; do echo line$i; done; echo bye >&2; while [ ! -f /stop ]; do sleep 0.05; done; echo last",
+            "for i in 1 2 3; do echo line$i; done; echo bye >&2; while [ ! -f /stop ]; do sleep 0.05; done; sleep 0.5; echo last",
         ],
     );
     let follow = Live::spawn(docker_cmd(&d, &["logs", "-f", "lg"]));
     follow.wait_for("bye");
+    // (The container waits a moment after /stop appears: an init that exits takes every
+    // process of its PID namespace with it, the exec's `touch` too if it has not exited yet.)
     docker_ok(&d, &["exec", "lg", "touch", "/stop"]);
     let (code, out) = follow.finish();
     assert_eq!(code, Some(0), "{out}");
@@ -2465,7 +2468,7 @@ fn the_docker_cli_volumes_ps_attach_and_terminals() {
             "busybox",
             "sh",
             "-c",
-            "while [ ! -f /stop ]; do echo tick; sleep 0.05; done; echo attached-err >&2; exit 3",
+            "while [ ! -f /stop ]; do echo tick; sleep 0.05; done; sleep 0.5; echo attached-err >&2; exit 3",
         ],
     );
     let attach = Live::spawn(docker_cmd(&d, &["attach", "ticker"]));

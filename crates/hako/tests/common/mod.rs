@@ -122,7 +122,8 @@ impl TestDaemon {
         let o = self.hako(args);
         assert!(
             o.status.success(),
-            "hako {args:?} failed: {}\n{}",
+            "hako {args:?} failed ({}): {}\n{}",
+            o.status,
             String::from_utf8_lossy(&o.stderr),
             String::from_utf8_lossy(&o.stdout)
         );
