@@ -2,8 +2,8 @@
 # Sets everything up on a fresh Debian 12 machine (as root) and runs hako's job for real:
 # builds hako, makes the busybox and debian base images from Debian packages, starts a
 # daemon on its own root and socket, imports the images, runs containers (one serving HTTP on
-# a published port, two talking by name on a user network), and drives it with hako's CLI and
-# the docker CLI. The daemon is stopped and its temporary root removed at the end.
+# a published port, two talking by name on a user network), builds an image from a Dockerfile,
+# and drives it with hako's CLI and the docker CLI. The daemon is stopped and its temporary root removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -54,4 +54,12 @@ for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/" && break; sleep 0.1; d
 if command -v docker >/dev/null; then
   DOCKER_HOST=$HAKO_HOST docker run --rm busybox echo "hello through the docker CLI"
 fi
+echo "--- hako build: a Dockerfile, then the same build again from the cache"
+mkdir -p "$work/app"
+echo "built by hako" > "$work/app/message.txt"
+printf 'FROM busybox\nCOPY message.txt /srv/\nRUN wc -c /srv/message.txt > /srv/size\nCMD ["cat", "/srv/message.txt", "/srv/size"]\n' \
+  > "$work/app/Dockerfile"
+"$HAKO" build -t demo-app "$work/app"
+"$HAKO" build -t demo-app "$work/app" | grep -c "Using cache" | sed 's/$/ steps from the cache/'
+"$HAKO" run --rm demo-app
 "$HAKO" system check
