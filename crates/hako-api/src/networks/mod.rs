@@ -60,18 +60,14 @@ fn meta_err(e: hako_store::MetaError) -> ApiError {
 }
 
 /// Holds a host-wide lock while subnets are chosen and bridges made, so two daemons
-/// starting together cannot pick the same subnet.
+/// starting together cannot pick the same subnet. The lock is an flock on `/run` itself:
+/// every engine on the host sees the same directory, and nothing is left behind.
 struct HostLock(#[allow(dead_code)] std::fs::File);
 
 fn host_lock() -> Result<HostLock, ApiError> {
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open("/run/hako-networks.lock")
-        .map_err(internal("opening /run/hako-networks.lock"))?;
+    let f = std::fs::File::open("/run").map_err(internal("opening /run to lock it"))?;
     rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| ApiError::internal(format!("locking /run/hako-networks.lock: {e}")))?;
+        .map_err(|e| ApiError::internal(format!("locking /run: {e}")))?;
     Ok(HostLock(f))
 }
 
