@@ -12,14 +12,13 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{
-    DefaultNla, NetlinkBuffer, NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator,
-    NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_CREATE,
-    NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkBuffer, NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, NLMSG_DONE,
+    NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_CREATE, NLM_F_DUMP,
+    NLM_F_DUMP_INTR, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkHeader, LinkInfo, LinkMessage,
-    LinkProtoInfoBridge,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -33,10 +32,6 @@ const RECV_BUF_LEN: usize = 64 * 1024;
 
 /// IFNAMSIZ less the terminating NUL.
 const MAX_IFNAME_LEN: usize = 15;
-
-/// `IFLA_BRPORT_MODE` inside `IFLA_PROTINFO` (linux/if_link.h); netlink-packet-route has no
-/// typed variant for it.
-const IFLA_BRPORT_MODE: u16 = 4;
 
 /// `NLMSGERR_ATTR_MSG`: the extended ack's human-readable reason (linux/netlink.h).
 const NLMSGERR_ATTR_MSG: u16 = 1;
@@ -384,25 +379,6 @@ impl Netlink {
             }
         })?;
         Ok(names)
-    }
-
-    /// Turns hairpin mode on or off on the bridge port with index `index`, so that frames may
-    /// leave through the port they came in by: a container reaching itself through a published
-    /// port needs it.
-    ///
-    /// Sent as `IFLA_PROTINFO`/`IFLA_BRPORT_MODE` to the `AF_BRIDGE` family; a link that is not
-    /// a bridge port gives `EOPNOTSUPP`.
-    pub fn set_hairpin(&mut self, index: u32, on: bool) -> io::Result<()> {
-        let mut msg = LinkMessage::default();
-        msg.header = link_header_for(index);
-        msg.header.interface_family = AddressFamily::Bridge;
-        // The kernel reads IFLA_PROTINFO as port attributes only when it carries NLA_F_NESTED,
-        // which this variant sets; otherwise it would take the byte as an STP port state.
-        msg.attributes = vec![LinkAttribute::ProtoInfoBridge(vec![LinkProtoInfoBridge::Other(
-            DefaultNla::new(IFLA_BRPORT_MODE, vec![u8::from(on)]),
-        )])];
-        self.request(RouteNetlinkMessage::SetLink(msg), NLM_F_ACK, ignore)?;
-        Ok(())
     }
 
     /// Runs a dump, retrying it when the kernel flags it as torn by a concurrent change, and

@@ -6,7 +6,7 @@
 //! program, as Docker's proxy takes it, and so a port already in use fails the start.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::OwnedFd;
 
 use serde::{Deserialize, Serialize};
@@ -160,12 +160,6 @@ pub struct Reservation {
     held: Vec<OwnedFd>,
 }
 
-impl Reservation {
-    pub fn is_empty(&self) -> bool {
-        self.held.is_empty()
-    }
-}
-
 /// Takes every binding's host port (choosing a free one where it is 0, and writing it back).
 /// `ours(binding)` says whether another container of this engine holds it, for Docker's
 /// "port is already allocated". All or nothing: on error every port taken so far is freed.
@@ -236,16 +230,16 @@ fn bind(addr: SocketAddrV4, proto: Proto) -> std::io::Result<(OwnedFd, u16)> {
     Ok((fd, port))
 }
 
-/// Whether something on the host already listens on a TCP port (for tests and messages).
-pub fn tcp_port_free(addr: SocketAddrV4) -> bool {
-    TcpListener::bind(addr).is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::net::UdpSocket;
+    use std::net::{TcpListener, UdpSocket};
+
+    /// Whether another program could take a TCP port now.
+    fn tcp_port_free(addr: SocketAddrV4) -> bool {
+        TcpListener::bind(addr).is_ok()
+    }
 
     #[test]
     fn reads_docker_port_bindings() {

@@ -151,10 +151,6 @@ impl Context {
         Ok(Context { entries })
     }
 
-    pub fn get(&self, path: &str) -> Option<&Entry> {
-        self.entries.get(path)
-    }
-
     /// A file's bytes.
     pub fn read(&self, path: &str) -> Option<&[u8]> {
         let e = self.entries.get(path).filter(|e| e.kind == Kind::File)?;

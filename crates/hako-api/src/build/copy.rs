@@ -209,7 +209,7 @@ pub async fn step(
     let key = cache::key(&st.parent_id(), &parts);
     if !b.opts.no_cache {
         if let Some(hit) = cache::lookup(&b.containers.images, &key) {
-            b.say(" ---> Using cache\n");
+            b.say(" ---> Using cache\n").await;
             return st.adopt(hit, b);
         }
     }
@@ -224,7 +224,7 @@ pub async fn step(
     if st.image.is_some() && !st.pending.is_empty() {
         materialize(b, st)?;
     }
-    if super::stage::restore(b, st, &key, &created_by)? {
+    if super::stage::restore(b, st, &key, &created_by).await? {
         return Ok(());
     }
     let abs_dest = if dest.starts_with('/') {

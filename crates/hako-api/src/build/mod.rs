@@ -83,16 +83,10 @@ impl Drop for ScratchGuard {
 }
 
 impl Build {
-    pub fn say(&self, s: impl Into<String>) {
-        let _ = self.out.try_send(Progress::Stream(s.into()));
-    }
-
-    /// Waits for room in the stream (a slow client slows the build, not the daemon's memory).
-    pub async fn say_async(&self, s: impl Into<String>) -> Result<(), ApiError> {
-        self.out
-            .send(Progress::Stream(s.into()))
-            .await
-            .map_err(|_| ApiError::bad_request("the build was cancelled: the client went away"))
+    /// Waits for room in the stream: a slow client slows the build and loses no line. A
+    /// client that went away is noticed by `check_client` (and RUN's log follower).
+    pub async fn say(&self, s: impl Into<String>) {
+        let _ = self.out.send(Progress::Stream(s.into())).await;
     }
 
     /// An error if the client is gone: the build stops at the next step.
@@ -103,9 +97,10 @@ impl Build {
         Ok(())
     }
 
-    fn next_step(&mut self, text: &str) {
+    async fn next_step(&mut self, text: &str) {
         self.step += 1;
-        self.say(format!("Step {}/{} : {}\n", self.step, self.steps, text));
+        self.say(format!("Step {}/{} : {}\n", self.step, self.steps, text))
+            .await;
     }
 }
 
@@ -151,7 +146,7 @@ pub async fn run(
         steps,
     };
     for m in missing {
-        b.say(format!("--cache-from {m}: no such image here, not used\n"));
+        b.say(format!("--cache-from {m}: no such image here, not used\n")).await;
     }
     let started = Instant::now();
     let mut built: Vec<Option<stage::Done>> = vec![None; df.stages.len()];
@@ -167,10 +162,10 @@ pub async fn run(
     let id = image.to_string();
     let short = id.trim_start_matches("sha256:")[..12].to_string();
     let _ = b.out.send(Progress::Aux(id.clone())).await;
-    b.say(format!("Successfully built {short}\n"));
+    b.say(format!("Successfully built {short}\n")).await;
     for t in &b.opts.tags {
         b.containers.images.tag(&id, t)?;
-        b.say(format!("Successfully tagged {}\n", normalize_tag(t)));
+        b.say(format!("Successfully tagged {}\n", normalize_tag(t))).await;
     }
     tracing::debug!(image = %id, secs = started.elapsed().as_secs_f64(), "built");
     Ok(id)

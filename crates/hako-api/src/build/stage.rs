@@ -172,7 +172,7 @@ pub async fn build(
         Some(n) => format!("FROM {} AS {n}", s.base),
         None => format!("FROM {}", s.base),
     };
-    b.next_step(&from_text);
+    b.next_step(&from_text).await;
     let base = dockerfile::expand(&s.base, df.escape, &|k| global.get(k).cloned())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let mut st = State {
@@ -199,9 +199,9 @@ pub async fn build(
             })?,
         };
         st.adopt(img, b)?;
-        b.say(format!(" ---> {}\n", short(&st.parent_id())));
+        b.say(format!(" ---> {}\n", short(&st.parent_id()))).await;
     } else {
-        b.say(" ---> scratch\n");
+        b.say(" ---> scratch\n").await;
     }
     // The base's ONBUILD triggers run first, and are not inherited further.
     let triggers: Vec<String> = st
@@ -217,7 +217,8 @@ pub async fn build(
             "# Executing {} build trigger{}\n",
             triggers.len(),
             if triggers.len() == 1 { "" } else { "s" }
-        ));
+        ))
+        .await;
         st.pending.push("ONBUILD triggers ran".into());
     }
     for t in &triggers {
@@ -235,7 +236,7 @@ pub async fn build(
     for ins in &s.instructions {
         b.check_client()?;
         // A heredoc's body follows the first line of the text: the step shows the line.
-        b.next_step(ins.text.lines().next().unwrap_or_default());
+        b.next_step(ins.text.lines().next().unwrap_or_default()).await;
         let t = Instant::now();
         step(b, &mut st, ins, global, df, built).await?;
         // Config-only steps end in the next image written; layer steps show theirs.
@@ -244,7 +245,8 @@ pub async fn build(
                 " ---> {} ({:.2}s)\n",
                 short(&st.parent_id()),
                 t.elapsed().as_secs_f64()
-            ));
+            ))
+            .await;
         }
     }
     // `--label` goes on the final image, as a last LABEL would.
@@ -295,7 +297,7 @@ pub fn materialize(b: &Build, st: &mut State) -> Result<ImageRecord, ApiError> {
 
 /// After a miss in the engine's own cache: the step from a `--cache-from` image, if one of
 /// them made it on the same parent. True if it did (the state moved on).
-pub fn restore(b: &Build, st: &mut State, key: &str, created_by: &str) -> Result<bool, ApiError> {
+pub async fn restore(b: &Build, st: &mut State, key: &str, created_by: &str) -> Result<bool, ApiError> {
     if b.opts.no_cache || b.cache_sources.is_empty() {
         return Ok(false);
     }
@@ -318,7 +320,7 @@ pub fn restore(b: &Build, st: &mut State, key: &str, created_by: &str) -> Result
     cache::store(images, key, &img);
     st.image = Some(img);
     st.pending.clear();
-    b.say(" ---> Using cache\n");
+    b.say(" ---> Using cache\n").await;
     Ok(true)
 }
 
@@ -492,7 +494,7 @@ async fn run(
     let key = cache::key(&st.parent_id(), &parts);
     if !b.opts.no_cache {
         if let Some(hit) = cache::lookup(&b.containers.images, &key) {
-            b.say(" ---> Using cache\n");
+            b.say(" ---> Using cache\n").await;
             return st.adopt(hit, b);
         }
     }
@@ -516,7 +518,7 @@ async fn run(
     } else {
         format!("|{} {} {shell_form}", arg_env.len(), arg_env.join(" "))
     };
-    if restore(b, st, &key, &created_by)? {
+    if restore(b, st, &key, &created_by).await? {
         return Ok(());
     }
     let image = st.image.clone().expect("checked above");
@@ -560,7 +562,7 @@ async fn run(
         containers: b.containers.clone(),
         id: id.clone(),
     };
-    b.say(format!(" ---> Running in {}\n", short(&id)));
+    b.say(format!(" ---> Running in {}\n", short(&id))).await;
     let entry = b.containers.get(&id)?;
     let mut events = entry.events.subscribe();
     let log_path = entry.rec.lock().unwrap().log_path.clone(); // unwrap: poisoned only after a panic
@@ -572,7 +574,7 @@ async fn run(
             let ev = *events.borrow();
             ev.exits > 0 && !ev.running
         };
-        offset = follow_log(b, &log_path, offset).await?;
+        offset = follow_log(b, &log_path, offset).await;
         if done {
             break;
         }
@@ -615,12 +617,12 @@ async fn run(
 }
 
 /// Streams what the container logged past `offset`; returns the new offset.
-async fn follow_log(b: &Build, path: &str, offset: u64) -> Result<u64, ApiError> {
+async fn follow_log(b: &Build, path: &str, offset: u64) -> u64 {
     let Ok(mut f) = std::fs::File::open(path) else {
-        return Ok(offset);
+        return offset;
     };
     if f.seek(SeekFrom::Start(offset)).is_err() {
-        return Ok(offset);
+        return offset;
     }
     let mut r = BufReader::new(f);
     let mut pos = offset;
@@ -630,12 +632,12 @@ async fn follow_log(b: &Build, path: &str, offset: u64) -> Result<u64, ApiError>
         let n = r.read_line(&mut line).unwrap_or(0);
         // A line still being written waits for its end.
         if n == 0 || !line.ends_with('\n') {
-            return Ok(pos);
+            return pos;
         }
         pos += n as u64;
         if let Ok(v) = serde_json::from_str::<Value>(&line) {
             if let Some(text) = v.get("log").and_then(Value::as_str) {
-                b.say_async(text).await?;
+                b.say(text).await;
             }
         }
     }

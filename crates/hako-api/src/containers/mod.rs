@@ -502,9 +502,13 @@ impl Containers {
 
     async fn record_exit(self: &Arc<Self>, id: &str, e: &Arc<Entry>) {
         tracing::debug!(id, "monitor exited");
-        let nets = self.networks.clone();
-        let id2 = id.to_string();
-        let _ = tokio::task::spawn_blocking(move || nets.deactivate(&id2)).await;
+        // Its ports and names go (a blocking thread: the table is rewritten by a process).
+        let networked = !e.rec.lock().unwrap().networks.is_empty(); // unwrap: see insert
+        if networked {
+            let nets = self.networks.clone();
+            let id2 = id.to_string();
+            let _ = tokio::task::spawn_blocking(move || nets.deactivate(&id2)).await;
+        }
         let dir = self.container_dir(id);
         let st = monitor::read_state(&dir).unwrap_or_default();
         let code = st.exit_code.unwrap_or(255);
@@ -588,10 +592,10 @@ impl Containers {
             Some(st) if st.status == "running" && monitor_alive(st.monitor_pid, &dir) => {
                 // Its host ports and names again, as they were (the rules are in the table).
                 let r = e.rec.lock().unwrap().clone(); // unwrap: see insert
-                let mut hc = r.host_config.clone();
-                hc["PortBindings"] = ports_as_bindings(&r.ports);
-                hc["PublishAllPorts"] = json!(false);
-                if let Err(err) = self.networks.activate(id, &r.name, &r.networks, &hc, &Value::Null) {
+                if let Err(err) = self
+                    .networks
+                    .activate_bindings(id, &r.name, &r.networks, r.ports.clone())
+                {
                     tracing::warn!(container = %id, error = %err.message, "cannot take the container's ports again");
                 }
                 self.watch(id, e, st.monitor_pid, None);
@@ -745,18 +749,6 @@ impl Containers {
         tracing::debug!(name, "removed");
         Ok(())
     }
-}
-
-/// Bindings with their chosen host ports, as `HostConfig.PortBindings` says them.
-fn ports_as_bindings(ports: &[hako_net::ports::Binding]) -> Value {
-    let mut m = serde_json::Map::new();
-    for b in ports {
-        let list = m.entry(b.port_key()).or_insert_with(|| json!([]));
-        if let Some(a) = list.as_array_mut() {
-            a.push(json!({"HostIp": b.host_ip.map(|i| i.to_string()).unwrap_or_default(), "HostPort": b.host_port.to_string()}));
-        }
-    }
-    Value::Object(m)
 }
 
 /// Connects to a container monitor's attach socket. The path goes through a descriptor of

@@ -82,16 +82,14 @@ impl ContainerRecord {
                 }
             }
         }
-        let short = &self.id[..12.min(self.id.len())];
-        let name = self.name.trim_start_matches('/');
         let mut networks = Map::new();
         for (net, ep) in &self.networks {
-            let mut dns = Vec::new();
-            if net != crate::networks::DEFAULT {
-                dns.push(name.to_string());
-                dns.extend(ep.aliases.iter().cloned());
-                dns.push(short.to_string());
-            }
+            // The default bridge has no names, as in Docker.
+            let dns = if net == crate::networks::DEFAULT {
+                Vec::new()
+            } else {
+                crate::networks::attach::dns_names(&self.id, &self.name, &ep.aliases)
+            };
             networks.insert(net.clone(), ep.settings(&dns));
         }
         let default = self.networks.get(crate::networks::DEFAULT);

@@ -235,14 +235,25 @@ impl Networks {
         host_config: &Value,
         exposed: &Value,
     ) -> Result<Vec<Binding>, ApiError> {
-        let mut bindings = ports::bindings(host_config, exposed).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let bindings = ports::bindings(host_config, exposed).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        self.activate_bindings(id, name, endpoints, bindings)
+    }
+
+    /// [`activate`](Self::activate) with the bindings given (a re-adopted container's, with
+    /// the host ports it had).
+    pub fn activate_bindings(
+        &self,
+        id: &str,
+        name: &str,
+        endpoints: &BTreeMap<String, Endpoint>,
+        mut bindings: Vec<Binding>,
+    ) -> Result<Vec<Binding>, ApiError> {
+        // With no network of its own (none, host, container:) nothing is published or named.
+        let Some(dest) = endpoints.values().min_by(|a, b| a.ifname.cmp(&b.ifname)).map(|e| e.ip) else {
+            return Ok(Vec::new());
+        };
         let mut inner = self.inner.lock().unwrap(); // unwrap: see lease
         inner.active.remove(id);
-        // Ports go to the container's first interface.
-        let dest = endpoints.values().min_by(|a, b| a.ifname.cmp(&b.ifname)).map(|e| e.ip);
-        if dest.is_none() {
-            bindings.clear();
-        }
         let reservation = ports::reserve(&mut bindings, |b| taken(&inner, b)).map_err(|e| {
             let ep = endpoints
                 .values()
@@ -254,33 +265,18 @@ impl Networks {
                 name.trim_start_matches('/')
             ))
         })?;
+        // Ports go to the container's first interface.
         let mappings: Vec<Mapping> = bindings
             .iter()
-            .filter_map(|b| {
-                Some(Mapping {
-                    binding: b.clone(),
-                    dest: dest?,
-                })
+            .map(|b| Mapping {
+                binding: b.clone(),
+                dest,
             })
             .collect();
-        let mut names = Vec::new();
-        {
-            let mut dir = self.names.write().unwrap(); // unwrap: no code panics holding it
-            for ep in endpoints.values() {
-                let Some(rec) = inner.nets.get(&ep.network_id) else {
-                    continue;
-                };
-                if rec.builtin {
-                    continue;
-                }
-                let list = dns_names(id, name, &ep.aliases);
-                let table = dir.entry(rec.id.clone()).or_default();
-                for n in &list {
-                    table.insert(n.to_ascii_lowercase(), ep.ip);
-                }
-                names.push((rec.id.clone(), list));
-            }
-        }
+        let names: Vec<(String, Vec<String>)> = endpoints
+            .values()
+            .filter_map(|ep| self.enter_names(&inner, id, name, ep))
+            .collect();
         let publish = !mappings.is_empty();
         inner.active.insert(
             id.to_string(),
@@ -295,7 +291,7 @@ impl Networks {
                 let gone = inner.active.remove(id);
                 drop(inner);
                 if let Some(a) = gone {
-                    self.forget_names(&a);
+                    self.drop_names(&a.names);
                 }
                 return Err(e);
             }
@@ -313,12 +309,27 @@ impl Networks {
             }
         }
         drop(inner);
-        self.forget_names(&a);
+        self.drop_names(&a.names);
     }
 
-    fn forget_names(&self, a: &Active) {
-        let mut dir = self.names.write().unwrap(); // unwrap: see activate
-        for (net, list) in &a.names {
+    /// Enters an endpoint's names in its network's resolver (user networks only); returns
+    /// them by network, to take out again with [`drop_names`](Self::drop_names).
+    fn enter_names(&self, inner: &Inner, id: &str, name: &str, ep: &Endpoint) -> Option<(String, Vec<String>)> {
+        if inner.nets.get(&ep.network_id).is_none_or(|r| r.builtin) {
+            return None;
+        }
+        let list = dns_names(id, name, &ep.aliases);
+        let mut dir = self.names.write().unwrap(); // unwrap: no code panics holding it
+        let table = dir.entry(ep.network_id.clone()).or_default();
+        for n in &list {
+            table.insert(n.to_ascii_lowercase(), ep.ip);
+        }
+        Some((ep.network_id.clone(), list))
+    }
+
+    fn drop_names(&self, names: &[(String, Vec<String>)]) {
+        let mut dir = self.names.write().unwrap(); // unwrap: see enter_names
+        for (net, list) in names {
             if let Some(t) = dir.get_mut(net) {
                 for n in list {
                     t.remove(&n.to_ascii_lowercase());
@@ -401,22 +412,12 @@ impl Networks {
 
     /// Adds names for one more endpoint of a running container (`network connect`).
     pub fn add_names(&self, id: &str, name: &str, ep: &Endpoint) {
-        let inner = self.inner.lock().unwrap(); // unwrap: see lease
-        if inner.nets.get(&ep.network_id).is_none_or(|r| r.builtin) {
-            return;
-        }
-        drop(inner);
-        let list = dns_names(id, name, &ep.aliases);
-        {
-            let mut dir = self.names.write().unwrap(); // unwrap: see activate
-            let t = dir.entry(ep.network_id.clone()).or_default();
-            for n in &list {
-                t.insert(n.to_ascii_lowercase(), ep.ip);
-            }
-        }
         let mut inner = self.inner.lock().unwrap(); // unwrap: see lease
+        let Some(entry) = self.enter_names(&inner, id, name, ep) else {
+            return;
+        };
         if let Some(a) = inner.active.get_mut(id) {
-            a.names.push((ep.network_id.clone(), list));
+            a.names.push(entry);
         }
     }
 
@@ -429,24 +430,7 @@ impl Networks {
             .partition(|(n, _)| *n == ep.network_id);
         a.names = kept;
         drop(inner);
-        let mut dir = self.names.write().unwrap(); // unwrap: see activate
-        for (net, list) in gone {
-            if let Some(t) = dir.get_mut(&net) {
-                for n in list {
-                    t.remove(&n.to_ascii_lowercase());
-                }
-            }
-        }
-    }
-
-    /// Host ports in use by running containers: (network-independent) bindings.
-    pub fn published(&self, id: &str) -> Vec<Binding> {
-        let inner = self.inner.lock().unwrap(); // unwrap: see lease
-        inner
-            .active
-            .get(id)
-            .map(|a| a.mappings.iter().map(|m| m.binding.clone()).collect())
-            .unwrap_or_default()
+        self.drop_names(&gone);
     }
 }
 
@@ -461,7 +445,7 @@ fn taken(inner: &Inner, b: &Binding) -> bool {
 }
 
 /// The names a container answers to on a user network: its name, its aliases, its short ID.
-fn dns_names(id: &str, name: &str, aliases: &[String]) -> Vec<String> {
+pub fn dns_names(id: &str, name: &str, aliases: &[String]) -> Vec<String> {
     let mut v = vec![name.trim_start_matches('/').to_string()];
     v.extend(aliases.iter().cloned());
     v.push(id[..12.min(id.len())].to_string());

@@ -214,9 +214,16 @@ impl Networks {
 
     /// Rewrites the table from the networks and the running containers' published ports.
     fn sync_table(&self, inner: &Inner) -> Result<(), ApiError> {
-        let nets: Vec<NetRules> = inner
-            .nets
-            .values()
+        self.write_table(inner.nets.values(), &inner.active)
+    }
+
+    /// The table for `nets` and the published ports of `active`.
+    fn write_table<'a>(
+        &self,
+        nets: impl Iterator<Item = &'a NetworkRecord>,
+        active: &HashMap<String, attach::Active>,
+    ) -> Result<(), ApiError> {
+        let nets: Vec<NetRules> = nets
             .filter(|r| r.driver == "bridge")
             .filter_map(|r| {
                 Some(NetRules {
@@ -226,7 +233,7 @@ impl Networks {
                 })
             })
             .collect();
-        let maps: Vec<nft::Mapping> = inner.active.values().flat_map(|a| a.mappings.iter().cloned()).collect();
+        let maps: Vec<nft::Mapping> = active.values().flat_map(|a| a.mappings.iter().cloned()).collect();
         self.table
             .sync(&nets, &maps)
             .map_err(|e| ApiError::internal(e.to_string()))
@@ -416,19 +423,7 @@ impl Networks {
             self.table.delete().map_err(|e| ApiError::internal(e.to_string()))
         } else {
             // Rules of networks whose bridge is gone would be dead weight.
-            let keep = Inner {
-                nets: inner
-                    .nets
-                    .iter()
-                    .filter(|(id, _)| in_use.contains(id))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                active: std::mem::take(&mut inner.active),
-                dns: HashMap::new(),
-            };
-            let r = self.sync_table(&keep);
-            inner.active = keep.active;
-            r
+            self.write_table(inner.nets.values().filter(|r| in_use.contains(&r.id)), &inner.active)
         };
         if let Err(e) = result {
             tracing::warn!(error = %e.message, "cannot tidy hako's nftables table");
