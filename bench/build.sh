@@ -7,6 +7,7 @@
 #   changed  one source file changed (the steps from the COPY that reads it rerun)
 # Prints medians and the ratios. Env: HAKO (binary), RUNS (default 5), TMPDIR.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HAKO=${HAKO:-$REPO_ROOT/target/release/hako}
@@ -21,21 +22,13 @@ done
 TMP=$(mktemp -d "${TMPDIR:-/var/tmp}/hako-bb.XXXXXX")
 ((${#TMP} + 11 <= 50)) || { rmdir "$TMP"; die "TMPDIR too long for podman's runroot: use a shorter one"; }
 HAKO_PID='' PEERS_USED=0
-PRE_LIBPOD=$(ls -d /sys/fs/cgroup/*/libpod_parent 2>/dev/null || true)
-umount_under() {
-  awk -v p="$1/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
-    while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" || true; done
-}
 cleanup() {
   set +e
   if [ -n "$HAKO_PID" ]; then kill -TERM "$HAKO_PID" 2>/dev/null; wait "$HAKO_PID" 2>/dev/null; fi
   if [ "$PEERS_USED" = 1 ]; then
     buildah $STORE rm --all >/dev/null 2>&1
     $PODMAN system reset -f >/dev/null 2>&1
-    local d
-    for d in /sys/fs/cgroup/*/libpod_parent; do
-      [ -d "$d" ] && ! grep -qxF "$d" <<<"$PRE_LIBPOD" && { rmdir "$d/conmon" "$d" 2>/dev/null || true; }
-    done
+    libpod_cgroups_release
   fi
   umount_under "$TMP"
   rm -rf --one-file-system "$TMP"
@@ -43,28 +36,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cat > "$TMP/containers.conf" <<EOF
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-lock_type = "file"
-runtime = "runc"
-tmp_dir = "$TMP/podman-tmp"
-[network]
-network_config_dir = "$TMP/podman-net"
-EOF
-cat > "$TMP/storage.conf" <<EOF
-[storage]
-driver = "overlay"
-graphroot = "$TMP/podman-root"
-runroot = "$TMP/podman-run"
-EOF
-export CONTAINERS_CONF=$TMP/containers.conf CONTAINERS_STORAGE_CONF=$TMP/storage.conf
-STORE="--root $TMP/podman-root --runroot $TMP/podman-run --storage-driver overlay"
-PODMAN="podman $STORE"
-HAKOC="$HAKO -H unix://$TMP/hako.sock"
+podman_private
 
 # ---- the input ----
 TARBALL=$("$REPO_ROOT/scripts/images.sh" --only debian --no-import)
@@ -85,11 +57,7 @@ CMD ["ls", "/opt"]
 EOF
 
 # ---- hako ----
-mkdir -p "$TMP/root"
-"$HAKO" daemon --root "$TMP/root" -H "unix://$TMP/hako.sock" --bridge "hkbb$$" > "$TMP/hako.log" 2>&1 &
-HAKO_PID=$!
-for ((i = 0; i < 100; i++)); do $HAKOC version >/dev/null 2>&1 && break; sleep 0.1; done
-((i < 100)) || { cat "$TMP/hako.log" >&2; die "hako daemon not answering"; }
+start_hako --bridge "hkbb$$"
 $HAKOC import "$TARBALL" debian:bookworm >/dev/null
 
 PEERS_USED=1

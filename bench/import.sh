@@ -4,6 +4,7 @@
 #   and GNU tar -xzf as the floor.
 # Env: HAKO (binary), BENCH_DIR (inputs, reused), RUNS (default 3), SKIP_HAKO=1, TMPDIR.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HAKO=${HAKO:-$REPO_ROOT/target/release/hako}
@@ -96,10 +97,6 @@ TMP=$(mktemp -d "${TMPDIR:-/var/tmp}/hako-bench-import.XXXXXX")
 HAKO_PID=
 PODMAN_USED=0
 
-umount_under() {  # unmount everything under $1, deepest first (mountinfo field 5 = mount point)
-  awk -v p="$1/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
-    while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" || true; done
-}
 cleanup() {
   set +e
   if [ -n "$HAKO_PID" ]; then kill -TERM "$HAKO_PID" 2>/dev/null; wait "$HAKO_PID" 2>/dev/null; fi
@@ -115,24 +112,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# podman: private storage and engine dirs, so nothing is shared with a system podman
-cat > "$TMP/containers.conf" <<EOF
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-tmp_dir = "$TMP/podman-tmp"
-EOF
-cat > "$TMP/storage.conf" <<EOF
-[storage]
-driver = "overlay"
-graphroot = "$TMP/podman-root"
-runroot = "$TMP/podman-run"
-EOF
-export CONTAINERS_CONF=$TMP/containers.conf CONTAINERS_STORAGE_CONF=$TMP/storage.conf
-PODMAN="podman --root $TMP/podman-root --runroot $TMP/podman-run --storage-driver overlay"
-HAKOC="$HAKO -H unix://$TMP/hako.sock"
+podman_private
 
 # ---- timing ----
 declare -A MED
@@ -158,15 +138,7 @@ bench() {
 }
 
 if [ "$SKIP_HAKO" != 1 ]; then
-  mkdir -p "$TMP/root"
-  "$HAKO" daemon --root "$TMP/root" -H "unix://$TMP/hako.sock" > "$TMP/hako.log" 2>&1 &
-  HAKO_PID=$!
-  for ((i = 0; i < 100; i++)); do
-    $HAKOC version >/dev/null 2>&1 && break
-    kill -0 "$HAKO_PID" 2>/dev/null || { cat "$TMP/hako.log" >&2; die "hako daemon exited"; }
-    sleep 0.1
-  done
-  ((i < 100)) || { cat "$TMP/hako.log" >&2; die "hako daemon not answering after 10 s"; }
+  start_hako
   bench hako "$HAKOC rmi -f bench/import:latest >/dev/null 2>&1 || true; $HAKOC system prune -a -f >/dev/null" \
     "$HAKOC import $BENCH_DIR/layer.tar.gz bench/import:latest"
 fi

@@ -8,6 +8,7 @@
 # Env: HAKO (binary), DURATION (seconds per wrk run, default 5), ROUNDS (default 3), RUNS
 # (hyperfine, default 20), TMPDIR.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HAKO=${HAKO:-$REPO_ROOT/target/release/hako}
@@ -26,15 +27,10 @@ TMP=$(mktemp -d "${TMPDIR:-/var/tmp}/hako-net.XXXXXX")
 HAKO_PID='' HOST_PID='' PODMAN_USED=0
 BRIDGE=hkbench$$
 BRIDGE=${BRIDGE:0:15}
-PRE_LIBPOD=$(ls -d /sys/fs/cgroup/*/libpod_parent 2>/dev/null || true)
 PRE_LINKS=$(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort)
 PRE_NFT=$(nft list tables 2>/dev/null | sort)
 PRE_CNI=0; [ -e /var/lib/cni ] && PRE_CNI=1   # podman's CNI plugins keep leases there
 
-umount_under() {
-  awk -v p="$1/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
-    while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" || true; done
-}
 cleanup() {
   set +e
   [ -n "$HOST_PID" ] && kill "$HOST_PID" 2>/dev/null && wait "$HOST_PID" 2>/dev/null
@@ -45,10 +41,7 @@ cleanup() {
   if [ "$PODMAN_USED" = 1 ]; then
     $PODMAN rm -af >/dev/null 2>&1
     $PODMAN system reset -f >/dev/null 2>&1
-    local d
-    for d in /sys/fs/cgroup/*/libpod_parent; do
-      [ -d "$d" ] && ! grep -qxF "$d" <<<"$PRE_LIBPOD" && { rmdir "$d/conmon" "$d" 2>/dev/null || true; }
-    done
+    libpod_cgroups_release
     # netavark's bridge and tables, when this run made them
     ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort | comm -13 <(echo "$PRE_LINKS") - |
       grep -E '^(cni-)?podman[0-9]+$' | while read -r l; do ip link del "$l"; done
@@ -62,27 +55,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cat > "$TMP/containers.conf" <<EOF
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-lock_type = "file"
-runtime = "runc"
-tmp_dir = "$TMP/podman-tmp"
-[network]
-network_config_dir = "$TMP/podman-net"
-EOF
-cat > "$TMP/storage.conf" <<EOF
-[storage]
-driver = "overlay"
-graphroot = "$TMP/podman-root"
-runroot = "$TMP/podman-run"
-EOF
-export CONTAINERS_CONF=$TMP/containers.conf CONTAINERS_STORAGE_CONF=$TMP/storage.conf
-PODMAN="podman --root $TMP/podman-root --runroot $TMP/podman-run --storage-driver overlay"
-HAKOC="$HAKO -H unix://$TMP/hako.sock"
+podman_private
 
 TARBALL=$("$REPO_ROOT/scripts/images.sh" --only busybox --no-import)
 mkdir -p "$TMP/www"
@@ -122,11 +95,7 @@ HOST_PID=$!
 URL[host]="http://127.0.0.1:$HP/"
 
 # ---- hako ----
-mkdir -p "$TMP/root"
-"$HAKO" daemon --root "$TMP/root" -H "unix://$TMP/hako.sock" --bridge "$BRIDGE" > "$TMP/hako.log" 2>&1 &
-HAKO_PID=$!
-for ((i = 0; i < 100; i++)); do $HAKOC version >/dev/null 2>&1 && break; sleep 0.1; done
-((i < 100)) || { cat "$TMP/hako.log" >&2; die "hako daemon not answering"; }
+start_hako --bridge "$BRIDGE"
 HAKO=$HAKO HAKO_HOST=unix://$TMP/hako.sock "$REPO_ROOT/scripts/images.sh" --only busybox >/dev/null
 KP=$(free_port)
 $HAKOC run -d --name hweb -p "$KP:80" busybox sh -c "$SERVE" >/dev/null

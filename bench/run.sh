@@ -5,6 +5,7 @@
 # Then the idle RSS of hako's daemon and of one container monitor.
 # Env: HAKO (binary), RUNS (default 30), SKIP_HAKO=1, TMPDIR (default /var/tmp).
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HAKO=${HAKO:-$REPO_ROOT/target/release/hako}
@@ -28,28 +29,13 @@ TMP=$(mktemp -d "${TMPDIR:-/var/tmp}/hako-bench-run.XXXXXX")
 # podman refuses a runroot path longer than 50 characters
 ((${#TMP} + 11 <= 50)) || { rmdir "$TMP"; die "TMPDIR too long for podman's runroot: use a shorter one"; }
 HAKO_PID='' MON_CID='' PODMAN_USED=0 HUGETLB=/sys/fs/cgroup/hugetlb HUGETLB_MOUNTED=0 HUGETLB_MKDIR=0
-# podman (cgroupfs manager) leaves /libpod_parent/conmon in every hierarchy: remove only
-# the ones that did not exist before this script, so a system podman's stay untouched.
-PRE_LIBPOD=$(ls -d /sys/fs/cgroup/*/libpod_parent 2>/dev/null || true)
 
-umount_under() {  # unmount everything under $1, deepest first (mountinfo field 5 = mount point)
-  awk -v p="$1/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
-    while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" || true; done
-}
 podman_release() {  # containers gone first: their cgroups pin the hierarchies
   [ "$PODMAN_USED" = 1 ] || return 0
   PODMAN_USED=0
   $PODMAN rm -af >/dev/null 2>&1 || true
   $PODMAN system reset -f >/dev/null 2>&1 || true  # also unmounts the overlay driver's bind mount
-  local d i
-  for d in /sys/fs/cgroup/*/libpod_parent; do
-    if [ ! -d "$d" ] || grep -qxF "$d" <<<"$PRE_LIBPOD"; then continue; fi
-    # conmon may still be leaving its cgroup: retry a moment; rmdir only removes empty ones
-    for i in 1 2 3 4 5 6 7 8 9 10; do
-      rmdir "$d/conmon" 2>/dev/null || true; rmdir "$d" 2>/dev/null && break; sleep 0.1
-    done
-  done
-  return 0
+  libpod_cgroups_release
 }
 hugetlb_release() {
   [ "$HUGETLB_MOUNTED" = 1 ] || return 0
@@ -88,27 +74,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# podman: private storage, engine, lock and network dirs, so nothing is shared with a system podman
-cat > "$TMP/containers.conf" <<EOF
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-lock_type = "file"
-tmp_dir = "$TMP/podman-tmp"
-[network]
-network_config_dir = "$TMP/podman-net"
-EOF
-cat > "$TMP/storage.conf" <<EOF
-[storage]
-driver = "overlay"
-graphroot = "$TMP/podman-root"
-runroot = "$TMP/podman-run"
-EOF
-export CONTAINERS_CONF=$TMP/containers.conf CONTAINERS_STORAGE_CONF=$TMP/storage.conf
-PODMAN="podman --root $TMP/podman-root --runroot $TMP/podman-run --storage-driver overlay"
-HAKOC="$HAKO -H unix://$TMP/hako.sock"
+podman_private
 
 # ---- the same busybox rootfs for everyone ----
 TARBALL=$("$REPO_ROOT/scripts/images.sh" --only busybox --no-import)
@@ -156,15 +122,7 @@ rss_mib() { awk '/^VmRSS:/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$1/status"; 
 
 # hako first, before hugetlb may be moved to a v1 hierarchy below: it runs on the host's own layout
 if [ "$SKIP_HAKO" != 1 ]; then
-  mkdir -p "$TMP/root"
-  "$HAKO" daemon --root "$TMP/root" -H "unix://$TMP/hako.sock" > "$TMP/hako.log" 2>&1 &
-  HAKO_PID=$!
-  for ((i = 0; i < 100; i++)); do
-    $HAKOC version >/dev/null 2>&1 && break
-    kill -0 "$HAKO_PID" 2>/dev/null || { cat "$TMP/hako.log" >&2; die "hako daemon exited"; }
-    sleep 0.1
-  done
-  ((i < 100)) || { cat "$TMP/hako.log" >&2; die "hako daemon not answering after 10 s"; }
+  start_hako
   HAKO=$HAKO HAKO_HOST=unix://$TMP/hako.sock "$REPO_ROOT/scripts/images.sh" --only busybox >/dev/null
   bench hako "$HAKOC run --rm --network none busybox true"
   sleep 1   # let it settle: the figure is for an idle daemon that has served the runs
