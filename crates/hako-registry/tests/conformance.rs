@@ -530,6 +530,15 @@ async fn push_by_digest_with_several_tags() {
     // An invalid tag in the URL gets the same code.
     let p = r.put_manifest("mt", ".dot", OCI_MANIFEST, m3.as_bytes()).await;
     assert_eq!((p.status, p.code().as_str()), (StatusCode::BAD_REQUEST, "TAG_INVALID"));
+    // Reading one finds nothing: 404, as the official conformance suite checks with
+    // `.INVALID_MANIFEST_NAME`.
+    let g = r.get("/v2/mt/manifests/.INVALID_MANIFEST_NAME").await;
+    assert_eq!(
+        (g.status, g.code().as_str()),
+        (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN")
+    );
+    let h = r.head("/v2/mt/manifests/.INVALID_MANIFEST_NAME").await;
+    assert_eq!(h.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

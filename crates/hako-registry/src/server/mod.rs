@@ -217,6 +217,11 @@ async fn dispatch(AxState(state): AxState<State>, req: Request) -> Response {
                 .status(StatusCode::NOT_FOUND)
                 .into_response()
         }
+        // A reference that cannot be a tag names no manifest: reads get 404 MANIFEST_UNKNOWN, as
+        // the distribution spec's conformance suite expects; a push keeps TAG_INVALID.
+        Some(Err(e)) if e.code == Code::TagInvalid && matches!(*req.method(), Method::GET | Method::HEAD) => {
+            return RegistryError::new(Code::ManifestUnknown, format!("no manifest: {}", e.message)).into_response()
+        }
         Some(Err(e)) => return e.into_response(),
         Some(Ok(r)) => r,
     };
