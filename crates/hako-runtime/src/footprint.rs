@@ -6,8 +6,12 @@
 /// this process mapped from files and never changed: they stay in the page cache, shared by
 /// the daemon and every monitor, and the few the loop runs fault back in.
 pub fn shed() {
-    // SAFETY: malloc_trim only releases free heap memory.
-    unsafe { libc::malloc_trim(0) };
+    // SAFETY: malloc_trim only releases free heap memory. (musl's allocator gives freed
+    // memory back by itself.)
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0)
+    };
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return;
     };

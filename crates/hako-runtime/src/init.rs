@@ -12,6 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::process::Resource;
 
 use crate::caps;
 use crate::config::{Config, Mount};
@@ -180,6 +181,16 @@ fn setup(
     stages: &mut dyn Stages,
 ) -> Result<Never, InitError> {
     let rootfs = PathBuf::from(&cfg.root.path);
+    // First what needs no filesystem: while the runtime still makes the cgroup, the init's
+    // time before the cgroup gate is free.
+    if cfg.has_namespace("network") {
+        loopback_up().map_err(|e| fail("bringing up lo", e))?;
+    }
+    if let Some(h) = &cfg.hostname {
+        if cfg.has_namespace("uts") {
+            rustix::system::sethostname(h.as_bytes()).map_err(|e| fail("setting the hostname", e))?;
+        }
+    }
     // Nothing mounted here propagates back to the host.
     mount_raw(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None)
         .map_err(|e| fail("making / private", e))?;
@@ -209,14 +220,6 @@ fn setup(
         populate_dev(&root_fd).map_err(|e| fail("creating /dev", e))?;
     }
     crate::devices::create(&root_fd, &cfg.linux.devices).map_err(|e| fail("creating devices", e))?;
-    if cfg.has_namespace("network") {
-        loopback_up().map_err(|e| fail("bringing up lo", e))?;
-    }
-    if let Some(h) = &cfg.hostname {
-        if cfg.has_namespace("uts") {
-            rustix::system::sethostname(h.as_bytes()).map_err(|e| fail("setting the hostname", e))?;
-        }
-    }
     drop(root_fd);
     if let Some(adj) = cfg.process.oom_score_adj {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| fail("oom_score_adj", e))?;
@@ -660,10 +663,10 @@ fn loopback_up() -> std::io::Result<()> {
         for (i, b) in b"lo\0".iter().enumerate() {
             ifr.ifr_name[i] = *b as libc::c_char;
         }
-        let mut r = libc::ioctl(s, libc::SIOCGIFFLAGS, &mut ifr);
+        let mut r = libc::ioctl(s, libc::SIOCGIFFLAGS as _, &mut ifr);
         if r == 0 {
             ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            r = libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr);
+            r = libc::ioctl(s, libc::SIOCSIFFLAGS as _, &ifr);
         }
         let e = last_err();
         libc::close(s);
@@ -708,21 +711,21 @@ fn readonly(p: &str) -> std::io::Result<()> {
     )
 }
 
-fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+fn rlimit_resource(name: &str) -> Option<Resource> {
     Some(match name {
-        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
-        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
-        "RLIMIT_CORE" => libc::RLIMIT_CORE,
-        "RLIMIT_STACK" => libc::RLIMIT_STACK,
-        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
-        "RLIMIT_AS" => libc::RLIMIT_AS,
-        "RLIMIT_CPU" => libc::RLIMIT_CPU,
-        "RLIMIT_DATA" => libc::RLIMIT_DATA,
-        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
-        "RLIMIT_NICE" => libc::RLIMIT_NICE,
-        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
-        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
-        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        "RLIMIT_NOFILE" => Resource::Nofile,
+        "RLIMIT_NPROC" => Resource::Nproc,
+        "RLIMIT_CORE" => Resource::Core,
+        "RLIMIT_STACK" => Resource::Stack,
+        "RLIMIT_MEMLOCK" => Resource::Memlock,
+        "RLIMIT_AS" => Resource::As,
+        "RLIMIT_CPU" => Resource::Cpu,
+        "RLIMIT_DATA" => Resource::Data,
+        "RLIMIT_FSIZE" => Resource::Fsize,
+        "RLIMIT_NICE" => Resource::Nice,
+        "RLIMIT_RTPRIO" => Resource::Rtprio,
+        "RLIMIT_SIGPENDING" => Resource::Sigpending,
+        "RLIMIT_MSGQUEUE" => Resource::Msgqueue,
         _ => return None,
     })
 }
@@ -732,21 +735,16 @@ fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
 fn set_rlimits(cfg: &Config) -> Result<(), InitError> {
     for r in &cfg.process.rlimits {
         let Some(res) = rlimit_resource(&r.kind) else { continue };
-        let mut cur = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
+        // None is RLIM_INFINITY.
+        let hard = match rustix::process::getrlimit(res).maximum {
+            Some(max) => r.hard.min(max),
+            None => r.hard,
         };
-        // SAFETY: valid pointer to an rlimit.
-        unsafe { libc::getrlimit(res, &mut cur) };
-        let hard = r.hard.min(cur.rlim_max);
-        let lim = libc::rlimit {
-            rlim_cur: r.soft.min(hard),
-            rlim_max: hard,
+        let lim = rustix::process::Rlimit {
+            current: Some(r.soft.min(hard)).filter(|&v| v != u64::MAX),
+            maximum: Some(hard).filter(|&v| v != u64::MAX),
         };
-        // SAFETY: valid pointer to an rlimit.
-        if unsafe { libc::setrlimit(res, &lim) } != 0 {
-            return Err(fail(format!("setrlimit {}", r.kind), last_err()));
-        }
+        rustix::process::setrlimit(res, lim).map_err(|e| fail(format!("setrlimit {}", r.kind), e))?;
     }
     Ok(())
 }

@@ -816,12 +816,16 @@ pub(crate) fn write_file(controller: &str, path: &Path, value: &str) -> Result<(
         .write(true)
         .open(path)
         .and_then(|mut f| f.write_all(value.as_bytes()));
-    res.map_err(|err| CgroupError::Write {
+    res.map_err(|err| write_error(controller, path, value, err))
+}
+
+pub(crate) fn write_error(controller: &str, path: &Path, value: &str, err: io::Error) -> CgroupError {
+    CgroupError::Write {
         controller: controller.to_string(),
         path: path.to_path_buf(),
         value: value.to_string(),
         err,
-    })
+    }
 }
 
 pub(crate) fn read_file(controller: &str, path: &Path) -> Result<String, CgroupError> {
@@ -944,6 +948,13 @@ const REMOVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Removes `dir` and every cgroup below it, children first. A missing directory is fine;
 /// `EBUSY` (tasks still exiting) is retried for a few seconds.
 pub(crate) fn remove_tree(controller: &str, dir: &Path) -> Result<(), CgroupError> {
+    // A container's cgroup rarely has children: try the rmdir alone first (EBUSY means
+    // children or tasks, handled below).
+    match fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
     for child in subdirs(controller, dir)? {
         remove_tree(controller, &child)?;
     }

@@ -15,12 +15,14 @@
 //! - devices: `a` to `devices.deny` or `devices.allow` is refused (EINVAL) once the cgroup
 //!   has children, so device rules are written when the container's cgroup is new.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{
     keyed, kill_frozen, mkdir, pids_max_value, procs_recursive, read_file, read_opt, read_u64_or_zero, remove_tree,
-    v1_device_writes, write_file, CgroupError, CgroupManager, Host, Layout, Resources, Stats, FREEZE_TIMEOUT,
+    v1_device_writes, write_error, write_file, CgroupError, CgroupManager, Host, Layout, Resources, Stats,
+    FREEZE_TIMEOUT,
 };
 
 /// Limits at or above this are v1's "unlimited" (PAGE_COUNTER_MAX pages, rounded).
@@ -63,7 +65,9 @@ pub(crate) struct V1Manager {
 const V2_LABEL: &str = "v2";
 
 /// Creates the chain `base/comps[0]/…/comps[n-1]`; the last must be new. With `cpuset`, each
-/// directory gets its parent's cpus and mems.
+/// directory gets its parent's cpus and mems, and the intermediate ones hand theirs down to
+/// the cgroups made below them later (`cgroup.clone_children`), which spares every
+/// container's cgroup the copy.
 fn create_chain(
     label: &str,
     base: PathBuf,
@@ -75,9 +79,13 @@ fn create_chain(
         let parent = dir.clone();
         dir = dir.join(c);
         let last = i + 1 == comps.len();
-        mkdir(label, &dir, last)?;
+        let created = mkdir(label, &dir, last)?;
         if cpuset {
-            if let Err(e) = init_cpuset(label, &parent, &dir) {
+            let init = init_cpuset(label, &parent, &dir).and_then(|()| match created && !last {
+                true => write_file(label, &dir.join("cgroup.clone_children"), "1"),
+                false => Ok(()),
+            });
+            if let Err(e) = init {
                 if last {
                     let _ = remove_tree(label, &dir);
                 }
@@ -291,10 +299,23 @@ impl CgroupManager for V1Manager {
             self.need("pids")?.write("pids.max", &pids_max_value(p))?;
         }
         if !res.devices.is_empty() {
-            // One rule per write: the kernel parses a single rule from each.
+            // One rule per write (the kernel parses a single rule from each), through one
+            // descriptor per run of rules for the same file.
             let d = self.need("devices")?;
+            let mut open: Option<(&str, std::fs::File)> = None;
             for (file, line) in v1_device_writes(&res.devices) {
-                d.write(file, &line)?;
+                if open.as_ref().map(|(f, _)| *f) != Some(file) {
+                    let path = d.file(file);
+                    let f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(|err| write_error(&d.label, &path, &line, err))?;
+                    open = Some((file, f));
+                }
+                if let Some((_, f)) = &mut open {
+                    f.write_all(line.as_bytes())
+                        .map_err(|err| write_error(&d.label, &d.file(file), &line, err))?;
+                }
             }
         }
         Ok(())

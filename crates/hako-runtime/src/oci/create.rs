@@ -35,6 +35,8 @@ pub struct Created {
     pub config: Config,
     /// EOF once the init has executed the process; `E` and its error if that failed.
     pub status: File,
+    /// For `run`'s delete, which then need not find it again.
+    pub cgroup: Option<Cgroup>,
 }
 
 /// Where cgroupsPath puts the container: absolute paths from each hierarchy's root,
@@ -203,6 +205,12 @@ pub(super) fn create_with(
         }
     }
     let new_cgroup_ns = cfg.has_namespace("cgroup");
+    // Only the PID namespace must be made by clone (it takes effect for children). The init
+    // makes the others itself with unshare: a clone that copies the mount table and builds a
+    // network namespace keeps this process waiting for a millisecond, which it spends making
+    // the cgroup instead while the init does that work.
+    let unshare = flags & !(libc::CLONE_NEWPID as libc::c_long | libc::SIGCHLD as libc::c_long);
+    flags &= !unshare;
 
     let (sync_r, sync_w) = pipe().map_err(|e| Error::io("pipe".into(), e))?;
     let (status_r, status_w) = pipe().map_err(|e| Error::io("pipe".into(), e))?;
@@ -237,7 +245,14 @@ pub(super) fn create_with(
             preserve_fds: o.preserve_fds,
             gate: init::CgroupGate::new(&sync_r, new_cgroup_ns),
         };
-        let e = child(&cfg, filter.as_deref(), console.as_ref(), &join, &mut stages);
+        let e = child(
+            &cfg,
+            filter.as_deref(),
+            console.as_ref(),
+            unshare as libc::c_int,
+            &join,
+            &mut stages,
+        );
         tell_failure(&status_w, &e);
         // SAFETY: leaving the child without running the parent's destructors.
         unsafe { libc::_exit(e.code) };
@@ -308,6 +323,7 @@ pub(super) fn create_with(
         saved,
         config: cfg,
         status,
+        cgroup: cleanup.cgroup.take(),
     })
 }
 
@@ -381,6 +397,7 @@ fn child(
     cfg: &Config,
     filter: Option<&[libc::sock_filter]>,
     console: Option<&OwnedFd>,
+    unshare: libc::c_int,
     join: &[(OwnedFd, libc::c_int)],
     stages: &mut OciStages,
 ) -> InitError {
@@ -388,6 +405,10 @@ fn child(
         code: 125,
         message: format!("{what}: {e}"),
     };
+    // SAFETY: unshare changes no memory of this (single-threaded) process.
+    if unsafe { libc::unshare(unshare) } != 0 {
+        return fail("creating the container's namespaces", io::Error::last_os_error());
+    }
     for (fd, kind) in join {
         // SAFETY: setns on a namespace descriptor opened by the runtime.
         if unsafe { libc::setns(fd.as_raw_fd(), *kind) } != 0 {

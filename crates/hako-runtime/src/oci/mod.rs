@@ -160,11 +160,18 @@ fn wait_exit(fd: &OwnedFd, limit: Duration) -> bool {
 }
 
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Error> {
-    delete_with(root, id, force, None)
+    delete_with(root, id, force, None, None)
 }
 
-/// [`delete`]; `hooks` are the bundle's when the caller has them (else read from it).
-fn delete_with(root: &Path, id: &str, force: bool, hooks: Option<&crate::config::Hooks>) -> Result<(), Error> {
+/// [`delete`]; `hooks` are the bundle's and `cgroup` the container's when the caller has
+/// them (else read from the bundle and opened again).
+fn delete_with(
+    root: &Path,
+    id: &str,
+    force: bool,
+    hooks: Option<&crate::config::Hooks>,
+    cgroup: Option<Cgroup>,
+) -> Result<(), Error> {
     let dir = state::dir(root, id);
     let s = match state::load(root, id) {
         Ok(s) => s,
@@ -183,7 +190,7 @@ fn delete_with(root: &Path, id: &str, force: bool, hooks: Option<&crate::config:
             "cannot delete container {id} that is not stopped: {status}; stop it first or use --force"
         )));
     }
-    let cgroup = open_cgroup(&s).ok();
+    let cgroup = cgroup.or_else(|| open_cgroup(&s).ok());
     if let Some(fd) = init_pidfd(&s) {
         if let Some(cg) = &cgroup {
             if status == "paused" {
@@ -217,7 +224,7 @@ fn delete_with(root: &Path, id: &str, force: bool, hooks: Option<&crate::config:
             eprintln!("hako runtime: warning: {e}");
         }
     }
-    fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("removing {}", dir.display()), e))
+    state::remove(&dir).map_err(|e| Error::io(format!("removing {}", dir.display()), e))
 }
 
 /// Exited processes leave their cgroup a moment after their parent sees them go.
@@ -320,7 +327,7 @@ pub fn run(root: &Path, o: &CreateOpts, detach: bool) -> Result<i32, Error> {
         return result;
     }
     // Reaped above (or killed and reaped by delete's SIGKILL when setup failed).
-    let del = delete_with(root, &o.id, true, Some(&c.config.hooks));
+    let del = delete_with(root, &o.id, true, Some(&c.config.hooks), c.cgroup.take());
     if result.is_err() {
         // SAFETY: reaping our own child, which delete killed.
         unsafe { libc::waitpid(c.saved.pid, std::ptr::null_mut(), libc::WNOHANG) };

@@ -72,6 +72,20 @@ pub fn dir(root: &Path, id: &str) -> PathBuf {
     root.join(id)
 }
 
+/// Removes a container's state directory: its state file, then the directory, with a walk
+/// of whatever else is there only when needed (the fifo of a container never started).
+pub fn remove(dir: &Path) -> io::Result<()> {
+    match fs::remove_file(dir.join("state.json")) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    match fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(_) => fs::remove_dir_all(dir),
+    }
+}
+
 pub fn load(root: &Path, id: &str) -> Result<Saved, Error> {
     check_id(id)?;
     match fs::read(dir(root, id).join("state.json")) {
