@@ -16,7 +16,7 @@ die() { echo "build.sh: $*" >&2; exit 1; }
 for t in buildah podman hyperfine jq; do
   command -v "$t" >/dev/null || die "$t not found (bash scripts/install-deps.sh)"
 done
-[ -x "$HAKO" ] || die "hako binary not found at $HAKO (cargo build --release, or set HAKO=)"
+[ -x "$HAKO" ] || die "hako binary not found at $HAKO (scripts/build.sh, or set HAKO=)"
 [ "$(id -u)" = 0 ] || die "run as root"
 
 TMP=$(mktemp -d "${TMPDIR:-/var/tmp}/hako-bb.XXXXXX")

@@ -20,7 +20,7 @@ for t in podman umoci tar gzip sha256sum; do
   command -v "$t" >/dev/null || die "$t not found (apt-get install -y podman umoci)"
 done
 if [ "$SKIP_HAKO" != 1 ]; then
-  [ -x "$HAKO" ] || die "hako binary not found at $HAKO (cargo build --release, or set HAKO=, or SKIP_HAKO=1)"
+  [ -x "$HAKO" ] || die "hako binary not found at $HAKO (scripts/build.sh, or set HAKO=, or SKIP_HAKO=1)"
 fi
 HYPERFINE=$(command -v hyperfine || true)
 [ -n "$HYPERFINE" ] || echo "note: hyperfine not found, using a plain date loop (apt-get install -y hyperfine)"

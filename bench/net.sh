@@ -19,7 +19,7 @@ die() { echo "net.sh: $*" >&2; exit 1; }
 for t in podman wrk hyperfine jq busybox nft; do
   command -v "$t" >/dev/null || die "$t not found (bash scripts/install-deps.sh)"
 done
-[ -x "$HAKO" ] || die "hako binary not found at $HAKO (cargo build --release, or set HAKO=)"
+[ -x "$HAKO" ] || die "hako binary not found at $HAKO (scripts/build.sh, or set HAKO=)"
 [ "$(id -u)" = 0 ] || die "run as root"
 
 TMP=$(mktemp -d "${TMPDIR:-/var/tmp}/hako-net.XXXXXX")

@@ -21,7 +21,7 @@ die() { echo "registry.sh: $*" >&2; exit 1; }
 for t in skopeo podman docker-registry python3 curl; do
   command -v "$t" >/dev/null || die "$t not found (scripts/install-deps.sh)"
 done
-[ -x "$HAKO" ] || die "hako binary not found at $HAKO (cargo build --release -p hako, or set HAKO=)"
+[ -x "$HAKO" ] || die "hako binary not found at $HAKO (scripts/build.sh, or set HAKO=)"
 [ "$(id -u)" = 0 ] || die "run as root (podman overlay storage, hako daemon)"
 
 WORK=$(mktemp -d /var/tmp/hako-bench-registry-run.XXXXXX)

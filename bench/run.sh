@@ -20,9 +20,16 @@ for t in podman crun runc hyperfine jq unshare tar; do
   command -v "$t" >/dev/null || die "$t not found (apt-get install -y podman crun runc hyperfine jq)"
 done
 [ "$SKIP_HAKO" = 1 ] || [ -x "$HAKO" ] ||
-  die "hako binary not found at $HAKO (cargo build --release, or set HAKO=, or SKIP_HAKO=1)"
+  die "hako binary not found at $HAKO (scripts/build.sh, or set HAKO=, or SKIP_HAKO=1)"
 [ "$(id -u)" = 0 ] || die "run as root (podman overlay storage, runtimes, cgroup mounts)"
 YOUKI=$(command -v youki || true)
+RUNTIME_BIN=$(dirname "$HAKO")/hako-runtime
+for b in "$HAKO" "$RUNTIME_BIN"; do
+  if [ "$SKIP_HAKO" != 1 ] && readelf -l "$b" 2>/dev/null | grep -q 'INTERP'; then
+    echo "warning: $b is dynamically linked (a plain cargo build): scripts/build.sh links it" \
+      "statically, as it is meant to run" >&2
+  fi
+done
 
 # ---- scratch area and cleanup ----
 TMP=$(mktemp -d "${TMPDIR:-/var/tmp}/hako-bench-run.XXXXXX")
@@ -139,7 +146,7 @@ if [ "$SKIP_HAKO" != 1 ]; then
 fi
 
 bench floor "unshare -m -p -n -u -i --fork true"
-[ "$SKIP_HAKO" = 1 ] || bench_runtime hako-runtime "$(dirname "$HAKO")/hako-runtime"
+[ "$SKIP_HAKO" = 1 ] || bench_runtime hako-runtime "$RUNTIME_BIN"
 bench_runtime runc
 PODMAN_USED=1
 $PODMAN import -q --change 'CMD ["sh"]' "$TARBALL" localhost/busybox:latest >/dev/null

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Sets everything up on a fresh Debian 12 machine (as root) and runs hako's job for real:
-# builds hako, makes the busybox and debian base images from Debian packages, starts a
+# builds hako (scripts/build.sh), makes the busybox and debian base images from Debian packages, starts a
 # daemon on its own root and socket, imports the images, runs containers (one serving HTTP on
 # a published port, two talking by name on a user network), builds an image from a Dockerfile,
 # and drives it with hako's CLI and the docker CLI. The daemon is stopped and its temporary root removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-cargo build --release
+scripts/build.sh
 HAKO=$PWD/target/release/hako
 work=$(mktemp -d /var/tmp/hako-demo.XXXXXX)
 export HAKO_HOST="unix://$work/hako.sock"
