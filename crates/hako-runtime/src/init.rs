@@ -104,10 +104,10 @@ pub trait Stages {
 
 /// The init's wait for its cgroup. Whoever starts the init (the monitor, `hako-runtime
 /// create`) makes the cgroup while the init mounts the container's filesystems, and writes
-/// one byte on `sync` once the init is in it. The init waits before its first cgroup mount or
-/// pivot_root, whichever comes first, then enters a new cgroup namespace if asked: a cgroup
-/// namespace takes the cgroup it is made in as its root, and a cgroup filesystem shows the
-/// mounting process's namespace.
+/// one byte on `sync` once the init is in it. The init waits before pivot_root, or with a new
+/// cgroup namespace before its first cgroup mount if that comes first, then enters the
+/// namespace: a cgroup namespace takes the cgroup it is made in as its root, and a cgroup
+/// filesystem shows the mounting process's namespace.
 pub struct CgroupGate<'a> {
     sync: &'a OwnedFd,
     new_ns: bool,
@@ -140,9 +140,11 @@ impl<'a> CgroupGate<'a> {
         Ok(())
     }
 
-    /// For [`Stages::before_mount`].
+    /// For [`Stages::before_mount`]. Only a cgroup namespace makes a cgroup mount depend on
+    /// where the init is: without one, the mount shows the hierarchy from its root either
+    /// way, and it is made while the runtime still works on the cgroup.
     pub fn before_mount(&mut self, m: &Mount) -> Result<(), InitError> {
-        if matches!(m.kind.as_deref(), Some("cgroup" | "cgroup2")) {
+        if self.new_ns && matches!(m.kind.as_deref(), Some("cgroup" | "cgroup2")) {
             self.wait()?;
         }
         Ok(())

@@ -912,7 +912,9 @@ fn podman_runs_containers_on_hako_runtime() {
     let _cgroups = LibpodCgroups(LibpodCgroups::list());
     let p = Podman::new();
     p.import_busybox();
-    let rt = PathBuf::from(env!("CARGO_BIN_EXE_hako-runtime"));
+    // Built by its own package (hako-runtime), beside hako: `cargo test --workspace`.
+    let rt = Path::new(common::hako_bin()).with_file_name("hako-runtime");
+    assert!(rt.is_file(), "{} is missing: run cargo test --workspace", rt.display());
     // podman passes neither its --runtime-flag options to every call nor its environment to
     // conmon: the runtime keeps its state in its default root.
     let state = PathBuf::from("/run/hako-runtime");
