@@ -66,6 +66,7 @@ impl Create {
             pid_file: self.pid_file.clone(),
             console_socket: self.console_socket.clone(),
             preserve_fds: self.preserve_fds,
+            start: false,
         }
     }
 }

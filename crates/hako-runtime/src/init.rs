@@ -104,10 +104,11 @@ pub trait Stages {
 
 /// The init's wait for its cgroup. Whoever starts the init (the monitor, `hako-runtime
 /// create`) makes the cgroup while the init mounts the container's filesystems, and writes
-/// one byte on `sync` once the init is in it. The init waits before pivot_root, or with a new
-/// cgroup namespace before its first cgroup mount if that comes first, then enters the
-/// namespace: a cgroup namespace takes the cgroup it is made in as its root, and a cgroup
-/// filesystem shows the mounting process's namespace.
+/// one byte on `sync` once the init is in it. The init waits before pivot_root (`hako-runtime
+/// create` without hooks: before execve), or with a new cgroup namespace before its first
+/// cgroup mount if that comes first, then enters the namespace: a cgroup namespace takes the
+/// cgroup it is made in as its root, and a cgroup filesystem shows the mounting process's
+/// namespace.
 pub struct CgroupGate<'a> {
     sync: &'a OwnedFd,
     new_ns: bool,
@@ -138,6 +139,11 @@ impl<'a> CgroupGate<'a> {
                 .map_err(|e| fail("unshare cgroup namespace", e))?;
         }
         Ok(())
+    }
+
+    /// Whether passing the gate enters a new cgroup namespace.
+    pub fn new_ns(&self) -> bool {
+        self.new_ns
     }
 
     /// For [`Stages::before_mount`]. Only a cgroup namespace makes a cgroup mount depend on
@@ -212,7 +218,8 @@ fn setup(
     .map_err(|e| fail("opening rootfs", e))?;
     for m in &cfg.mounts {
         stages.before_mount(m)?;
-        do_mount(&root_fd, m).map_err(|e| fail(format!("mounting {}", m.destination), e))?;
+        do_mount(&root_fd, m, cfg.has_namespace("cgroup"))
+            .map_err(|e| fail(format!("mounting {}", m.destination), e))?;
     }
     if cfg
         .mounts
@@ -506,7 +513,7 @@ fn mount_flags(options: &[String]) -> (libc::c_ulong, Vec<String>) {
     (flags, data)
 }
 
-fn do_mount(root: &OwnedFd, m: &Mount) -> std::io::Result<()> {
+fn do_mount(root: &OwnedFd, m: &Mount, cgroupns: bool) -> std::io::Result<()> {
     let (flags, data) = mount_flags(&m.options);
     let kind = m.kind.as_deref().unwrap_or("none");
     let is_bind = flags & libc::MS_BIND != 0 || kind == "bind";
@@ -532,6 +539,9 @@ fn do_mount(root: &OwnedFd, m: &Mount) -> std::io::Result<()> {
         return Ok(());
     }
     if kind == "cgroup" || kind == "cgroup2" {
+        if !cgroupns && bind_host_cgroups(root, m, &tpath, flags)? {
+            return Ok(());
+        }
         return mount_cgroups(root, m, &tpath, flags);
     }
     let src = m.source.as_deref().unwrap_or(kind);
@@ -542,6 +552,68 @@ fn do_mount(root: &OwnedFd, m: &Mount) -> std::io::Result<()> {
         flags,
         if data.is_empty() { None } else { Some(&data) },
     )
+}
+
+/// Without a cgroup namespace a container sees the host's hierarchies from their roots, which
+/// is what the host's /sys/fs/cgroup holds: one recursive bind of it (instead of a mount per
+/// hierarchy), its options set on every mount below in one `mount_setattr`. False where the
+/// kernel lacks mount_setattr (before 5.12): the caller mounts each hierarchy instead.
+fn bind_host_cgroups(root: &OwnedFd, m: &Mount, target: &Path, flags: libc::c_ulong) -> std::io::Result<bool> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    const MOUNT_ATTR_NOSUID: u64 = 0x2;
+    const MOUNT_ATTR_NODEV: u64 = 0x4;
+    const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+    mount_raw(Some("/sys/fs/cgroup"), target, None, libc::MS_BIND | libc::MS_REC, None)?;
+    // Re-open: `target` names the directory below the new mount.
+    let bound = mountpoint(root, &m.destination, false)?;
+    let target = &fd_path(bound.as_raw_fd());
+    let mut attr = MountAttr {
+        attr_set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    if flags & libc::MS_RDONLY != 0 {
+        attr.attr_set |= MOUNT_ATTR_RDONLY;
+    }
+    let path = cstr(target.as_os_str());
+    // SAFETY: mount_setattr with a valid path and a mount_attr of the size passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = last_err();
+    // Nothing of the host's may stay writable: take the bind away again.
+    umount_detached(target)?;
+    match e.raw_os_error() {
+        Some(libc::ENOSYS) => Ok(false),
+        _ => Err(e),
+    }
+}
+
+fn umount_detached(target: &Path) -> std::io::Result<()> {
+    let path = cstr(target.as_os_str());
+    // SAFETY: umount2 with a valid path.
+    match unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } {
+        0 => Ok(()),
+        _ => Err(last_err()),
+    }
 }
 
 /// The container's view of cgroups, as Docker gives it. The cgroup namespace makes the

@@ -1,10 +1,12 @@
 //! `create`: sets a container up from an OCI bundle and leaves its init waiting, just
-//! before execve, on the exec fifo that `start` opens (runc's create/start split).
+//! before execve, on the exec fifo that `start` opens (runc's create/start split). For `run`
+//! ([`CreateOpts::start`]) there is no fifo: the init goes on to execve.
 //!
 //! The init is cloned from this process into the new namespaces and talks back over two
 //! pipes: `status` (init to runtime: `H` "run the prestart and createRuntime hooks", `R`
-//! "ready, waiting on the fifo", `E` + code + message "failed") and `sync` (runtime to
-//! init: one byte to go on after the cgroup placement, and `C` after the hooks).
+//! "ready, waiting on the fifo", `E` + code + message "failed", and end of file once it has
+//! executed the process) and `sync` (runtime to init: one byte to go on after the cgroup
+//! placement, and `C` after the hooks).
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -21,12 +23,16 @@ use crate::cgroups::Cgroup;
 use crate::config::{Config, Hooks};
 use crate::init::{self, InitError, Stages};
 
+#[derive(Clone)]
 pub struct CreateOpts {
     pub id: String,
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// `run`: the init executes the process once set up, without waiting for `start`;
+    /// `create` returns once it has.
+    pub start: bool,
 }
 
 /// A container whose init waits on its exec fifo.
@@ -158,17 +164,23 @@ pub(super) fn create_with(
     res.validate()
         .map_err(|e| Error::msg(format!("config.json linux.resources: {e}")))?;
 
-    let fifo_path = dir.join(FIFO);
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &fifo_path,
-        rustix::fs::FileType::Fifo,
-        Mode::from_raw_mode(0o600),
-        0,
-    )
-    .map_err(|e| Error::io("creating the exec fifo".into(), e.into()))?;
-    let fifo = rustix::fs::open(&fifo_path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Error::io("opening the exec fifo".into(), e.into()))?;
+    let fifo = if o.start {
+        None
+    } else {
+        let fifo_path = dir.join(FIFO);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo_path,
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .map_err(|e| Error::io("creating the exec fifo".into(), e.into()))?;
+        Some(
+            rustix::fs::open(&fifo_path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|e| Error::io("opening the exec fifo".into(), e.into()))?,
+        )
+    };
 
     // Namespaces given by path are joined: the PID one here (it applies to children), the
     // others by the init.
@@ -239,7 +251,7 @@ pub(super) fn create_with(
         let mut stages = OciStages {
             status: &status_w,
             sync: &sync_r,
-            fifo: &fifo,
+            fifo: fifo.as_ref(),
             hooks: &cfg.hooks,
             state: saved.clone(),
             preserve_fds: o.preserve_fds,
@@ -287,6 +299,8 @@ pub(super) fn create_with(
     let _ = sync.write_all(b"g");
     saved.pid = pid;
     saved.start_time = state::start_time(pid).unwrap_or(0);
+    // Saved while the init still sets up (on failure, Cleanup removes the directory again).
+    state::save(root, &saved)?;
     loop {
         let mut tag = [0u8; 1];
         let n = status
@@ -302,6 +316,8 @@ pub(super) fn create_with(
                     .map_err(|e| Error::io("resuming the init".into(), e))?;
             }
             (1, b'R') => break,
+            // Executed: the status pipe closes on execve.
+            (0, _) if o.start => break,
             (1, b'E') => {
                 let mut msg = String::new();
                 let _ = status.read_to_string(&mut msg);
@@ -314,7 +330,6 @@ pub(super) fn create_with(
             _ => return Err(Error::msg("the container's init died during setup")),
         }
     }
-    state::save(root, &saved)?;
     if let Some(p) = &o.pid_file {
         write_pid_file(p, pid)?;
     }
@@ -422,7 +437,8 @@ fn child(
 struct OciStages<'a> {
     status: &'a OwnedFd,
     sync: &'a OwnedFd,
-    fifo: &'a OwnedFd,
+    /// None for `run`: no wait for `start`.
+    fifo: Option<&'a OwnedFd>,
     hooks: &'a Hooks,
     state: Saved,
     preserve_fds: u32,
@@ -448,7 +464,15 @@ impl Stages for OciStages<'_> {
     }
 
     fn before_pivot(&mut self) -> Result<(), InitError> {
-        self.gate.wait()?;
+        // Hooks find the container in its cgroup; without hooks (or a cgroup namespace, which
+        // the gate enters) the init goes on to pivot and mask while the runtime still makes
+        // the cgroup, and waits for it only before execve.
+        let hooks = &self.hooks;
+        if self.gate.new_ns()
+            || !(hooks.prestart.is_empty() && hooks.create_runtime.is_empty() && hooks.create_container.is_empty())
+        {
+            self.gate.wait()?;
+        }
         // The host /proc is still visible here: it names our PID as the host sees it, which
         // is what hooks get.
         if let Some(pid) = fs::read_link("/proc/self")
@@ -473,18 +497,20 @@ impl Stages for OciStages<'_> {
     }
 
     fn before_exec(&mut self) -> Result<(), InitError> {
-        self.tell(b"R")?;
-        // Blocks until `start` opens the other end. The fifo is reached through our own
-        // descriptor: its path is outside the container's root.
-        let path = format!("/proc/self/fd/{}", self.fifo.as_raw_fd());
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| hook_failure(format!("waiting for start: {e}")))?;
-        f.write_all(b"0")
-            .map_err(|e| hook_failure(format!("waiting for start: {e}")))?;
-        drop(f);
+        self.gate.wait()?;
+        if let Some(fifo) = self.fifo {
+            self.tell(b"R")?;
+            // Blocks until `start` opens the other end. The fifo is reached through our own
+            // descriptor: its path is outside the container's root.
+            let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&path)
+                .map_err(|e| hook_failure(format!("waiting for start: {e}")))?;
+            f.write_all(b"0")
+                .map_err(|e| hook_failure(format!("waiting for start: {e}")))?;
+        }
         hooks::run(
             "startContainer",
             &self.hooks.start_container,

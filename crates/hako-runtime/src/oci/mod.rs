@@ -296,9 +296,17 @@ pub fn run(root: &Path, o: &CreateOpts, detach: bool) -> Result<i32, Error> {
         (None, Some(p)) => Some(create::connect_console(p)?),
         (None, None) => None,
     };
-    let mut c = create::create_with(root, o, cfg, console)?;
+    let mut c = create::create_with(
+        root,
+        &CreateOpts {
+            start: true,
+            ..o.clone()
+        },
+        cfg,
+        console,
+    )?;
     let result = (|| {
-        release(root, &c.saved)?;
+        // The init has executed the process (or failed: the status says so).
         let mut msg = Vec::new();
         let _ = c.status.read_to_end(&mut msg);
         if let Some(rest) = msg.strip_prefix(b"E") {
