@@ -146,9 +146,14 @@ pub const NOTE_STARTED: u8 = b'S';
 /// Followed by the init's PID in decimal and a newline (see [`MonitorSpec::network_gate`]).
 pub const NOTE_NETWORK: u8 = b'N';
 
-/// Tells of the init's PID and waits for the network set up in its namespace.
-fn network_gate(pid: i32) -> io::Result<()> {
+/// Tells of the init's PID, so the engine sets the network up in its namespace (see
+/// [`await_network`]).
+fn announce_network(pid: i32) {
     let _ = rustix::io::write(rustix::stdio::stdout(), format!("N{pid}\n").as_bytes());
+}
+
+/// Waits for the engine's answer to [`announce_network`].
+fn await_network() -> io::Result<()> {
     let mut answer = Vec::new();
     let mut b = [0u8; 256];
     loop {
@@ -360,9 +365,13 @@ fn run_inner(dir: &Path) -> io::Result<()> {
             libc::waitpid(pid, std::ptr::null_mut(), 0);
         }
     };
+    // The engine plumbs the network while the cgroup is made here.
+    if spec.network_gate {
+        announce_network(pid);
+    }
     let cgroup = place(&spec, pid).inspect_err(|_| kill_init())?;
     if spec.network_gate {
-        if let Err(e) = network_gate(pid) {
+        if let Err(e) = await_network() {
             kill_init();
             if let Some(cg) = &cgroup {
                 remove_cgroup(cg);
