@@ -16,7 +16,7 @@ DURATION=${DURATION:-5}
 RUNS=${RUNS:-20}
 die() { echo "net.sh: $*" >&2; exit 1; }
 
-for t in podman wrk hyperfine jq busybox nft; do
+for t in podman wrk hyperfine jq busybox nft conntrack; do
   command -v "$t" >/dev/null || die "$t not found (bash scripts/install-deps.sh)"
 done
 [ -x "$HAKO" ] || die "hako binary not found at $HAKO (scripts/build.sh, or set HAKO=)"
@@ -95,17 +95,12 @@ HOST_PID=$!
 URL[host]="http://127.0.0.1:$HP/"
 
 # ---- hako ----
-start_hako --bridge "$BRIDGE"
-HAKO=$HAKO HAKO_HOST=unix://$TMP/hako.sock "$REPO_ROOT/scripts/images.sh" --only busybox >/dev/null
-KP=$(free_port)
-$HAKOC run -d --name hweb -p "$KP:80" busybox sh -c "$SERVE" >/dev/null
-URL[hako]="http://127.0.0.1:$KP/"
-echo "== host and hako: wrk -t2 -c32 -d${DURATION}s, $ROUNDS rounds"
-measure_vs hako
-$HAKOC rm -f hweb >/dev/null
 # The bridge's cost in `run`, twice: runs back to back (each run then also meets the kernel
 # still tearing down the previous one's network namespace), and runs apart (0.2 s between,
-# as a person or a deploy starts a container).
+# as a person or a deploy starts a container). Measured before each HTTP phase, whose
+# ~50,000 connections stay in the conntrack table as TIME_WAIT for two minutes: the kernel
+# walks that whole table each time a veth goes down (masquerade's device notifier), which
+# then adds ~3 ms to every run's teardown here (a ~14,000-entry table), for any engine.
 bridge_cost() {  # NAME CMD
   echo "== bridge cost in run ($1)"
   hyperfine -N --style basic --warmup 3 --runs "$RUNS" --export-json "$TMP/$1-run.json" \
@@ -113,12 +108,23 @@ bridge_cost() {  # NAME CMD
   hyperfine -N --style basic --warmup 1 --runs "$RUNS" --prepare "sleep 0.2" --export-json "$TMP/$1-apart.json" \
     "$2 run --rm --network none busybox true" "$2 run --rm busybox true" >/dev/null
 }
+start_hako --bridge "$BRIDGE"
+HAKO=$HAKO HAKO_HOST=unix://$TMP/hako.sock "$REPO_ROOT/scripts/images.sh" --only busybox >/dev/null
 bridge_cost hako "$HAKOC"
+KP=$(free_port)
+$HAKOC run -d --name hweb -p "$KP:80" busybox sh -c "$SERVE" >/dev/null
+URL[hako]="http://127.0.0.1:$KP/"
+echo "== host and hako: wrk -t2 -c32 -d${DURATION}s, $ROUNDS rounds"
+measure_vs hako
+$HAKOC rm -f hweb >/dev/null
 kill -TERM "$HAKO_PID"; wait "$HAKO_PID" 2>/dev/null || true; HAKO_PID=
+# This phase's connections leave the conntrack table, so podman's runs meet the same table.
+for p in "$HP" "$KP"; do conntrack -D -p tcp --orig-dst 127.0.0.1 --dport "$p" >/dev/null 2>&1 || true; done
 
 # ---- podman ----
 PODMAN_USED=1
 $PODMAN import -q --change 'CMD ["sh"]' "$TARBALL" localhost/busybox:latest >/dev/null
+bridge_cost podman "$PODMAN"
 PP=$(free_port)
 $PODMAN run -d --name pweb -p "$PP:80" busybox sh -c "$SERVE" >/dev/null
 URL[podman]="http://127.0.0.1:$PP/"
@@ -126,7 +132,6 @@ echo "== host and podman: wrk -t2 -c32 -d${DURATION}s, $ROUNDS rounds"
 measure_vs podman
 $PODMAN rm -f -t 0 pweb >/dev/null
 kill "$HOST_PID"; wait "$HOST_PID" 2>/dev/null || true; HOST_PID=
-bridge_cost podman "$PODMAN"
 
 calc() { awk "BEGIN { print $1 }"; }
 median() { jq ".results[$2].median * 1000" "$1"; }

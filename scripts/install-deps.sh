@@ -5,8 +5,9 @@ set -euo pipefail
 
 # busybox-static and debootstrap make the base images; podman, skopeo and umoci are the
 # peers of the interop tests and benchmarks; hyperfine and wrk time the benchmarks; nftables
-# (the nft tool) programs the NAT and port-publishing rules of hako's networks.
-pkgs=(busybox-static debootstrap podman buildah skopeo umoci crun runc hyperfine tar gzip ca-certificates docker-registry curl openssl nftables wrk jq)
+# (the nft tool) programs the NAT and port-publishing rules of hako's networks; conntrack
+# lets bench/net.sh drop its own connections' entries between phases.
+pkgs=(busybox-static debootstrap podman buildah skopeo umoci crun runc hyperfine tar gzip ca-certificates docker-registry curl openssl nftables wrk jq conntrack)
 # The docker CLI drives hakod in the interop tests; Debian's docker.io ships one.
 command -v docker >/dev/null 2>&1 || pkgs+=(docker.io)
 

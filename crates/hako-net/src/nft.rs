@@ -129,13 +129,19 @@ impl Table {
             }
         }
         s.push_str("  }\n");
-        s.push_str("  chain forward {\n    type filter hook forward priority filter; policy accept;\n");
-        for n in nets.iter().filter(|n| n.internal) {
-            let br = &n.bridge;
-            s.push_str(&format!("    iifname \"{br}\" oifname != \"{br}\" drop\n"));
-            s.push_str(&format!("    oifname \"{br}\" iifname != \"{br}\" drop\n"));
+        // Only --internal networks filter forwarded packets: without one, no forward hook
+        // (every packet the host forwards would pass through it).
+        let internal: Vec<_> = nets.iter().filter(|n| n.internal).collect();
+        if !internal.is_empty() {
+            s.push_str("  chain forward {\n    type filter hook forward priority filter; policy accept;\n");
+            for n in internal {
+                let br = &n.bridge;
+                s.push_str(&format!("    iifname \"{br}\" oifname != \"{br}\" drop\n"));
+                s.push_str(&format!("    oifname \"{br}\" iifname != \"{br}\" drop\n"));
+            }
+            s.push_str("  }\n");
         }
-        s.push_str("  }\n}\n");
+        s.push_str("}\n");
         s
     }
 }
