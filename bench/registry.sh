@@ -124,51 +124,61 @@ stop_registry() { kill "$REG_PID"; wait "$REG_PID" 2>/dev/null || true; rm -rf "
 now() { date +%s.%N; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 mbps() { python3 -c "v=$1/$2/1e6; print(f'{v:.0f}' if v >= 100 else f'{v:.1f}')"; }
-ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+ratio() { python3 -c "print(f'{$1/$2:.2f}' if $2 > 0 else '-')"; }
 
 SKOPEO="skopeo --insecure-policy"
 # skopeo's blob cache would turn repeated pushes into cross-repo mounts: keep it per run.
 export XDG_CACHE_HOME=$WORK/cache
 
-# measure_push IMAGE(big|small) KIND(hako|dist): median seconds of a push to a fresh registry
+# The registry process's CPU seconds so far (user + system): where the client is the limit,
+# wall time cannot tell the servers apart, their CPU per byte can.
+server_cpu() { awk -v t="$(getconf CLK_TCK)" '{ print ($14 + $15) / t }' "/proc/$REG_PID/stat"; }
+
+# measure_push IMAGE(big|small) KIND(hako|dist): "seconds cpu", medians over fresh registries
 measure_push() {
-  local img=$1 kind=$2 times=()
+  local img=$1 kind=$2 times=() cpus=()
   for r in $(seq 1 "$RUNS"); do
     if [ "$kind" = hako ]; then start_hako_registry; else start_distribution; fi
     rm -rf "$WORK/cache"
-    local t0; t0=$(now)
+    local t0 c0; t0=$(now); c0=$(server_cpu)
     $SKOPEO copy -q --dest-tls-verify=false "oci:$BENCH_DIR/$img:latest" "docker://127.0.0.1:$PORT/bench/$img:latest"
     times+=("$(python3 -c "print($(now)-$t0)")")
+    cpus+=("$(python3 -c "print($(server_cpu)-$c0)")")
     stop_registry
   done
-  printf '%s\n' "${times[@]}" | median
+  echo "$(printf '%s\n' "${times[@]}" | median) $(printf '%s\n' "${cpus[@]}" | median)"
 }
 
-# measure_pull IMAGE KIND: median seconds of skopeo pulling into a fresh OCI dir
+# measure_pull IMAGE KIND: "seconds cpu" of skopeo pulling into a fresh OCI dir (medians)
 measure_pull() {
-  local img=$1 kind=$2 times=()
+  local img=$1 kind=$2 times=() cpus=()
   if [ "$kind" = hako ]; then start_hako_registry; else start_distribution; fi
   $SKOPEO copy -q --dest-tls-verify=false "oci:$BENCH_DIR/$img:latest" "docker://127.0.0.1:$PORT/bench/$img:latest"
   for r in $(seq 1 "$RUNS"); do
     rm -rf "$WORK/out" "$WORK/cache"
-    local t0; t0=$(now)
+    local t0 c0; t0=$(now); c0=$(server_cpu)
     $SKOPEO copy -q --src-tls-verify=false "docker://127.0.0.1:$PORT/bench/$img:latest" "oci:$WORK/out:x"
     times+=("$(python3 -c "print($(now)-$t0)")")
+    cpus+=("$(python3 -c "print($(server_cpu)-$c0)")")
   done
   rm -rf "$WORK/out"
   stop_registry
-  printf '%s\n' "${times[@]}" | median
+  echo "$(printf '%s\n' "${times[@]}" | median) $(printf '%s\n' "${cpus[@]}" | median)"
 }
 
 echo "== registry: skopeo push/pull, hako registry vs distribution 2.8 (median of $RUNS) =="
-printf '%-28s %12s %12s %8s\n' "" "hako MB/s" "dist MB/s" "ratio"
+echo "   (server CPU: the registry process's user + system seconds for the transfer)"
+printf '%-28s %10s %10s %7s %13s %13s %7s\n' "" "hako MB/s" "dist MB/s" "ratio" "hako cpu s" "dist cpu s" "ratio"
+row() {  # LABEL BYTES "HAKO_S HAKO_CPU" "DIST_S DIST_CPU"
+  local ht hc dt dc; read -r ht hc <<<"$3"; read -r dt dc <<<"$4"
+  printf '%-28s %10s %10s %7s %13.2f %13.2f %7s\n' "$1" "$(mbps "$2" "$ht")" "$(mbps "$2" "$dt")" \
+    "$(ratio "$dt" "$ht")" "$hc" "$dc" "$(ratio "$dc" "$hc")"
+}
 for img in big small; do
   bytes=$BIG_BYTES; [ $img = small ] && bytes=$SMALL_BYTES
   label="500 MB layer"; [ $img = small ] && label="$SMALL_LAYERS small layers"
-  hp=$(measure_push $img hako); dp=$(measure_push $img dist)
-  printf '%-28s %12s %12s %8s\n' "push, $label" "$(mbps "$bytes" "$hp")" "$(mbps "$bytes" "$dp")" "$(ratio "$dp" "$hp")"
-  hl=$(measure_pull $img hako); dl=$(measure_pull $img dist)
-  printf '%-28s %12s %12s %8s\n' "pull, $label" "$(mbps "$bytes" "$hl")" "$(mbps "$bytes" "$dl")" "$(ratio "$dl" "$hl")"
+  row "push, $label" "$bytes" "$(measure_push $img hako)" "$(measure_push $img dist)"
+  row "pull, $label" "$bytes" "$(measure_pull $img hako)" "$(measure_pull $img dist)"
 done
 
 echo
