@@ -646,8 +646,15 @@ fn parse_mountinfo(text: &str) -> Vec<Mount> {
 
 impl Host {
     fn load() -> Result<Host, CgroupError> {
-        let read =
-            |p: &str| fs::read_to_string(p).map_err(|e| CgroupError::Host(format!("reading {p}: {}", os_msg(&e))));
+        // procfs files say they are empty: read them into room for a whole one at once (std
+        // would start at 32 bytes and grow, a read(2) each time).
+        let read = |p: &str| {
+            let mut text = String::with_capacity(16 << 10);
+            fs::File::open(p)
+                .and_then(|mut f| std::io::Read::read_to_string(&mut f, &mut text))
+                .map(|_| text)
+                .map_err(|e| CgroupError::Host(format!("reading {p}: {}", os_msg(&e))))
+        };
         let mountinfo = read("/proc/self/mountinfo")?;
         let own = read("/proc/self/cgroup")?;
         Host::from_parts(detect(), &mountinfo, &own)

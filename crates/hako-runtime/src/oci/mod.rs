@@ -160,20 +160,25 @@ fn wait_exit(fd: &OwnedFd, limit: Duration) -> bool {
 }
 
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Error> {
-    delete_with(root, id, force, None, None)
+    delete_with(root, id, force, None)
 }
 
-/// [`delete`]; `hooks` are the bundle's and `cgroup` the container's when the caller has
-/// them (else read from the bundle and opened again).
-fn delete_with(
-    root: &Path,
-    id: &str,
-    force: bool,
-    hooks: Option<&crate::config::Hooks>,
+/// What `run` knows of the container it made, which [`delete_with`] otherwise reads from
+/// the state, the bundle and the cgroup tree.
+struct Known<'a> {
+    saved: Saved,
+    hooks: &'a crate::config::Hooks,
     cgroup: Option<Cgroup>,
-) -> Result<(), Error> {
+}
+
+/// [`delete`], with what the caller already knows of the container.
+fn delete_with(root: &Path, id: &str, force: bool, known: Option<Known>) -> Result<(), Error> {
     let dir = state::dir(root, id);
-    let s = match state::load(root, id) {
+    let (loaded, hooks, cgroup) = match known {
+        Some(k) => (Ok(k.saved), Some(k.hooks), k.cgroup),
+        None => (state::load(root, id), None, None),
+    };
+    let s = match loaded {
         Ok(s) => s,
         // A create that died before saving leaves only the directory.
         Err(e) if dir.is_dir() => {
@@ -335,7 +340,12 @@ pub fn run(root: &Path, o: &CreateOpts, detach: bool) -> Result<i32, Error> {
         return result;
     }
     // Reaped above (or killed and reaped by delete's SIGKILL when setup failed).
-    let del = delete_with(root, &o.id, true, Some(&c.config.hooks), c.cgroup.take());
+    let known = Known {
+        saved: c.saved.clone(),
+        hooks: &c.config.hooks,
+        cgroup: c.cgroup.take(),
+    };
+    let del = delete_with(root, &o.id, true, Some(known));
     if result.is_err() {
         // SAFETY: reaping our own child, which delete killed.
         unsafe { libc::waitpid(c.saved.pid, std::ptr::null_mut(), libc::WNOHANG) };
