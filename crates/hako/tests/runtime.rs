@@ -247,6 +247,53 @@ fn run_gives_the_exit_code_and_cleans_up() {
     assert!(cgroup_dirs(&id).is_empty());
 }
 
+/// Without a cgroup namespace (runc's own `spec` has none) the container sees the host's
+/// hierarchies from their roots, read-only, and its own cgroup under its path there.
+#[test]
+fn without_a_cgroup_namespace_the_host_hierarchies_are_read_only() {
+    let b = Bundle::new();
+    let id = format!("hako-rt-nocgns-{}", std::process::id());
+    b.config(|v| {
+        let ns = v["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "cgroup");
+        v["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "grep ' /sys/fs/cgroup' /proc/self/mountinfo; cat /proc/self/cgroup; \
+             touch /sys/fs/cgroup/pids/x && echo WRITABLE; ls /sys/fs/cgroup/pids/hako"
+        ]);
+    });
+    let o = b.rt(&["run", "--bundle", b.bundle().to_str().unwrap(), &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let mounts: Vec<&str> = out.lines().filter(|l| l.contains(" /sys/fs/cgroup")).collect();
+    let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let host_count = host.lines().filter(|l| l.contains(" /sys/fs/cgroup")).count();
+    assert_eq!(mounts.len(), host_count, "{out}");
+    for m in &mounts {
+        let opts = m.split(' ').nth(5).unwrap();
+        assert!(opts.split(',').any(|o| o == "ro"), "not read-only: {m}");
+        assert!(
+            opts.contains("nosuid") && opts.contains("nodev") && opts.contains("noexec"),
+            "{m}"
+        );
+    }
+    assert!(!out.contains("WRITABLE"), "{out}");
+    assert!(stderr(&o).contains("Read-only file system"), "{}", stderr(&o));
+    // Its own cgroup, seen from the hierarchy's root: hako's default parent under ours.
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let own = own
+        .lines()
+        .find_map(|l| l.split_once(":pids:"))
+        .map(|(_, p)| p)
+        .unwrap();
+    let want = format!("{}/hako/{id}", own.trim_end_matches('/'));
+    assert!(out.contains(&format!(":pids:{want}\n")), "{want} not in {out}");
+    assert!(out.lines().any(|l| l == id), "its cgroup is not listed: {out}");
+    assert!(!b.root().join(&id).exists());
+    assert!(cgroup_dirs(&id).is_empty());
+}
+
 #[test]
 fn hooks_run_at_their_stages_with_the_state() {
     let b = Bundle::new();
