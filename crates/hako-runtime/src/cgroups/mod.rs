@@ -742,7 +742,28 @@ pub fn remove_default_parent() {
     let Ok(host) = host() else { return };
     for t in host.v1.iter().chain(host.v2.iter()) {
         if let Ok(dir) = t.dir_of(&t.own.join(DEFAULT_PARENT)) {
-            let _ = fs::remove_dir(dir);
+            remove_if_unused(&dir);
+        }
+    }
+}
+
+/// Removes `dir` unless a cgroup is in it. A child removed a moment ago may still be going
+/// offline (cgroup2 then refuses the parent's rmdir with EBUSY for a few milliseconds): with
+/// no child directory left, the rmdir is tried again for a short while.
+fn remove_if_unused(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_millis(200);
+    loop {
+        match fs::remove_dir(dir) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                let children = fs::read_dir(dir)
+                    .map(|rd| rd.flatten().any(|e| e.file_type().is_ok_and(|t| t.is_dir())))
+                    .unwrap_or(true);
+                if children {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            _ => return,
         }
     }
 }
