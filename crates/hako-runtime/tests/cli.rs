@@ -63,3 +63,67 @@ fn a_missing_container_is_runcs_error() {
     let bad = runtime(dir.path(), &["state", "../x"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid container id"));
 }
+
+#[test]
+fn help_version_and_usage_errors() {
+    let bin = env!("CARGO_BIN_EXE_hako-runtime");
+    let out = |args: &[&str]| Command::new(bin).args(args).output().unwrap();
+    let help = out(&["--help"]);
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for cmd in [
+        "create", "start", "state", "kill", "delete", "run", "exec", "list", "ps", "pause", "features", "spec",
+    ] {
+        assert!(
+            text.contains(&format!("\n  {cmd}")),
+            "{cmd} missing from the help:\n{text}"
+        );
+    }
+    assert!(out(&["state", "--help"]).status.success());
+    let v = out(&["--version"]);
+    assert_eq!(
+        String::from_utf8_lossy(&v.stdout),
+        format!("hako-runtime {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    for (args, says) in [
+        (&[][..], "no command given"),
+        (&["frobnicate"], "unknown command \"frobnicate\""),
+        (&["state"], "state: ID is missing"),
+        (&["kill", "a", "KILL", "extra"], "unexpected argument \"extra\""),
+        (&["create", "--bogus", "x"], "unknown option --bogus"),
+        (
+            &["create", "--preserve-fds", "many", "x"],
+            "--preserve-fds \"many\" is not a number",
+        ),
+        (&["--root"], "--root needs a value"),
+    ] {
+        let o = out(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn options_take_every_form_runc_callers_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    let bin = env!("CARGO_BIN_EXE_hako-runtime");
+    // `--opt=value`, and a global option after the command: both reach the same root.
+    let bundle = dir.path().join("b");
+    std::fs::create_dir(&bundle).unwrap();
+    let o = Command::new(bin)
+        .arg(format!("--root={}", root.display()))
+        .args(["spec", &format!("--bundle={}", bundle.display())])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(bundle.join("config.json").is_file());
+    let o = Command::new(bin)
+        .args(["list", "--format", "json", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[]");
+}
