@@ -28,7 +28,7 @@ cleanup() {
   if [ "$PEERS_USED" = 1 ]; then
     buildah $STORE rm --all >/dev/null 2>&1
     $PODMAN system reset -f >/dev/null 2>&1
-    libpod_cgroups_release
+    podman_leftovers_release
   fi
   umount_under "$TMP"
   rm -rf --one-file-system "$TMP"

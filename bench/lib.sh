@@ -33,20 +33,24 @@ CONF
   export CONTAINERS_CONF=$TMP/containers.conf CONTAINERS_STORAGE_CONF=$TMP/storage.conf
   STORE="--root $TMP/podman-root --runroot $TMP/podman-run --storage-driver overlay"
   PODMAN="podman $STORE"
-  # podman (cgroupfs manager) leaves /libpod_parent/conmon in every hierarchy: only the ones
-  # that did not exist before are removed, so a system podman's stay untouched.
-  PRE_LIBPOD=$(ls -d /sys/fs/cgroup/*/libpod_parent 2>/dev/null || true)
+  # podman (cgroupfs manager) leaves /libpod_parent/conmon in every hierarchy, and its
+  # runtimes and network plugins their state dirs in /run: only the ones that did not exist
+  # before are removed, so a system podman's stay untouched.
+  PRE_LIBPOD=$(ls -d /sys/fs/cgroup/*/libpod_parent /run/crun /run/runc /run/netns 2>/dev/null || true)
 }
 
-# Removes the libpod_parent cgroups podman made since podman_private (conmon may still be
-# leaving its cgroup: a few tries; rmdir only removes empty ones).
-libpod_cgroups_release() {
+# Removes the libpod_parent cgroups and the empty /run dirs podman made since podman_private
+# (conmon may still be leaving its cgroup: a few tries; rmdir only removes empty ones).
+podman_leftovers_release() {
   local d i
   for d in /sys/fs/cgroup/*/libpod_parent; do
     if [ ! -d "$d" ] || grep -qxF "$d" <<<"$PRE_LIBPOD"; then continue; fi
     for i in 1 2 3 4 5 6 7 8 9 10; do
       rmdir "$d/conmon" 2>/dev/null || true; rmdir "$d" 2>/dev/null && break; sleep 0.1
     done
+  done
+  for d in /run/crun /run/runc /run/netns; do
+    if [ -d "$d" ] && ! grep -qxF "$d" <<<"$PRE_LIBPOD"; then rmdir "$d" 2>/dev/null || true; fi
   done
   return 0
 }

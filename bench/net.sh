@@ -41,7 +41,7 @@ cleanup() {
   if [ "$PODMAN_USED" = 1 ]; then
     $PODMAN rm -af >/dev/null 2>&1
     $PODMAN system reset -f >/dev/null 2>&1
-    libpod_cgroups_release
+    podman_leftovers_release
     # netavark's bridge and tables, when this run made them
     ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort | comm -13 <(echo "$PRE_LINKS") - |
       grep -E '^(cni-)?podman[0-9]+$' | while read -r l; do ip link del "$l"; done

@@ -42,7 +42,7 @@ podman_release() {  # containers gone first: their cgroups pin the hierarchies
   PODMAN_USED=0
   $PODMAN rm -af >/dev/null 2>&1 || true
   $PODMAN system reset -f >/dev/null 2>&1 || true  # also unmounts the overlay driver's bind mount
-  libpod_cgroups_release
+  podman_leftovers_release
 }
 hugetlb_release() {
   [ "$HUGETLB_MOUNTED" = 1 ] || return 0
