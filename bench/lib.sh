@@ -50,7 +50,11 @@ podman_leftovers_release() {
     done
   done
   for d in /run/crun /run/runc /run/netns; do
-    if [ -d "$d" ] && ! grep -qxF "$d" <<<"$PRE_LIBPOD"; then rmdir "$d" 2>/dev/null || true; fi
+    if [ -d "$d" ] && ! grep -qxF "$d" <<<"$PRE_LIBPOD" && [ -z "$(ls -A "$d")" ]; then
+      # the network plugins bind-mount /run/netns onto itself (shared) before using it
+      while mountpoint -q "$d"; do umount "$d" || break; done
+      rmdir "$d" 2>/dev/null || true
+    fi
   done
   return 0
 }
