@@ -3,13 +3,15 @@
 #   hako run   vs   podman run (crun, runc)   vs   the OCI runtimes alone on a bundle (hako runtime,
 #   crun, runc, youki if installed)   vs   unshare of the same namespaces (the floor).
 # Then the idle RSS of hako's daemon and of one container monitor.
-# Env: HAKO (binary), RUNS (default 30), SKIP_HAKO=1, TMPDIR (default /var/tmp).
+# Env: HAKO (binary), RUNS (default 30), ROUNDS (default 5: hako-runtime and crun alternate
+# in rounds of RUNS/ROUNDS runs each), SKIP_HAKO=1, TMPDIR (default /var/tmp).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HAKO=${HAKO:-$REPO_ROOT/target/release/hako}
 RUNS=${RUNS:-30}
+ROUNDS=${ROUNDS:-5}
 SKIP_HAKO=${SKIP_HAKO:-0}
 ID=hako-bench-run                  # fixed container id for the bare runtimes; `run` deletes it on exit
 
@@ -96,38 +98,43 @@ mv "$B/config.tmp" "$B/config.json"
 
 # ---- timing ----
 declare -A MED FAILED   # name -> median of the successful runs, ms; name -> failed runs
-# bench NAME CMD [PREPARE]: -N runs CMD without a shell, so the ~3 ms floor carries no shell
-# start-up estimate; PREPARE (untimed) runs before each run. A peer that fails is a broken
-# setup: stop. hako is under development and its failures are intermittent: count them and
-# report them (with the daemon's warnings) instead of losing the whole comparison.
+# bench NAME CMD [PREPARE [N]]: -N runs CMD without a shell, so the ~3 ms floor carries no
+# shell start-up estimate; PREPARE (untimed) runs before each run; N runs (default RUNS).
+# Called again for the same NAME (rounds), it adds to the runs the median is taken over. A
+# peer that fails is a broken setup: stop. hako is under development and its failures are
+# intermittent: count them and report them (with the daemon's warnings) instead of losing
+# the whole comparison.
 bench() {
-  local name=$1 cmd=$2 opts=()
+  local name=$1 cmd=$2 opts=() n=${4:-$RUNS}
   [ -z "${3:-}" ] || opts+=(--prepare "$3")
   [ "$name" != hako ] || opts+=(--ignore-failure)
   echo "== $name: $cmd"
-  if ! hyperfine -N --style basic --warmup 3 --runs "$RUNS" "${opts[@]}" \
+  if ! hyperfine -N --style basic --warmup 3 --runs "$n" "${opts[@]}" \
     --export-json "$TMP/$name.json" "$cmd"; then
     echo "$name failed; once more with its output:" >&2   # hyperfine hides it
     $cmd >&2 || true
     die "$name: benchmark failed"
   fi
-  FAILED[$name]=$(jq '[.results[0].exit_codes[] | select(. != 0)] | length' "$TMP/$name.json")
-  MED[$name]=$(jq '.results[0] | [.times, .exit_codes] | transpose | map(select(.[1] == 0) | .[0])
+  jq -c '.results[0] | [.times, .exit_codes] | transpose | .[]' "$TMP/$name.json" >> "$TMP/$name.runs"
+  FAILED[$name]=$(jq -s '[.[] | select(.[1] != 0)] | length' "$TMP/$name.runs")
+  MED[$name]=$(jq -s 'map(select(.[1] == 0) | .[0])
     | sort | if length == 0 then empty else (.[(length - 1) / 2 | floor] + .[length / 2 | floor]) / 2 * 1000 end' \
-    "$TMP/$name.json")
+    "$TMP/$name.runs")
 }
-# bench_runtime RT: create + start + wait + delete in one `RT run` (no --detach: it deletes on
-# exit). The prepare step only matters if a run was cut short: a stale id would fail the next.
-# NAME is the runtime's name, CMD (default NAME) the program to run it.
+# bench_runtime RT [CMD [N]]: create + start + wait + delete in one `RT run` (no --detach: it
+# deletes on exit). The prepare step only matters if a run was cut short: a stale id would
+# fail the next. RT is the runtime's name, CMD (default RT) the program to run it, N runs.
 bench_runtime() {
   local rt=$1 cmd=${2:-$1} st=$TMP/$1-state
   mkdir -p "$st"
-  bench "$rt" "$cmd --root $st run --bundle $B $ID" "sh -c '$cmd --root $st delete -f $ID >/dev/null 2>&1 || true'"
+  bench "$rt" "$cmd --root $st run --bundle $B $ID" \
+    "sh -c '$cmd --root $st delete -f $ID >/dev/null 2>&1 || true'" "${3:-$RUNS}"
   [ -z "$(ls -A "$st")" ] || echo "warning: $rt left state in $st: its figure may exclude delete" >&2
 }
 rss_mib() { awk '/^VmRSS:/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$1/status"; }
 
-# hako first, before hugetlb may be moved to a v1 hierarchy below: it runs on the host's own layout
+# hako run first, before hugetlb may be moved to a v1 hierarchy below: it runs on the host's
+# own layout
 if [ "$SKIP_HAKO" != 1 ]; then
   start_hako
   HAKO=$HAKO HAKO_HOST=unix://$TMP/hako.sock "$REPO_ROOT/scripts/images.sh" --only busybox >/dev/null
@@ -146,21 +153,27 @@ if [ "$SKIP_HAKO" != 1 ]; then
 fi
 
 bench floor "unshare -m -p -n -u -i --fork true"
-[ "$SKIP_HAKO" = 1 ] || bench_runtime hako-runtime "$RUNTIME_BIN"
 bench_runtime runc
 PODMAN_USED=1
 $PODMAN import -q --change 'CMD ["sh"]' "$TARBALL" localhost/busybox:latest >/dev/null
 bench podman-runc "$PODMAN --runtime runc run --rm --network none busybox true"
 
 # crun 1.8.1 refuses the hybrid layout while cgroup2 holds a controller (hugetlb here): move
-# hugetlb to a v1 hierarchy for the crun runs only, and give it back right after.
+# hugetlb to a v1 hierarchy for the runs below only (crun's, and hako-runtime's beside them),
+# and give it back right after.
 if ! awk '$3 == "cgroup" && $4 ~ /(^|,)hugetlb(,|$)/ { f=1 } END { exit !f }' /proc/self/mounts; then
   [ -d "$HUGETLB" ] || { mkdir "$HUGETLB"; HUGETLB_MKDIR=1; }
   mount -t cgroup -o hugetlb cgroup "$HUGETLB"
   HUGETLB_MOUNTED=1
 fi
 bench podman-crun "$PODMAN --runtime crun run --rm --network none busybox true"
-bench_runtime crun
+# hako-runtime and crun in alternating rounds, on the same cgroup layout: a busy moment of
+# the machine falls on both alike, and each median is taken over all of its rounds.
+per_round=$(((RUNS + ROUNDS - 1) / ROUNDS))
+for ((r = 0; r < ROUNDS; r++)); do
+  [ "$SKIP_HAKO" = 1 ] || bench_runtime hako-runtime "$RUNTIME_BIN" "$per_round"
+  bench_runtime crun crun "$per_round"
+done
 [ -n "$YOUKI" ] && bench_runtime youki
 podman_release
 hugetlb_release
