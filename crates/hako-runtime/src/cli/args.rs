@@ -207,32 +207,14 @@ fn command(c: &mut Command) -> Result<Option<Cmd>, String> {
         "pause" => Cmd::Pause { id: c.id_only()? },
         "resume" => Cmd::Resume { id: c.id_only()? },
         "kill" => {
-            let mut all = false;
-            let mut pos = Vec::new();
-            while let Some(t) = c.next()? {
-                match t {
-                    Opt(o) if o == "-a" || o == "--all" => all = true,
-                    Operand(v) => pos.push(string(v)?),
-                    t => c.other(t)?,
-                }
-            }
-            let mut pos = pos.into_iter();
+            let (all, mut pos) = c.switch_and_operands("-a", "--all")?;
             let id = pos.next().ok_or_else(|| c.missing("ID"))?;
             let signal = pos.next().unwrap_or_else(|| "TERM".into());
             c.no_more(pos)?;
             Cmd::Kill { all, id, signal }
         }
         "delete" => {
-            let mut force = false;
-            let mut pos = Vec::new();
-            while let Some(t) = c.next()? {
-                match t {
-                    Opt(o) if o == "-f" || o == "--force" => force = true,
-                    Operand(v) => pos.push(string(v)?),
-                    t => c.other(t)?,
-                }
-            }
-            let mut pos = pos.into_iter();
+            let (force, mut pos) = c.switch_and_operands("-f", "--force")?;
             let id = pos.next().ok_or_else(|| c.missing("ID"))?;
             c.no_more(pos)?;
             Cmd::Delete { force, id }
@@ -372,6 +354,19 @@ impl Command {
     /// Every argument left, as given (a command's own arguments, dashes and all).
     fn rest(&mut self) -> Result<Vec<String>, String> {
         self.p.raw_args().map_err(|e| e.to_string())?.map(string).collect()
+    }
+
+    /// One switch (`short` or `long`) and the operands, for `kill` and `delete`.
+    fn switch_and_operands(&mut self, short: &str, long: &str) -> Result<(bool, std::vec::IntoIter<String>), String> {
+        let (mut on, mut operands) = (false, Vec::new());
+        while let Some(t) = self.next()? {
+            match t {
+                Opt(o) if o == short || o == long => on = true,
+                Operand(v) => operands.push(string(v)?),
+                t => self.other(t)?,
+            }
+        }
+        Ok((on, operands.into_iter()))
     }
 
     fn id_only(&mut self) -> Result<String, String> {
