@@ -600,19 +600,10 @@ fn bind_host_cgroups(root: &OwnedFd, m: &Mount, target: &Path, flags: libc::c_ul
     }
     let e = last_err();
     // Nothing of the host's may stay writable: take the bind away again.
-    umount_detached(target)?;
+    rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH)?;
     match e.raw_os_error() {
         Some(libc::ENOSYS) => Ok(false),
         _ => Err(e),
-    }
-}
-
-fn umount_detached(target: &Path) -> std::io::Result<()> {
-    let path = cstr(target.as_os_str());
-    // SAFETY: umount2 with a valid path.
-    match unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } {
-        0 => Ok(()),
-        _ => Err(last_err()),
     }
 }
 

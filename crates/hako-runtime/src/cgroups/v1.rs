@@ -304,18 +304,19 @@ impl CgroupManager for V1Manager {
             let d = self.need("devices")?;
             let mut open: Option<(&str, std::fs::File)> = None;
             for (file, line) in v1_device_writes(&res.devices) {
-                if open.as_ref().map(|(f, _)| *f) != Some(file) {
-                    let path = d.file(file);
-                    let f = std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(&path)
-                        .map_err(|err| write_error(&d.label, &path, &line, err))?;
-                    open = Some((file, f));
-                }
-                if let Some((_, f)) = &mut open {
-                    f.write_all(line.as_bytes())
-                        .map_err(|err| write_error(&d.label, &d.file(file), &line, err))?;
-                }
+                let path = d.file(file);
+                let f = match &mut open {
+                    Some((name, f)) if *name == file => f,
+                    slot => {
+                        let f = std::fs::OpenOptions::new()
+                            .write(true)
+                            .open(&path)
+                            .map_err(|err| write_error(&d.label, &path, &line, err))?;
+                        &mut slot.insert((file, f)).1
+                    }
+                };
+                f.write_all(line.as_bytes())
+                    .map_err(|err| write_error(&d.label, &path, &line, err))?;
             }
         }
         Ok(())

@@ -48,7 +48,6 @@ impl Create {
             pid_file: self.pid_file.clone(),
             console_socket: self.console_socket.clone(),
             preserve_fds: self.preserve_fds,
-            start: false,
         }
     }
 }

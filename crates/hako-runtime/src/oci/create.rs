@@ -1,6 +1,6 @@
 //! `create`: sets a container up from an OCI bundle and leaves its init waiting, just
 //! before execve, on the exec fifo that `start` opens (runc's create/start split). For `run`
-//! ([`CreateOpts::start`]) there is no fifo: the init goes on to execve.
+//! there is no fifo: the init goes on to execve.
 //!
 //! The init is cloned from this process into the new namespaces and talks back over two
 //! pipes: `status` (init to runtime: `H` "run the prestart and createRuntime hooks", `R`
@@ -23,16 +23,12 @@ use crate::cgroups::Cgroup;
 use crate::config::{Config, Hooks};
 use crate::init::{self, InitError, Stages};
 
-#[derive(Clone)]
 pub struct CreateOpts {
     pub id: String,
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
     pub preserve_fds: u32,
-    /// `run`: the init executes the process once set up, without waiting for `start`;
-    /// `create` returns once it has.
-    pub start: bool,
 }
 
 /// A container whose init waits on its exec fifo.
@@ -99,15 +95,18 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 pub fn create(root: &Path, o: &CreateOpts, console: Option<OwnedFd>) -> Result<Created, Error> {
-    create_with(root, o, super::read_config(&o.bundle)?, console)
+    create_with(root, o, super::read_config(&o.bundle)?, console, false)
 }
 
-/// [`create`] with the bundle's config already read (`run` reads it first).
+/// [`create`] with the bundle's config already read (`run` reads it first). With `start`
+/// (`run`), the init executes the process once set up, without waiting for `start`, and
+/// this returns once it has.
 pub(super) fn create_with(
     root: &Path,
     o: &CreateOpts,
     mut cfg: Config,
     console: Option<OwnedFd>,
+    start: bool,
 ) -> Result<Created, Error> {
     state::check_id(&o.id)?;
     fs::DirBuilder::new()
@@ -164,7 +163,7 @@ pub(super) fn create_with(
     res.validate()
         .map_err(|e| Error::msg(format!("config.json linux.resources: {e}")))?;
 
-    let fifo = if o.start {
+    let fifo = if start {
         None
     } else {
         let fifo_path = dir.join(FIFO);
@@ -317,7 +316,7 @@ pub(super) fn create_with(
             }
             (1, b'R') => break,
             // Executed: the status pipe closes on execve.
-            (0, _) if o.start => break,
+            (0, _) if start => break,
             (1, b'E') => {
                 let mut msg = String::new();
                 let _ = status.read_to_string(&mut msg);

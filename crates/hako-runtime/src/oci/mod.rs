@@ -301,15 +301,7 @@ pub fn run(root: &Path, o: &CreateOpts, detach: bool) -> Result<i32, Error> {
         (None, Some(p)) => Some(create::connect_console(p)?),
         (None, None) => None,
     };
-    let mut c = create::create_with(
-        root,
-        &CreateOpts {
-            start: true,
-            ..o.clone()
-        },
-        cfg,
-        console,
-    )?;
+    let mut c = create::create_with(root, o, cfg, console, true)?;
     let result = (|| {
         // The init has executed the process (or failed: the status says so).
         let mut msg = Vec::new();
@@ -340,15 +332,16 @@ pub fn run(root: &Path, o: &CreateOpts, detach: bool) -> Result<i32, Error> {
         return result;
     }
     // Reaped above (or killed and reaped by delete's SIGKILL when setup failed).
+    let pid = c.saved.pid;
     let known = Known {
-        saved: c.saved.clone(),
+        saved: c.saved,
         hooks: &c.config.hooks,
-        cgroup: c.cgroup.take(),
+        cgroup: c.cgroup,
     };
     let del = delete_with(root, &o.id, true, Some(known));
     if result.is_err() {
         // SAFETY: reaping our own child, which delete killed.
-        unsafe { libc::waitpid(c.saved.pid, std::ptr::null_mut(), libc::WNOHANG) };
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
     }
     let code = result?;
     del?;
