@@ -27,8 +27,7 @@ cleanup() {
   if [ -n "$HAKO_PID" ]; then kill -TERM "$HAKO_PID" 2>/dev/null; wait "$HAKO_PID" 2>/dev/null; fi
   if [ "$PEERS_USED" = 1 ]; then
     buildah $STORE rm --all >/dev/null 2>&1
-    $PODMAN system reset -f >/dev/null 2>&1
-    podman_leftovers_release
+    podman_teardown
   fi
   umount_under "$TMP"
   rm -rf --one-file-system "$TMP"

@@ -100,8 +100,7 @@ PODMAN_USED=0
 cleanup() {
   set +e
   if [ -n "$HAKO_PID" ]; then kill -TERM "$HAKO_PID" 2>/dev/null; wait "$HAKO_PID" 2>/dev/null; fi
-  # system reset unmounts the overlay driver's private bind mount of its own home dir
-  [ "$PODMAN_USED" = 1 ] && { $PODMAN system reset -f >/dev/null 2>&1; podman_leftovers_release; }
+  [ "$PODMAN_USED" = 1 ] && podman_teardown
   umount_under "$TMP"
   if awk -v p="$TMP/" 'index($5, p) == 1 { f=1 } END { exit !f }' /proc/self/mountinfo; then
     echo "warning: mounts left under $TMP, not removing it" >&2

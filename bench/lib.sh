@@ -39,10 +39,14 @@ CONF
   PRE_LIBPOD=$(ls -d /sys/fs/cgroup/*/libpod_parent /run/crun /run/runc /run/netns 2>/dev/null || true)
 }
 
-# Removes the libpod_parent cgroups and the empty /run dirs podman made since podman_private
+# Ends the scratch podman: its containers first (their cgroups pin the hierarchies), then
+# its storage (system reset also unmounts the overlay driver's bind mount of its own home),
+# then the libpod_parent cgroups and the empty /run dirs podman made since podman_private
 # (conmon may still be leaving its cgroup: a few tries; rmdir only removes empty ones).
-podman_leftovers_release() {
+podman_teardown() {
   local d i
+  $PODMAN rm -af >/dev/null 2>&1 || true
+  $PODMAN system reset -f >/dev/null 2>&1 || true
   for d in /sys/fs/cgroup/*/libpod_parent; do
     if [ ! -d "$d" ] || grep -qxF "$d" <<<"$PRE_LIBPOD"; then continue; fi
     for i in 1 2 3 4 5 6 7 8 9 10; do

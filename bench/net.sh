@@ -39,9 +39,7 @@ cleanup() {
     kill -TERM "$HAKO_PID" 2>/dev/null; wait "$HAKO_PID" 2>/dev/null
   fi
   if [ "$PODMAN_USED" = 1 ]; then
-    $PODMAN rm -af >/dev/null 2>&1
-    $PODMAN system reset -f >/dev/null 2>&1
-    podman_leftovers_release
+    podman_teardown
     # netavark's bridge and tables, when this run made them
     ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort | comm -13 <(echo "$PRE_LINKS") - |
       grep -E '^(cni-)?podman[0-9]+$' | while read -r l; do ip link del "$l"; done

@@ -39,12 +39,10 @@ TMP=$(mktemp -d "${TMPDIR:-/var/tmp}/hako-bench-run.XXXXXX")
 ((${#TMP} + 11 <= 50)) || { rmdir "$TMP"; die "TMPDIR too long for podman's runroot: use a shorter one"; }
 HAKO_PID='' MON_CID='' PODMAN_USED=0 HUGETLB=/sys/fs/cgroup/hugetlb HUGETLB_MOUNTED=0 HUGETLB_MKDIR=0
 
-podman_release() {  # containers gone first: their cgroups pin the hierarchies
+podman_release() {  # once, whichever way the run ends
   [ "$PODMAN_USED" = 1 ] || return 0
   PODMAN_USED=0
-  $PODMAN rm -af >/dev/null 2>&1 || true
-  $PODMAN system reset -f >/dev/null 2>&1 || true  # also unmounts the overlay driver's bind mount
-  podman_leftovers_release
+  podman_teardown
 }
 hugetlb_release() {
   [ "$HUGETLB_MOUNTED" = 1 ] || return 0
