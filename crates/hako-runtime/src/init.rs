@@ -24,6 +24,12 @@ pub struct Overlay {
     pub lower: Vec<String>,
     pub upper: String,
     pub work: String,
+    /// Mount with overlayfs's `volatile`: the upper layer is never synced, not even when
+    /// the last mount goes. For containers removed on exit (`--rm`), whose upper layer is
+    /// thrown away: otherwise the container's end waits for a sync and a disk flush of the
+    /// filesystem under it.
+    #[serde(default)]
+    pub volatile: bool,
 }
 
 pub const OVERLAY_ANNOTATION: &str = "dev.hako.rootfs";
@@ -420,6 +426,13 @@ fn mount_overlay(o: &Overlay, target: &Path) -> std::io::Result<()> {
     fsconfig_set_string(&fs, "upperdir", o.upper.as_str())?;
     fsconfig_set_string(&fs, "workdir", o.work.as_str())?;
     fsconfig_set_string(&fs, "index", "off")?;
+    if o.volatile {
+        // A volatile mount leaves this mark, and the kernel refuses the next mount while it
+        // is there. This container's last mount ended cleanly (after a host crash, a `--rm`
+        // container is removed, never started again): the mark can go.
+        let _ = std::fs::remove_dir(Path::new(&o.work).join("work/incompat/volatile"));
+        fsconfig_set_flag(&fs, "volatile")?;
+    }
     fsconfig_create(&fs)?;
     let m = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
     Ok(move_mount(

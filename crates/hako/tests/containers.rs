@@ -423,6 +423,29 @@ fn containers_survive_a_daemon_crash() {
 }
 
 #[test]
+fn a_record_whose_directory_is_gone_is_dropped_at_start() {
+    // `rm` answers once the container's directory is set aside and deletes its record
+    // behind the answer: a daemon stopped in between finds the record without a directory.
+    let mut d = daemon();
+    let kept = d
+        .ok(&["create", "--name", "kept", "busybox", "true"])
+        .trim()
+        .to_string();
+    let ghost = d
+        .ok(&["create", "--name", "ghost", "busybox", "true"])
+        .trim()
+        .to_string();
+    d.stop();
+    std::fs::remove_dir_all(d.root().join("containers").join(&ghost)).unwrap();
+    d.spawn();
+    let all = d.ok(&["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}}"]);
+    assert_eq!(all.trim(), format!("{kept} kept"));
+    // Its name is free again.
+    d.ok(&["create", "--name", "ghost", "busybox", "true"]);
+    d.ok(&["rm", "kept", "ghost"]);
+}
+
+#[test]
 fn many_containers_leave_nothing_behind() {
     let d = daemon();
     let children: Vec<_> = (0..20)

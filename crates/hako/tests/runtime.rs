@@ -253,14 +253,23 @@ fn run_gives_the_exit_code_and_cleans_up() {
 fn without_a_cgroup_namespace_the_host_hierarchies_are_read_only() {
     let b = Bundle::new();
     let id = format!("hako-rt-nocgns-{}", std::process::id());
+    // Without a cgroupsPath, the container's cgroup is named after it in ours, as runc does.
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let own = own
+        .lines()
+        .find_map(|l| l.split_once(":pids:"))
+        .map(|(_, p)| p.trim_end_matches('/').to_string())
+        .unwrap();
     b.config(|v| {
         let ns = v["linux"]["namespaces"].as_array_mut().unwrap();
         ns.retain(|n| n["type"] != "cgroup");
         v["process"]["args"] = json!([
             "sh",
             "-c",
-            "grep ' /sys/fs/cgroup' /proc/self/mountinfo; cat /proc/self/cgroup; \
-             touch /sys/fs/cgroup/pids/x && echo WRITABLE; ls /sys/fs/cgroup/pids/hako"
+            format!(
+                "grep ' /sys/fs/cgroup' /proc/self/mountinfo; cat /proc/self/cgroup; \
+                 touch /sys/fs/cgroup/pids/x && echo WRITABLE; ls /sys/fs/cgroup/pids{own}"
+            )
         ]);
     });
     let o = b.rt(&["run", "--bundle", b.bundle().to_str().unwrap(), &id]);
@@ -280,14 +289,8 @@ fn without_a_cgroup_namespace_the_host_hierarchies_are_read_only() {
     }
     assert!(!out.contains("WRITABLE"), "{out}");
     assert!(stderr(&o).contains("Read-only file system"), "{}", stderr(&o));
-    // Its own cgroup, seen from the hierarchy's root: hako's default parent under ours.
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-    let own = own
-        .lines()
-        .find_map(|l| l.split_once(":pids:"))
-        .map(|(_, p)| p)
-        .unwrap();
-    let want = format!("{}/hako/{id}", own.trim_end_matches('/'));
+    // Its own cgroup, seen from the hierarchy's root.
+    let want = format!("{own}/{id}");
     assert!(out.contains(&format!(":pids:{want}\n")), "{want} not in {out}");
     assert!(out.lines().any(|l| l == id), "its cgroup is not listed: {out}");
     assert!(!b.root().join(&id).exists());

@@ -110,6 +110,19 @@ impl Containers {
                     continue;
                 }
             };
+            // A container's directory is made before its record and set aside before the
+            // record is deleted: without it, a removal was cut short after its answer.
+            if !c.container_dir(&rec.id).is_dir() {
+                tracing::info!(container = %rec.id, "dropping the record of a removed container");
+                let dropped = c.images.meta().write_eventual(|t| {
+                    t.delete(meta::CONTAINERS, &key)?;
+                    Ok::<_, hako_store::MetaError>(())
+                });
+                if let Err(err) = dropped {
+                    tracing::warn!(container = %key, error = %err, "cannot drop the record");
+                }
+                continue;
+            }
             let running = rec.state.running;
             let id = rec.id.clone();
             let comeback = !running
@@ -528,7 +541,10 @@ impl Containers {
                 .unwrap_or(false);
             (r.clone(), ar)
         };
-        let _ = self.save(&snapshot);
+        // A container removed on exit is gone in a moment: its exit need not be written.
+        if !auto_remove {
+            let _ = self.save(&snapshot);
+        }
         e.events.send_modify(|ev| {
             ev.exits += 1;
             ev.running = false;
@@ -716,17 +732,19 @@ impl Containers {
         tokio::task::spawn_blocking(move || {
             let _ = std::fs::remove_dir_all(&gone);
         });
+        // The record goes behind the answer too: its commit waits for the disk, and a
+        // record whose directory is gone is dropped when the daemon starts (see `open`).
         let images = self.images.clone();
         let id2 = id.clone();
         tokio::task::spawn_blocking(move || {
-            images.meta().write_eventual(|t| {
+            let deleted = images.meta().write_eventual(|t| {
                 t.delete(meta::CONTAINERS, &id2)?;
                 Ok::<_, hako_store::MetaError>(())
-            })
-        })
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+            });
+            if let Err(err) = deleted {
+                tracing::warn!(container = %id2, error = %err, "cannot delete the container's record");
+            }
+        });
         let endpoints = e.rec.lock().unwrap().networks.clone(); // unwrap: see insert
         if let Err(err) = self.networks.release(&id, &endpoints) {
             tracing::warn!(container = %id, error = %err.message, "cannot give back the container's addresses");

@@ -360,6 +360,7 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
         lower: lowers.iter().map(|p| p.display().to_string()).collect(),
         upper: upper.display().to_string(),
         work: dir.join("rootfs/work").display().to_string(),
+        volatile: hc.get("AutoRemove").and_then(Value::as_bool).unwrap_or(false),
     };
     let mut annotations = serde_json::Map::new();
     annotations.insert(

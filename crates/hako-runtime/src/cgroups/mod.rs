@@ -742,15 +742,20 @@ pub fn remove_default_parent() {
     let Ok(host) = host() else { return };
     for t in host.v1.iter().chain(host.v2.iter()) {
         if let Ok(dir) = t.dir_of(&t.own.join(DEFAULT_PARENT)) {
-            remove_if_unused(&dir);
+            // Containers and a daemon's hold have their cgroup in every tree: a parent in use
+            // in one tree is in use in the others, and trying them all only costs time (it
+            // is the common case: a container ending while the daemon runs).
+            if !remove_if_unused(&dir) {
+                return;
+            }
         }
     }
 }
 
-/// Removes `dir` unless a cgroup is in it. A child removed a moment ago may still be going
-/// offline (cgroup2 then refuses the parent's rmdir with EBUSY for a few milliseconds): with
-/// no child directory left, the rmdir is tried again for a short while.
-fn remove_if_unused(dir: &Path) {
+/// Removes `dir` unless a cgroup is in it; false if one is. A child removed a moment ago may
+/// still be going offline (cgroup2 then refuses the parent's rmdir with EBUSY for a few
+/// milliseconds): with no child directory left, the rmdir is tried again for a short while.
+fn remove_if_unused(dir: &Path) -> bool {
     let deadline = Instant::now() + Duration::from_millis(200);
     loop {
         match fs::remove_dir(dir) {
@@ -759,11 +764,11 @@ fn remove_if_unused(dir: &Path) {
                     .map(|rd| rd.flatten().any(|e| e.file_type().is_ok_and(|t| t.is_dir())))
                     .unwrap_or(true);
                 if children {
-                    return;
+                    return false;
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
-            _ => return,
+            _ => return true,
         }
     }
 }

@@ -42,10 +42,12 @@ pub struct Created {
 }
 
 /// Where cgroupsPath puts the container: absolute paths from each hierarchy's root,
-/// relative ones from this process's own cgroup, none at all under hako's default parent.
+/// relative ones from this process's own cgroup. Without one, the container's cgroup is
+/// named after it directly in this process's own cgroup, as runc places it: no parent to
+/// make before and remove after every standalone run.
 pub fn cgroup_place(cfg: &Config, id: &str) -> Result<(Option<PathBuf>, String), Error> {
     let Some(p) = cfg.linux.cgroups_path.as_deref().filter(|p| !p.is_empty()) else {
-        return Ok((None, id.to_string()));
+        return Ok((Some(PathBuf::new()), id.to_string()));
     };
     if p.contains(':') {
         return Err(Error::msg(format!(

@@ -212,9 +212,6 @@ fn delete_with(root: &Path, id: &str, force: bool, known: Option<Known>) -> Resu
     }
     if let Some(cg) = cgroup {
         remove_cgroup(&cg)?;
-        if s.cgroup_parent.is_none() {
-            crate::cgroups::remove_default_parent();
-        }
     }
     let read;
     let hooks = match hooks {

@@ -136,6 +136,17 @@ pub enum ContainerCmd {
     Port(containers::PortArgs),
 }
 
+impl Cli {
+    /// The daemon and the registry serve many clients at once; every other command is one
+    /// client, which one thread runs with no threads to start and stop.
+    pub fn serves(&self) -> bool {
+        matches!(
+            self.cmd,
+            Cmd::Daemon(_) | Cmd::Registry(registry::RegistryCmd::Serve(_))
+        )
+    }
+}
+
 pub async fn run(cli: Cli) -> Result<u8, anyhow::Error> {
     if let Cmd::Daemon(args) = cli.cmd {
         return crate::daemon::run(args).await.map(|_| 0);
