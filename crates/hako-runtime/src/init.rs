@@ -427,10 +427,13 @@ fn mount_overlay(o: &Overlay, target: &Path) -> std::io::Result<()> {
     fsconfig_set_string(&fs, "workdir", o.work.as_str())?;
     fsconfig_set_string(&fs, "index", "off")?;
     if o.volatile {
-        // A volatile mount leaves this mark, and the kernel refuses the next mount while it
-        // is there. This container's last mount ended cleanly (after a host crash, a `--rm`
-        // container is removed, never started again): the mark can go.
-        let _ = std::fs::remove_dir(Path::new(&o.work).join("work/incompat/volatile"));
+        // A volatile mount leaves this mark (a `dirty` file in a `volatile` directory), and
+        // the kernel refuses the next mount while it is there. This container's last mount
+        // ended cleanly (after a host crash, a `--rm` container is removed, never started
+        // again): the mark can go.
+        let mark = Path::new(&o.work).join("work/incompat/volatile");
+        let _ = std::fs::remove_file(mark.join("dirty"));
+        let _ = std::fs::remove_dir(&mark);
         fsconfig_set_flag(&fs, "volatile")?;
     }
     fsconfig_create(&fs)?;

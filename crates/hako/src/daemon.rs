@@ -99,6 +99,8 @@ pub async fn run(a: DaemonArgs) -> anyhow::Result<()> {
     let listener = UnixListener::bind(&sock);
     rustix::process::umask(old);
     let listener = listener.with_context(|| format!("listening on {}", sock.display()))?;
+    // Gone with the daemon, however it ends (a start that fails below included).
+    let _socket_file = SocketFile(sock.clone());
     fs::set_permissions(&sock, fs::Permissions::from_mode(0o660))?;
 
     // Monitors (and so container inits) run from a sealed in-memory copy of hako-runtime,
@@ -159,13 +161,10 @@ pub async fn run(a: DaemonArgs) -> anyhow::Result<()> {
         r = serve => r,
         _ = grace => Ok(()),
     };
-    let _ = fs::remove_file(&sock);
     // Bridges and rules that running containers still use stay for them (and the next daemon).
     let in_use = containers_networks(&containers);
     let _ = tokio::task::spawn_blocking(move || networks.shut_down(&in_use)).await;
-    if let Some(h) = hold {
-        h.release();
-    }
+    drop(hold);
     served.context("serving the API")?;
     Ok(())
 }
@@ -182,4 +181,13 @@ fn containers_networks(c: &hako_api::containers::Containers) -> Vec<String> {
         })
         .flatten()
         .collect()
+}
+
+/// The API socket's file, removed when dropped.
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
 }

@@ -423,6 +423,30 @@ fn containers_survive_a_daemon_crash() {
 }
 
 #[test]
+fn restart_keeps_a_container_started_with_rm() {
+    let d = daemon();
+    let script = "trap 'exit 0' TERM; echo up; sleep 60 & wait";
+    let id = d
+        .ok(&["run", "-d", "--rm", "busybox", "sh", "-c", script])
+        .trim()
+        .to_string();
+    let started = || d.ok(&["inspect", "-f", "{{.State.StartedAt}}", &id]);
+    let first = started();
+    d.ok(&["restart", "-t", "2", &id]);
+    // Still there, running again: its rootfs (an overlay mounted volatile, for --rm) mounted
+    // a second time.
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Running}}", &id]).trim(), "true");
+    assert_ne!(started(), first);
+    // --rm still holds for an exit that is not a restart's.
+    d.ok(&["stop", "-t", "2", &id]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !d.ok(&["ps", "-aq"]).trim().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "not removed after its stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
 fn a_record_whose_directory_is_gone_is_dropped_at_start() {
     // `rm` answers once the container's directory is set aside and deletes its record
     // behind the answer: a daemon stopped in between finds the record without a directory.

@@ -197,6 +197,54 @@ fn publish_all_and_bound_address_and_udp() {
 }
 
 #[test]
+fn a_second_daemon_on_a_bridge_in_use_stops_with_a_clear_error() {
+    let d = TestDaemon::start();
+    let other = tempfile::tempdir().unwrap();
+    let mut child = Command::new(common::hako_bin())
+        .args(["daemon", "--root"])
+        .arg(other.path().join("root"))
+        .args(["-H", &format!("unix://{}", other.path().join("h.sock").display())])
+        .args(["--bridge", &d.bridge()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a second daemon on bridge {} kept running", d.bridge());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(!status.success());
+    assert!(
+        err.contains(&format!(
+            "bridge {} already exists and is not this daemon's",
+            d.bridge()
+        )) && err.contains("--bridge"),
+        "{err}"
+    );
+    // It leaves nothing: no socket, no cgroup of its own.
+    assert!(!other.path().join("h.sock").exists());
+    let held = Command::new("find")
+        .args(["/sys/fs/cgroup", "-name", &format!("daemon-{}", child.id())])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&held), "");
+    // The first daemon and its bridge are untouched.
+    d.import_busybox();
+    d.ok(&["run", "--rm", "busybox", "true"]);
+    assert_eq!(links_named(&d.bridge()), vec![d.bridge()]);
+}
+
+#[test]
 fn host_port_in_use_fails_cleanly_and_starts_nothing() {
     let d = daemon();
     let busy = TcpListener::bind("0.0.0.0:0").unwrap();

@@ -8,11 +8,13 @@ pub mod ops;
 mod primer;
 pub mod record;
 mod setup;
+mod spares;
 pub mod volumes;
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,6 +50,9 @@ pub struct Entry {
     pub op: tokio::sync::Mutex<()>,
     /// The restart policy's current back-off.
     pub backoff_ms: Mutex<u64>,
+    /// Set while `restart` stops the container: that exit does not remove a `--rm`
+    /// container, as with Docker.
+    pub restarting: AtomicBool,
 }
 
 pub struct Containers {
@@ -59,6 +64,7 @@ pub struct Containers {
     map: Mutex<HashMap<String, Arc<Entry>>>,
     pub execs: exec::Execs,
     primer: primer::Primer,
+    spares: spares::Spares,
 }
 
 /// Prefix of a removed container's directory while it is being deleted.
@@ -93,6 +99,7 @@ impl Containers {
             monitor_exe,
             map: Mutex::new(HashMap::new()),
             primer: primer::Primer::start(),
+            spares: spares::Spares::start(root.join("spares")),
             execs: exec::Execs::default(),
         });
         let records: Vec<(String, Value)> = c
@@ -163,6 +170,7 @@ impl Containers {
             started: Arc::new(Notify::new()),
             op: tokio::sync::Mutex::new(()),
             backoff_ms: Mutex::new(0),
+            restarting: AtomicBool::new(false),
         });
         self.map.lock().unwrap().insert(id, e.clone()); // unwrap: poisoned only after a panic
         e
@@ -338,6 +346,8 @@ impl Containers {
                 )));
             }
             drop(map);
+            // A skeleton made ahead, if one is ready; prepare_dir makes what is missing.
+            self.spares.take(&dir);
             setup::prepare_dir(&dir, &rec)?;
             self.save(&rec)
         })();
@@ -539,7 +549,7 @@ impl Containers {
                 .get("AutoRemove")
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
-            (r.clone(), ar)
+            (r.clone(), ar && !e.restarting.load(Ordering::SeqCst))
         };
         // A container removed on exit is gone in a moment: its exit need not be written.
         if !auto_remove {
@@ -698,6 +708,19 @@ impl Containers {
             let _ = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|ev| !ev.running)).await;
         }
         Ok(true)
+    }
+
+    /// `restart`: stop (as `stop`), then start; a `--rm` container stays for the start.
+    pub async fn restart(self: &Arc<Self>, name: &str, timeout: Option<i64>) -> Result<(), ApiError> {
+        let e = self.get(name)?;
+        e.restarting.store(true, Ordering::SeqCst);
+        let stopped = self.stop(name, timeout, None).await;
+        // The exit is recorded by the monitor's watcher: wait for it before the flag goes.
+        let mut rx = e.events.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|ev| !ev.running)).await;
+        e.restarting.store(false, Ordering::SeqCst);
+        stopped?;
+        self.start(name).await.map(|_| ())
     }
 
     /// `rm`: refuses a running container unless forced.

@@ -121,8 +121,11 @@ impl Networks {
         }
         let ids: Vec<String> = inner.nets.keys().cloned().collect();
         for id in ids {
-            if let Err(e) = n.bring_up(&mut inner, &id) {
-                tracing::warn!(network = %id, error = %e.message, "cannot bring up a network");
+            match n.bring_up(&mut inner, &id) {
+                Ok(()) => {}
+                // Another daemon's bridge: going on would rewrite its forwarding rules.
+                Err(e) if e.status == http::StatusCode::CONFLICT => return Err(e),
+                Err(e) => tracing::warn!(network = %id, error = %e.message, "cannot bring up a network"),
             }
         }
         n.sync_table(&inner)?;
@@ -169,7 +172,18 @@ impl Networks {
                     .map_err(|e| ApiError::internal(format!("creating bridge {}: {e}", rec.bridge)))?
             }
         };
-        let pool = rec.pool.as_ref().expect("a bridge network has a pool once brought up");
+        // A bridge that was there before this network had a subnet is someone else's: two
+        // daemons on one bridge would hand out the same addresses.
+        let Some(pool) = rec.pool.as_ref() else {
+            return Err(ApiError::new(
+                http::StatusCode::CONFLICT,
+                format!(
+                    "bridge {} already exists and is not this daemon's (another hako daemon's?): \
+                 give this daemon a bridge of its own with --bridge NAME, or delete that bridge",
+                    rec.bridge
+                ),
+            ));
+        };
         match nl.add_addr_v4(index, pool.gateway, pool.subnet.prefix) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}

@@ -77,8 +77,7 @@ pub async fn restart(
 ) -> Result<StatusCode, ApiError> {
     let pairs = query_pairs(&q);
     let t = first(&pairs, "t").and_then(|t| t.parse().ok());
-    d.containers.stop(&id, t, None).await?;
-    d.containers.start(&id).await?;
+    d.containers.restart(&id, t).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -774,7 +774,7 @@ fn remove_if_unused(dir: &Path) -> bool {
 }
 
 /// An empty cgroup in hako's default parent that keeps the parent from being removed while
-/// a daemon runs (see [`remove_default_parent`]). Releasing it removes it, and the parent if
+/// a daemon runs (see [`remove_default_parent`]). Dropping it removes it, and the parent if
 /// nothing else is in it.
 pub struct ParentHold(Cgroup);
 
@@ -803,8 +803,8 @@ pub fn hold_default_parent() -> Result<ParentHold, CgroupError> {
     Cgroup::create(None, &format!("daemon-{}", std::process::id()), &Resources::default()).map(ParentHold)
 }
 
-impl ParentHold {
-    pub fn release(self) {
+impl Drop for ParentHold {
+    fn drop(&mut self) {
         let _ = self.0.remove();
         remove_default_parent();
     }

@@ -1,0 +1,157 @@
+//! Container directories made ahead of time.
+//!
+//! A new container's directory holds the rootfs's upper, work and merged directories and
+//! the files its create and start write (hostname, hosts, resolv.conf, config.json,
+//! monitor.json). Allocating those inodes and directory blocks is a good part of a
+//! millisecond of every create when files come and go fast: ext4 without a journal, for
+//! one, skips the inodes of files deleted in the last minutes, and looks at each of them
+//! first. A daemon thread keeps a few skeletons ready under `<root>/spares`, and a create
+//! renames one into place: one rename on the create's path instead of nine allocations.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+
+/// Skeletons kept ready: a burst of creates beyond this makes its directories itself.
+const READY: usize = 4;
+/// What a skeleton holds, made in this order (directories end with `/`).
+const LAYOUT: [&str; 9] = [
+    "rootfs/",
+    "rootfs/upper/",
+    "rootfs/work/",
+    "rootfs/merged/",
+    "hostname",
+    "hosts",
+    "resolv.conf",
+    "config.json",
+    "monitor.json",
+];
+
+pub struct Spares {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    /// Ready skeletons, and the number given to the next one.
+    state: Mutex<(Vec<PathBuf>, u64)>,
+    taken: Condvar,
+}
+
+impl Spares {
+    /// Starts keeping skeletons in `dir`, which must be on the same filesystem as the
+    /// containers' directories. Skeletons left by an earlier daemon are removed first.
+    pub fn start(dir: PathBuf) -> Spares {
+        let _ = fs::remove_dir_all(&dir);
+        let shared = Arc::new(Shared {
+            dir,
+            state: Mutex::new((Vec::new(), 0)),
+            taken: Condvar::new(),
+        });
+        if fs::create_dir_all(&shared.dir).is_ok() {
+            let s = shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name("spare-dirs".into())
+                .spawn(move || refill(&s));
+            if let Err(e) = spawned {
+                tracing::warn!("no thread making container directories ahead ({e}): creates make their own");
+            }
+        }
+        Spares { shared }
+    }
+
+    /// Moves a ready skeleton to `dest` (which must not exist); false if none was ready,
+    /// and the caller makes the directories itself.
+    pub fn take(&self, dest: &Path) -> bool {
+        let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(s) = st.0.pop() else { return false };
+        if fs::rename(&s, dest).is_ok() {
+            self.shared.taken.notify_one();
+            return true;
+        }
+        st.0.push(s);
+        false
+    }
+}
+
+fn refill(s: &Shared) {
+    loop {
+        let n = {
+            let mut st = s.state.lock().unwrap_or_else(|p| p.into_inner());
+            while st.0.len() >= READY {
+                st = s.taken.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+            st.1 += 1;
+            st.1
+        };
+        // Made under a name no create takes, then published by a rename.
+        let making = s.dir.join(format!("making-{n}"));
+        let ready = s.dir.join(format!("{n}"));
+        match make(&making).and_then(|()| fs::rename(&making, &ready)) {
+            Ok(()) => s.state.lock().unwrap_or_else(|p| p.into_inner()).0.push(ready),
+            Err(e) => {
+                // The disk is full or the root went away: creates make their own.
+                tracing::warn!("making a container directory ahead: {e}");
+                let _ = fs::remove_dir_all(&making);
+                return;
+            }
+        }
+    }
+}
+
+fn make(at: &Path) -> std::io::Result<()> {
+    fs::create_dir(at)?;
+    for entry in LAYOUT {
+        match entry.strip_suffix('/') {
+            Some(d) => fs::create_dir(at.join(d))?,
+            None => drop(fs::File::create(at.join(entry))?),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_skeleton_has_the_layout_and_another_takes_its_place() {
+        let root = tempfile::tempdir().unwrap();
+        let spares = Spares::start(root.path().join("spares"));
+        let ready = || spares.shared.state.lock().unwrap().0.len();
+        let wait_full = || {
+            for _ in 0..500 {
+                if ready() == READY {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            panic!("the pool did not fill: {} ready", ready());
+        };
+        wait_full();
+        let dest = root.path().join("c1");
+        assert!(spares.take(&dest));
+        for entry in LAYOUT {
+            let p = dest.join(entry.trim_end_matches('/'));
+            assert_eq!(p.is_dir(), entry.ends_with('/'), "{}", p.display());
+            assert!(p.exists(), "{}", p.display());
+        }
+        wait_full();
+        // A destination that exists is left alone, and the skeleton stays ready.
+        fs::create_dir(root.path().join("c2")).unwrap();
+        fs::write(root.path().join("c2/x"), "x").unwrap();
+        assert!(!spares.take(&root.path().join("c2")));
+        assert_eq!(fs::read_to_string(root.path().join("c2/x")).unwrap(), "x");
+        assert_eq!(ready(), READY);
+    }
+
+    #[test]
+    fn a_new_daemon_drops_the_skeletons_of_the_last_one() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("spares");
+        fs::create_dir_all(dir.join("making-7/rootfs")).unwrap();
+        let spares = Spares::start(dir.clone());
+        assert!(!dir.join("making-7").exists());
+        drop(spares);
+    }
+}
