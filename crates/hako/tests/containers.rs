@@ -470,6 +470,32 @@ fn a_record_whose_directory_is_gone_is_dropped_at_start() {
 }
 
 #[test]
+fn a_directory_no_record_names_is_removed_at_start() {
+    // A create answers before its record is on disk: a crash in that moment leaves the
+    // directory alone, which the next start removes (and a monitor in it, with its container).
+    let mut d = daemon();
+    let kept = d
+        .ok(&["create", "--name", "kept", "busybox", "true"])
+        .trim()
+        .to_string();
+    d.stop();
+    let containers = d.root().join("containers");
+    let orphan = containers.join("0123456789abcdef".repeat(4));
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(containers.join(&kept))
+        .arg(&orphan)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    d.spawn();
+    assert!(!orphan.exists(), "{} is still there", orphan.display());
+    assert!(containers.join(&kept).is_dir());
+    assert_eq!(d.ok(&["ps", "-aq", "--no-trunc"]).trim(), kept);
+    d.ok(&["rm", "kept"]);
+}
+
+#[test]
 fn many_containers_leave_nothing_behind() {
     let d = daemon();
     let children: Vec<_> = (0..20)

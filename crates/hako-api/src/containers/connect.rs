@@ -55,7 +55,7 @@ impl Containers {
             r.networks.insert(net.name.clone(), ep);
             r.clone()
         };
-        self.save(&snapshot)
+        self.save_durable(&snapshot)
     }
 
     pub async fn disconnect(self: &Arc<Self>, network: &str, container: &str) -> Result<(), ApiError> {
@@ -79,7 +79,7 @@ impl Containers {
             r.networks.remove(&net.name);
             r.clone()
         };
-        self.save(&snapshot)
+        self.save_durable(&snapshot)
     }
 
     /// Containers on a network: (ID, name, endpoint), for `network inspect`.

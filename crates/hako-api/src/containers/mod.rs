@@ -152,6 +152,7 @@ impl Containers {
                 });
             }
         }
+        c.purge_unrecorded();
         c.networks.reconcile(&holders)?;
         Ok(c)
     }
@@ -174,6 +175,30 @@ impl Containers {
         });
         self.map.lock().unwrap().insert(id, e.clone()); // unwrap: poisoned only after a panic
         e
+    }
+
+    /// A create's record is written a moment after its answer (see `save`): a crash in
+    /// that moment leaves a directory no record names, and perhaps a container its start
+    /// began. Ends what runs there and removes the directory.
+    fn purge_unrecorded(&self) {
+        let known: Vec<String> = self.map.lock().unwrap().keys().cloned().collect(); // unwrap: see insert
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if id.starts_with(REMOVING) || known.contains(&id) || !entry.path().is_dir() {
+                continue;
+            }
+            tracing::info!(container = %id, "removing a container whose record was lost");
+            if let Ok(cg) = hako_runtime::cgroups::Cgroup::open(&format!("hako-{id}")) {
+                let _ = cg.kill_all(libc::SIGKILL);
+                let _ = cg.remove();
+            }
+            let aside = self.dir.join(format!("{REMOVING}{id}"));
+            let gone = match std::fs::rename(entry.path(), &aside) {
+                Ok(()) => aside,
+                Err(_) => entry.path(),
+            };
+            let _ = std::fs::remove_dir_all(&gone);
+        }
     }
 
     pub fn container_dir(&self, id: &str) -> PathBuf {
@@ -213,10 +238,24 @@ impl Containers {
         self.map.lock().unwrap().values().cloned().collect() // unwrap: see insert
     }
 
+    /// Writes the record, on disk within a moment: for what the next start rebuilds if a
+    /// crash loses it (a create, an exit: see `open`).
     pub fn save(&self, rec: &ContainerRecord) -> Result<(), ApiError> {
         self.images
             .meta()
             .write_eventual(|t| {
+                t.put(meta::CONTAINERS, &rec.id, rec)?;
+                Ok::<_, hako_store::MetaError>(())
+            })
+            .map_err(|e| ApiError::internal(e.to_string()))
+    }
+
+    /// Writes the record and waits for the disk: for what nothing else remembers (a start's
+    /// ports, a rename, a network connection).
+    pub fn save_durable(&self, rec: &ContainerRecord) -> Result<(), ApiError> {
+        self.images
+            .meta()
+            .write(|t| {
                 t.put(meta::CONTAINERS, &rec.id, rec)?;
                 Ok::<_, hako_store::MetaError>(())
             })
@@ -437,7 +476,7 @@ impl Containers {
                 r.ports = ports;
                 let snapshot = r.clone();
                 drop(r);
-                self.save(&snapshot)?;
+                self.save_durable(&snapshot)?;
                 e.events.send_modify(|ev| ev.running = true);
                 self.watch(&rec.id, e.clone(), st.monitor_pid, Some(child));
                 Ok(true)

@@ -40,7 +40,7 @@ impl Containers {
         r.state.status = if freeze { "paused" } else { "running" }.into();
         let snapshot = r.clone();
         drop(r);
-        self.save(&snapshot)
+        self.save_durable(&snapshot)
     }
 
     pub fn rename(&self, name: &str, new_name: &str) -> Result<(), ApiError> {
@@ -67,7 +67,7 @@ impl Containers {
         r.name = slashed;
         let snapshot = r.clone();
         drop(r);
-        self.save(&snapshot)
+        self.save_durable(&snapshot)
     }
 
     /// `container prune`: every stopped container.
