@@ -4,6 +4,7 @@
 pub mod archive;
 mod connect;
 pub mod exec;
+mod init_layer;
 pub mod ops;
 mod primer;
 pub mod record;
@@ -65,6 +66,8 @@ pub struct Containers {
     pub execs: exec::Execs,
     primer: primer::Primer,
     spares: spares::Spares,
+    /// The shared layer of mountpoints (see `init_layer`), if it could be made.
+    init_layer: Option<PathBuf>,
 }
 
 /// Prefix of a removed container's directory while it is being deleted.
@@ -100,6 +103,16 @@ impl Containers {
             map: Mutex::new(HashMap::new()),
             primer: primer::Primer::start(),
             spares: spares::Spares::start(root.join("spares")),
+            init_layer: {
+                let dir = root.join("init-layer");
+                match init_layer::make(&dir) {
+                    Ok(()) => Some(dir),
+                    Err(e) => {
+                        tracing::warn!("cannot make the containers' init layer ({e}): starts copy mountpoints up");
+                        None
+                    }
+                }
+            },
             execs: exec::Execs::default(),
         });
         let records: Vec<(String, Value)> = c

@@ -356,8 +356,14 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
             _ => return Err(ApiError::bad_request(format!("Invalid --security-opt: {opt:?}"))),
         }
     }
+    // The shared mountpoints on top of the image, where they hide nothing of it.
+    let init = c.init_layer.as_ref().filter(|_| super::init_layer::fits(&lowers));
     let overlay = Overlay {
-        lower: lowers.iter().map(|p| p.display().to_string()).collect(),
+        lower: init
+            .into_iter()
+            .chain(&lowers)
+            .map(|p| p.display().to_string())
+            .collect(),
         upper: upper.display().to_string(),
         work: dir.join("rootfs/work").display().to_string(),
         volatile: hc.get("AutoRemove").and_then(Value::as_bool).unwrap_or(false),
