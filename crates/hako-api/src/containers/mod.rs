@@ -804,9 +804,8 @@ impl Containers {
             Ok(()) => aside,
             Err(_) => dir,
         };
-        tokio::task::spawn_blocking(move || {
-            let _ = std::fs::remove_dir_all(&gone);
-        });
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.spares.recycle(&gone));
         // The record goes behind the answer too: its commit waits for the disk, and a
         // record whose directory is gone is dropped when the daemon starts (see `open`).
         let images = self.images.clone();

@@ -74,6 +74,59 @@ impl Spares {
     }
 }
 
+impl Spares {
+    /// Takes back the directory of a removed container as a skeleton when the pool has
+    /// room, emptied of everything the container had (its layers' directories are made
+    /// anew: a container can change their own attributes); else deletes it. Blocking.
+    pub fn recycle(&self, dir: &Path) {
+        let room = self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).0.len() < READY;
+        if room && empty(dir).is_ok() {
+            let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.1 += 1;
+            let ready = self.shared.dir.join(format!("{}", st.1));
+            if st.0.len() < READY && fs::rename(dir, &ready).is_ok() {
+                st.0.push(ready);
+                return;
+            }
+        }
+        let _ = fs::remove_dir_all(dir);
+    }
+}
+
+/// Brings a container's directory back to a fresh skeleton's state.
+fn empty(dir: &Path) -> std::io::Result<()> {
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name();
+        let keep = LAYOUT.iter().any(|l| !l.contains('/') && name == **l) || name == "rootfs";
+        if !keep {
+            match e.file_type()?.is_dir() {
+                true => fs::remove_dir_all(e.path())?,
+                false => fs::remove_file(e.path())?,
+            }
+        }
+    }
+    for e in fs::read_dir(dir.join("rootfs"))? {
+        let e = e?;
+        match e.file_type()?.is_dir() {
+            true => fs::remove_dir_all(e.path())?,
+            false => fs::remove_file(e.path())?,
+        }
+    }
+    for entry in LAYOUT {
+        match entry.strip_suffix('/') {
+            Some("rootfs") => {}
+            Some(d) => fs::create_dir(dir.join(d))?,
+            None => fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(dir.join(entry))
+                .map(drop)?,
+        }
+    }
+    Ok(())
+}
+
 fn refill(s: &Shared) {
     loop {
         let n = {
@@ -143,6 +196,36 @@ mod tests {
         assert!(!spares.take(&root.path().join("c2")));
         assert_eq!(fs::read_to_string(root.path().join("c2/x")).unwrap(), "x");
         assert_eq!(ready(), READY);
+    }
+
+    #[test]
+    fn a_removed_containers_directory_comes_back_empty() {
+        let root = tempfile::tempdir().unwrap();
+        let used = root.path().join("c1");
+        make(&used).unwrap();
+        fs::write(used.join("hosts"), "10.0.0.2 old").unwrap();
+        fs::write(used.join("rootfs/upper/secret"), "data").unwrap();
+        fs::create_dir_all(used.join("rootfs/work/work/incompat")).unwrap();
+        fs::write(used.join("c1-json.log"), "log").unwrap();
+        empty(&used).unwrap();
+        assert!(!used.join("c1-json.log").exists());
+        assert_eq!(fs::read_dir(used.join("rootfs/upper")).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(used.join("rootfs/work")).unwrap().count(), 0);
+        assert_eq!(fs::read_to_string(used.join("hosts")).unwrap(), "");
+        for entry in LAYOUT {
+            assert!(used.join(entry.trim_end_matches('/')).exists(), "{entry}");
+        }
+        // With the pool full, a removed container's directory is deleted.
+        let spares = Spares::start(root.path().join("spares"));
+        for _ in 0..500 {
+            if spares.shared.state.lock().unwrap().0.len() == READY {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        spares.recycle(&used);
+        assert!(!used.exists());
+        assert_eq!(spares.shared.state.lock().unwrap().0.len(), READY);
     }
 
     #[test]
