@@ -108,10 +108,19 @@ fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
     )
 }
 
+/// Replaces `state.json` atomically: readers see the old state or the new one.
 pub fn write_state(dir: &Path, st: &MonitorState) -> io::Result<()> {
-    let tmp = dir.join(".state.json.tmp");
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    let (tmp, path) = (dir.join(".state.json.tmp"), dir.join("state.json"));
     fs::write(&tmp, serde_json::to_vec(st).map_err(io::Error::other)?)?;
-    fs::rename(&tmp, dir.join("state.json"))
+    // Swapped in, then the old one unlinked, rather than renamed over it: ext4 (unless
+    // mounted noauto_da_alloc) starts writing a file renamed over another out to the disk
+    // at once, and this happens three times in every container's life.
+    match renameat_with(CWD, &tmp, CWD, &path, RenameFlags::EXCHANGE) {
+        Ok(()) => fs::remove_file(&tmp),
+        Err(rustix::io::Errno::NOENT) => fs::rename(&tmp, &path),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub fn read_state(dir: &Path) -> Option<MonitorState> {
@@ -807,4 +816,30 @@ fn child_start(
     };
     init::report(err, &e);
     e.code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_file_is_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_state(dir.path()).is_none());
+        for (i, status) in ["starting", "running", "exited"].iter().enumerate() {
+            let st = MonitorState {
+                status: status.to_string(),
+                monitor_pid: i as i32 + 1,
+                ..Default::default()
+            };
+            write_state(dir.path(), &st).unwrap();
+            let back = read_state(dir.path()).unwrap();
+            assert_eq!((back.status.as_str(), back.monitor_pid), (*status, i as i32 + 1));
+        }
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec!["state.json"]);
+    }
 }

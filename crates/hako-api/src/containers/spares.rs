@@ -1,12 +1,12 @@
 //! Container directories made ahead of time.
 //!
-//! A new container's directory holds the rootfs's upper, work and merged directories and
-//! the files its create and start write (hostname, hosts, resolv.conf, config.json,
-//! monitor.json). Allocating those inodes and directory blocks is a good part of a
-//! millisecond of every create when files come and go fast: ext4 without a journal, for
-//! one, skips the inodes of files deleted in the last minutes, and looks at each of them
-//! first. A daemon thread keeps a few skeletons ready under `<root>/spares`, and a create
-//! renames one into place: one rename on the create's path instead of nine allocations.
+//! A new container's directory holds the rootfs's upper, work and merged directories.
+//! Allocating their inodes and blocks is a good part of a millisecond of every create when
+//! files come and go fast: ext4 without a journal, for one, skips the inodes of files
+//! deleted in the last minutes, and looks at each of them first. A daemon thread keeps a
+//! few skeletons ready under `<root>/spares`, and a create renames one into place. Files
+//! are not made ahead: ext4 starts writing back a file truncated and written again at its
+//! close, which costs more than making it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,18 +14,8 @@ use std::sync::{Arc, Condvar, Mutex};
 
 /// Skeletons kept ready: a burst of creates beyond this makes its directories itself.
 const READY: usize = 4;
-/// What a skeleton holds, made in this order (directories end with `/`).
-const LAYOUT: [&str; 9] = [
-    "rootfs/",
-    "rootfs/upper/",
-    "rootfs/work/",
-    "rootfs/merged/",
-    "hostname",
-    "hosts",
-    "resolv.conf",
-    "config.json",
-    "monitor.json",
-];
+/// What a skeleton holds, made in this order.
+const LAYOUT: [&str; 4] = ["rootfs", "rootfs/upper", "rootfs/work", "rootfs/merged"];
 
 pub struct Spares {
     shared: Arc<Shared>,
@@ -93,36 +83,23 @@ impl Spares {
     }
 }
 
-/// Brings a container's directory back to a fresh skeleton's state.
+/// Brings a container's directory back to a fresh skeleton's state: everything in it
+/// goes but the rootfs directory, whose layer directories are made anew.
 fn empty(dir: &Path) -> std::io::Result<()> {
-    for e in fs::read_dir(dir)? {
-        let e = e?;
-        let name = e.file_name();
-        let keep = LAYOUT.iter().any(|l| !l.contains('/') && name == **l) || name == "rootfs";
-        if !keep {
+    for parent in [dir.to_path_buf(), dir.join("rootfs")] {
+        for e in fs::read_dir(&parent)? {
+            let e = e?;
+            if parent == dir && e.file_name() == "rootfs" {
+                continue;
+            }
             match e.file_type()?.is_dir() {
                 true => fs::remove_dir_all(e.path())?,
                 false => fs::remove_file(e.path())?,
             }
         }
     }
-    for e in fs::read_dir(dir.join("rootfs"))? {
-        let e = e?;
-        match e.file_type()?.is_dir() {
-            true => fs::remove_dir_all(e.path())?,
-            false => fs::remove_file(e.path())?,
-        }
-    }
-    for entry in LAYOUT {
-        match entry.strip_suffix('/') {
-            Some("rootfs") => {}
-            Some(d) => fs::create_dir(dir.join(d))?,
-            None => fs::OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(dir.join(entry))
-                .map(drop)?,
-        }
+    for d in &LAYOUT[1..] {
+        fs::create_dir(dir.join(d))?;
     }
     Ok(())
 }
@@ -154,11 +131,8 @@ fn refill(s: &Shared) {
 
 fn make(at: &Path) -> std::io::Result<()> {
     fs::create_dir(at)?;
-    for entry in LAYOUT {
-        match entry.strip_suffix('/') {
-            Some(d) => fs::create_dir(at.join(d))?,
-            None => drop(fs::File::create(at.join(entry))?),
-        }
+    for d in LAYOUT {
+        fs::create_dir(at.join(d))?;
     }
     Ok(())
 }
@@ -184,10 +158,8 @@ mod tests {
         wait_full();
         let dest = root.path().join("c1");
         assert!(spares.take(&dest));
-        for entry in LAYOUT {
-            let p = dest.join(entry.trim_end_matches('/'));
-            assert_eq!(p.is_dir(), entry.ends_with('/'), "{}", p.display());
-            assert!(p.exists(), "{}", p.display());
+        for d in LAYOUT {
+            assert!(dest.join(d).is_dir(), "{d}");
         }
         wait_full();
         // A destination that exists is left alone, and the skeleton stays ready.
@@ -209,11 +181,11 @@ mod tests {
         fs::write(used.join("c1-json.log"), "log").unwrap();
         empty(&used).unwrap();
         assert!(!used.join("c1-json.log").exists());
+        assert!(!used.join("hosts").exists());
         assert_eq!(fs::read_dir(used.join("rootfs/upper")).unwrap().count(), 0);
         assert_eq!(fs::read_dir(used.join("rootfs/work")).unwrap().count(), 0);
-        assert_eq!(fs::read_to_string(used.join("hosts")).unwrap(), "");
-        for entry in LAYOUT {
-            assert!(used.join(entry.trim_end_matches('/')).exists(), "{entry}");
+        for d in LAYOUT {
+            assert!(used.join(d).is_dir(), "{d}");
         }
         // With the pool full, a removed container's directory is deleted.
         let spares = Spares::start(root.path().join("spares"));
