@@ -23,7 +23,7 @@ pub struct ExecSpec {
     /// The container's cgroup (`hako-<id>`), joined before the namespaces.
     pub cgroup_name: String,
     pub process: Process,
-    pub seccomp: Option<serde_json::Value>,
+    pub seccomp: Option<Box<serde_json::value::RawValue>>,
     /// With a terminal: the descriptor of a pipe the daemon writes the terminal's size to
     /// (`POST /exec/{id}/resize`), 4 bytes each time: rows then columns, big-endian.
     #[serde(default)]
@@ -55,7 +55,7 @@ fn run_inner(spec_path: &Path) -> io::Result<i32> {
             width: ws.ws_col.into(),
         });
     }
-    let filter = crate::seccomp::compile_config(spec.seccomp.as_ref(), spec.process.capabilities.as_ref())?;
+    let filter = crate::seccomp::compile_config(spec.seccomp.as_deref(), spec.process.capabilities.as_ref())?;
     let cgroup = crate::cgroups::Cgroup::open(&spec.cgroup_name).ok();
     let console = if spec.process.terminal {
         Some(socketpair()?)

@@ -243,7 +243,7 @@ fn run_inner(dir: &Path) -> io::Result<()> {
         },
     )?;
 
-    let filter = crate::seccomp::compile_config(cfg.linux.seccomp.as_ref(), cfg.process.capabilities.as_ref())?;
+    let filter = crate::seccomp::compile_config(cfg.linux.seccomp.as_deref(), cfg.process.capabilities.as_ref())?;
 
     // stdio: pipes, or a terminal the container creates in its own devpts and hands back
     // over the console socket.

@@ -886,11 +886,11 @@ pub fn compile(profile: &Profile, caps: &[String]) -> Result<Vec<libc::sock_filt
 /// Compiles a config.json `linux.seccomp` object for a process whose capabilities are
 /// `caps` (or `None` when the process has no profile).
 pub fn compile_config(
-    profile: Option<&serde_json::Value>,
+    profile: Option<&serde_json::value::RawValue>,
     caps: Option<&crate::config::Capabilities>,
 ) -> std::io::Result<Option<Vec<libc::sock_filter>>> {
     let Some(p) = profile else { return Ok(None) };
-    let profile: Profile = serde_json::from_value(p.clone()).map_err(std::io::Error::other)?;
+    let profile: Profile = serde_json::from_str(p.get()).map_err(std::io::Error::other)?;
     let bounding = caps.map(|c| c.bounding.as_slice()).unwrap_or_default();
     Ok(Some(compile(&profile, bounding).map_err(std::io::Error::other)?))
 }

@@ -157,7 +157,7 @@ pub(super) fn create_with(
         }
         _ => {}
     }
-    let filter = crate::seccomp::compile_config(cfg.linux.seccomp.as_ref(), cfg.process.capabilities.as_ref())
+    let filter = crate::seccomp::compile_config(cfg.linux.seccomp.as_deref(), cfg.process.capabilities.as_ref())
         .map_err(|e| Error::msg(format!("seccomp profile: {e}")))?;
 
     let (cg_parent, cg_name) = cgroup_place(&cfg, &o.id)?;

@@ -423,7 +423,7 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32, Error> {
         (Some(_), false) => return Err(Error::msg("--console-socket given without a terminal (-t)")),
         (None, false) => None,
     };
-    let filter = crate::seccomp::compile_config(cfg.linux.seccomp.as_ref(), process.capabilities.as_ref())
+    let filter = crate::seccomp::compile_config(cfg.linux.seccomp.as_deref(), process.capabilities.as_ref())
         .map_err(|e| Error::msg(format!("seccomp profile: {e}")))?;
     let cgroup = open_cgroup(&s).ok();
     let pid_file = o.pid_file.as_deref().map(create::PidFile::open).transpose()?;
