@@ -46,6 +46,11 @@ pub struct MonitorSpec {
     /// on its stdin: `1` to go on, anything else (then a reason) or EOF to give up.
     #[serde(default)]
     pub network_gate: bool,
+    /// The container's seccomp filter as the daemon compiled it (see `seccomp::encode`):
+    /// it compiles each profile once, not every monitor. Absent: the monitor compiles
+    /// config.json's.
+    #[serde(default)]
+    pub seccomp_filter: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -243,7 +248,10 @@ fn run_inner(dir: &Path) -> io::Result<()> {
         },
     )?;
 
-    let filter = crate::seccomp::compile_config(cfg.linux.seccomp.as_deref(), cfg.process.capabilities.as_ref())?;
+    let filter = match &spec.seccomp_filter {
+        Some(f) => Some(crate::seccomp::decode(f).map_err(io::Error::other)?),
+        None => crate::seccomp::compile_config(cfg.linux.seccomp.as_deref(), cfg.process.capabilities.as_ref())?,
+    };
 
     // stdio: pipes, or a terminal the container creates in its own devpts and hands back
     // over the console socket.

@@ -1248,6 +1248,43 @@ fn emit_rule(out: &mut Vec<libc::sock_filter>, conds: &[Arg], r: u32) -> Result<
 // Install.
 // ---------------------------------------------------------------------------------------------
 
+/// A compiled filter as text, for a program that loads it without compiling the profile
+/// again (the daemon hands each monitor the program it compiled once for a profile).
+pub fn encode(filter: &[libc::sock_filter]) -> String {
+    use base64::Engine;
+    let mut bytes = Vec::with_capacity(filter.len() * 8);
+    for i in filter {
+        bytes.extend_from_slice(&i.code.to_le_bytes());
+        bytes.extend_from_slice(&[i.jt, i.jf]);
+        bytes.extend_from_slice(&i.k.to_le_bytes());
+    }
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The filter [`encode`] gave.
+pub fn decode(text: &str) -> Result<Vec<libc::sock_filter>, SeccompError> {
+    use base64::Engine;
+    let bad = |why: String| SeccompError::Invalid(format!("compiled seccomp filter: {why}"));
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| bad(e.to_string()))?;
+    if bytes.is_empty() || bytes.len() % 8 != 0 {
+        return Err(bad(format!(
+            "{} bytes is not a whole number of instructions",
+            bytes.len()
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| libc::sock_filter {
+            code: u16::from_le_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect())
+}
+
 /// Installs a compiled filter on the calling thread. Meant for a forked child right before
 /// `execve`: no allocation, only `seccomp(2)` (or `prctl` on kernels without it). The caller
 /// must already have set `PR_SET_NO_NEW_PRIVS` or hold `CAP_SYS_ADMIN`.
@@ -1704,6 +1741,19 @@ static SYSCALLS: &[(&str, libc::c_long)] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_compiled_filter_survives_its_text_form() {
+        let filter = compile(&default_profile(), &["CAP_CHOWN".to_string()]).unwrap();
+        assert_eq!(decode(&encode(&filter)).unwrap().len(), filter.len());
+        let back = decode(&encode(&filter)).unwrap();
+        assert!(back
+            .iter()
+            .zip(&filter)
+            .all(|(a, b)| (a.code, a.jt, a.jf, a.k) == (b.code, b.jt, b.jf, b.k)));
+        assert!(decode("AAAA").is_err(), "3 bytes are no instruction");
+        assert!(decode("not base64!").is_err());
+    }
     use std::time::{Duration, Instant};
 
     /// Docker's default bounding set.

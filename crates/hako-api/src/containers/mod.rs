@@ -68,6 +68,9 @@ pub struct Containers {
     spares: spares::Spares,
     /// The shared layer of mountpoints (see `init_layer`), if it could be made.
     init_layer: Option<PathBuf>,
+    /// Compiled seccomp filters by profile and bounding set: nearly every container has
+    /// Docker's default profile and capabilities, compiled once instead of per start.
+    seccomp_filters: Mutex<HashMap<String, String>>,
 }
 
 /// Prefix of a removed container's directory while it is being deleted.
@@ -103,6 +106,7 @@ impl Containers {
             map: Mutex::new(HashMap::new()),
             primer: primer::Primer::start(),
             spares: spares::Spares::start(root.join("spares")),
+            seccomp_filters: Mutex::new(HashMap::new()),
             init_layer: {
                 let dir = root.join("init-layer");
                 match init_layer::make(&dir) {
@@ -212,6 +216,27 @@ impl Containers {
             };
             let _ = std::fs::remove_dir_all(&gone);
         }
+    }
+
+    /// The seccomp filter of an OCI config (its `linux.seccomp` for its bounding set),
+    /// encoded for the monitor; None without a profile, or when it does not compile here
+    /// (the monitor then compiles it and reports why it cannot).
+    fn seccomp_filter(&self, spec: &Value) -> Option<String> {
+        let profile = spec.pointer("/linux/seccomp").filter(|p| !p.is_null())?;
+        let caps: Vec<String> = spec
+            .pointer("/process/capabilities/bounding")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|c| c.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        let key = format!("{}\n{}", profile, caps.join(","));
+        let mut cache = self.seccomp_filters.lock().unwrap(); // unwrap: see insert
+        if let Some(f) = cache.get(&key) {
+            return Some(f.clone());
+        }
+        let parsed = serde_json::from_value::<hako_runtime::seccomp::Profile>(profile.clone()).ok()?;
+        let filter = hako_runtime::seccomp::encode(&hako_runtime::seccomp::compile(&parsed, &caps).ok()?);
+        cache.insert(key, filter.clone());
+        Some(filter)
     }
 
     pub fn container_dir(&self, id: &str) -> PathBuf {
