@@ -279,25 +279,24 @@ impl Containers {
     /// Writes the record, on disk within a moment: for what the next start rebuilds if a
     /// crash loses it (a create, an exit: see `open`).
     pub fn save(&self, rec: &ContainerRecord) -> Result<(), ApiError> {
-        self.images
-            .meta()
-            .write_eventual(|t| {
-                t.put(meta::CONTAINERS, &rec.id, rec)?;
-                Ok::<_, hako_store::MetaError>(())
-            })
-            .map_err(|e| ApiError::internal(e.to_string()))
+        self.put_record(rec, false)
     }
 
     /// Writes the record and waits for the disk: for what nothing else remembers (a start's
     /// ports, a rename, a network connection).
     pub fn save_durable(&self, rec: &ContainerRecord) -> Result<(), ApiError> {
-        self.images
-            .meta()
-            .write(|t| {
-                t.put(meta::CONTAINERS, &rec.id, rec)?;
-                Ok::<_, hako_store::MetaError>(())
-            })
-            .map_err(|e| ApiError::internal(e.to_string()))
+        self.put_record(rec, true)
+    }
+
+    fn put_record(&self, rec: &ContainerRecord, durable: bool) -> Result<(), ApiError> {
+        let put = |t: &mut hako_store::meta::Txn| t.put(meta::CONTAINERS, &rec.id, rec);
+        let meta = self.images.meta();
+        if durable {
+            meta.write(put)
+        } else {
+            meta.write_eventual(put)
+        }
+        .map_err(|e| ApiError::internal(e.to_string()))
     }
 
     /// `POST /containers/create`.
