@@ -381,7 +381,12 @@ fn an_interrupted_build_leaves_no_container_or_mount() {
     while container_count(&d) > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(container_count(&d), 0, "the build's container outlived the client");
+    assert_eq!(
+        container_count(&d),
+        0,
+        "the build's container outlived the client; daemon log:\n{}",
+        d.log()
+    );
     assert!(common::mounts_under(&d.root()).is_empty());
     let tmp: Vec<_> = std::fs::read_dir(d.root().join("tmp"))
         .map(|r| r.flatten().map(|e| e.file_name()).collect())

@@ -49,10 +49,17 @@ pub async fn build(AxState(d): AxState<State>, RawQuery(q): RawQuery, body: Body
         hako_image::Reference::parse(t).map_err(|e| ApiError::bad_request(format!("invalid tag {t:?}: {e}")))?;
     }
     let quiet = flag(first(&pairs, "q"));
-    let reader = crate::bridge::body_reader(body);
-    let ctx = tokio::task::spawn_blocking(move || build::context::Context::receive(reader))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let mut reader = crate::bridge::body_reader(body);
+    let ctx = tokio::task::spawn_blocking(move || {
+        let ctx = build::context::Context::receive(&mut reader)?;
+        // What follows the archive's end (a tar writer pads to 10 KiB): read it, up to a
+        // bound, so the request is complete and the server sees the client go away while
+        // the build runs (an interrupted `build` must stop its RUN step).
+        let _ = std::io::copy(&mut std::io::Read::take(&mut reader, 1 << 20), &mut std::io::sink());
+        Ok::<_, ApiError>(ctx)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
     let ctx = std::sync::Arc::new(ctx);
     let (tx, mut rx) = mpsc::channel::<Progress>(256);
     let containers = d.containers.clone();
