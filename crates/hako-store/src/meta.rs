@@ -53,8 +53,8 @@ impl Drop for MetaStore {
     fn drop(&mut self) {
         let pending = {
             let mut st = self.flush.state.lock().unwrap_or_else(|p| p.into_inner());
-            st.1 = true;
-            std::mem::take(&mut st.0)
+            st.closed = true;
+            std::mem::take(&mut st.pending)
         };
         self.flush.wake.notify_one();
         if pending {
@@ -68,15 +68,15 @@ fn flusher(db: &Weak<redb::Database>, f: &FlushState) {
     loop {
         {
             let mut st = f.state.lock().unwrap_or_else(|p| p.into_inner());
-            while !st.0 && !st.1 {
+            while !st.pending && !st.closed {
                 st = f.wake.wait(st).unwrap_or_else(|p| p.into_inner());
             }
-            if st.1 {
+            if st.closed {
                 return;
             }
         }
         std::thread::sleep(FLUSH_AFTER);
-        f.state.lock().unwrap_or_else(|p| p.into_inner()).0 = false;
+        f.state.lock().unwrap_or_else(|p| p.into_inner()).pending = false;
         let Some(db) = db.upgrade() else { return };
         if let Err(e) = commit_durably(&db) {
             tracing::warn!("metadata database: making recent changes durable: {e}");
@@ -103,11 +103,18 @@ pub struct MetaStore {
     flush: Arc<FlushState>,
 }
 
-/// Whether eventual commits wait for a durable one, and whether the store is gone.
 #[derive(Default)]
 struct FlushState {
-    state: Mutex<(bool, bool)>,
+    state: Mutex<Flush>,
     wake: Condvar,
+}
+
+#[derive(Default)]
+struct Flush {
+    /// Eventual commits wait for a durable one.
+    pending: bool,
+    /// The store is gone: the flusher ends.
+    closed: bool,
 }
 
 impl MetaStore {
@@ -154,7 +161,7 @@ impl MetaStore {
     /// monitor state tell what became of it).
     pub fn write_eventual<R, E: From<MetaError>>(&self, f: impl FnOnce(&mut Txn) -> Result<R, E>) -> Result<R, E> {
         let r = self.write_with(redb::Durability::None, f)?;
-        self.flush.state.lock().unwrap_or_else(|p| p.into_inner()).0 = true;
+        self.flush.state.lock().unwrap_or_else(|p| p.into_inner()).pending = true;
         self.flush.wake.notify_one();
         Ok(r)
     }

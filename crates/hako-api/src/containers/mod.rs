@@ -198,10 +198,10 @@ impl Containers {
     /// that moment leaves a directory no record names, and perhaps a container its start
     /// began. Ends what runs there and removes the directory.
     fn purge_unrecorded(&self) {
-        let known: Vec<String> = self.map.lock().unwrap().keys().cloned().collect(); // unwrap: see insert
         for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
             let id = entry.file_name().to_string_lossy().into_owned();
-            if id.starts_with(REMOVING) || known.contains(&id) || !entry.path().is_dir() {
+            let known = self.map.lock().unwrap().contains_key(&id); // unwrap: see insert
+            if id.starts_with(REMOVING) || known || !entry.path().is_dir() {
                 continue;
             }
             tracing::info!(container = %id, "removing a container whose record was lost");
@@ -209,32 +209,46 @@ impl Containers {
                 let _ = cg.kill_all(libc::SIGKILL);
                 let _ = cg.remove();
             }
-            let aside = self.dir.join(format!("{REMOVING}{id}"));
-            let gone = match std::fs::rename(entry.path(), &aside) {
-                Ok(()) => aside,
-                Err(_) => entry.path(),
-            };
-            let _ = std::fs::remove_dir_all(&gone);
+            let _ = std::fs::remove_dir_all(self.set_aside(&id));
         }
     }
 
-    /// The seccomp filter of an OCI config (its `linux.seccomp` for its bounding set),
-    /// encoded for the monitor; None without a profile, or when it does not compile here
-    /// (the monitor then compiles it and reports why it cannot).
-    fn seccomp_filter(&self, spec: &Value) -> Option<String> {
-        let profile = spec.pointer("/linux/seccomp").filter(|p| !p.is_null())?;
+    /// Renames a container's directory out of the way of its ID (`.removing-<id>`, purged at
+    /// start) and returns where it now is, for its deletion.
+    fn set_aside(&self, id: &str) -> PathBuf {
+        let (dir, aside) = (self.container_dir(id), self.dir.join(format!("{REMOVING}{id}")));
+        match std::fs::rename(&dir, &aside) {
+            Ok(()) => aside,
+            Err(_) => dir,
+        }
+    }
+
+    /// The seccomp filter of an OCI config for its bounding set, encoded for the monitor;
+    /// None without a profile, or when it does not compile here (the monitor then compiles
+    /// it and reports why it cannot). `custom` is the user's profile (`--security-opt
+    /// seccomp=FILE`), None for Docker's default: the cache's key, so a start does not
+    /// serialize the whole default profile to find its program.
+    fn seccomp_filter(&self, custom: Option<&Value>, spec: &Value) -> Option<String> {
+        spec.pointer("/linux/seccomp").filter(|p| !p.is_null())?;
         let caps: Vec<String> = spec
             .pointer("/process/capabilities/bounding")
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(|c| c.as_str().map(String::from)).collect())
             .unwrap_or_default();
-        let key = format!("{}\n{}", profile, caps.join(","));
+        let key = format!(
+            "{}\n{}",
+            custom.map_or_else(|| "default".into(), Value::to_string),
+            caps.join(",")
+        );
         let mut cache = self.seccomp_filters.lock().unwrap(); // unwrap: see insert
         if let Some(f) = cache.get(&key) {
             return Some(f.clone());
         }
-        let parsed = serde_json::from_value::<hako_runtime::seccomp::Profile>(profile.clone()).ok()?;
-        let filter = hako_runtime::seccomp::encode(&hako_runtime::seccomp::compile(&parsed, &caps).ok()?);
+        let profile = match custom {
+            Some(p) => serde_json::from_value(p.clone()).ok()?,
+            None => hako_runtime::seccomp::default_profile(),
+        };
+        let filter = hako_runtime::seccomp::encode(&hako_runtime::seccomp::compile(&profile, &caps).ok()?);
         cache.insert(key, filter.clone());
         Some(filter)
     }
@@ -790,10 +804,8 @@ impl Containers {
     pub async fn restart(self: &Arc<Self>, name: &str, timeout: Option<i64>) -> Result<(), ApiError> {
         let e = self.get(name)?;
         e.restarting.store(true, Ordering::SeqCst);
+        // `stop` returns once the watcher has recorded the exit, which read the flag.
         let stopped = self.stop(name, timeout, None).await;
-        // The exit is recorded by the monitor's watcher: wait for it before the flag goes.
-        let mut rx = e.events.subscribe();
-        let _ = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|ev| !ev.running)).await;
         e.restarting.store(false, Ordering::SeqCst);
         stopped?;
         self.start(name).await.map(|_| ())
@@ -819,15 +831,10 @@ impl Containers {
         if self.map.lock().unwrap().remove(&id).is_none() {
             return Ok(()); // removed concurrently (auto-remove and rm -f)
         }
-        let dir = self.container_dir(&id);
-        // Set aside at once, deleted behind the answer: a container's upper dir can hold
+        // Set aside at once, emptied behind the answer: a container's upper dir can hold
         // gigabytes, and nothing reaches it under the new name (the daemon's start purges
         // what a stop left).
-        let aside = self.dir.join(format!("{REMOVING}{id}"));
-        let gone = match std::fs::rename(&dir, &aside) {
-            Ok(()) => aside,
-            Err(_) => dir,
-        };
+        let gone = self.set_aside(&id);
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.spares.recycle(&gone));
         // The record goes behind the answer too: its commit waits for the disk, and a

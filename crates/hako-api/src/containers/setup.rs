@@ -446,7 +446,7 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
         cgroup_name: format!("hako-{}", rec.id),
         console_size: console,
         network_gate: !rec.networks.is_empty(),
-        seccomp_filter: c.seccomp_filter(&spec),
+        seccomp_filter: c.seccomp_filter(input.seccomp.as_ref(), &spec),
     };
     fs::write(dir.join("monitor.json"), serde_json::to_vec(&mspec).expect("json"))
         .map_err(io_err("writing monitor.json"))?;

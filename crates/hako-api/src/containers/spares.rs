@@ -62,9 +62,7 @@ impl Spares {
         st.0.push(s);
         false
     }
-}
 
-impl Spares {
     /// Takes back the directory of a removed container as a skeleton when the pool has
     /// room, emptied of everything the container had (its layers' directories are made
     /// anew: a container can change their own attributes); else deletes it. Blocking.
