@@ -363,8 +363,21 @@ impl Networks {
                 .link_index(bridge)
                 .map_err(|e| format!("looking up bridge {bridge}: {e}"))?
                 .ok_or_else(|| format!("bridge {bridge} is missing: restart the daemon to make it again"))?;
-            host.add_veth(&ep.host_ifname, master, &ep.ifname, ns.as_fd(), ipam::mac_for(ep.ip))
-                .map_err(|e| format!("creating veth pair {} for bridge {bridge}: {e}", ep.host_ifname))?;
+            // A restart plumbs the same endpoint again, and the kernel deletes the last run's
+            // veth (its peer was in a namespace being torn down) a moment after that run
+            // ended: wait for it rather than fail.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+            loop {
+                match host.add_veth(&ep.host_ifname, master, &ep.ifname, ns.as_fd(), ipam::mac_for(ep.ip)) {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    r => {
+                        r.map_err(|e| format!("creating veth pair {} for bridge {bridge}: {e}", ep.host_ifname))?;
+                        break;
+                    }
+                }
+            }
         }
         let mut inside =
             Netlink::open_in(ns.as_fd()).map_err(|e| format!("opening rtnetlink in the container: {e}"))?;
