@@ -432,6 +432,11 @@ fn restart_keeps_a_container_started_with_rm() {
         .to_string();
     let started = || d.ok(&["inspect", "-f", "{{.State.StartedAt}}", &id]);
     let first = started();
+    // Its rootfs, thrown away with it, is an overlay mounted volatile.
+    let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", &id]).trim().to_string();
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let root = mounts.lines().find(|l| l.split(' ').nth(4) == Some("/")).unwrap();
+    assert!(root.contains(" overlay ") && root.contains("volatile"), "{root}");
     d.ok(&["restart", "-t", "2", &id]);
     // Still there, running again: its rootfs (an overlay mounted volatile, for --rm) mounted
     // a second time.
@@ -444,6 +449,40 @@ fn restart_keeps_a_container_started_with_rm() {
         assert!(std::time::Instant::now() < deadline, "not removed after its stop");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn mountpoints_come_from_the_shared_init_layer_not_the_containers_own() {
+    // busybox has no /etc/hostname, hosts or resolv.conf: without the init layer the init
+    // would make them in the container's upper layer, copying /etc up first.
+    let d = daemon();
+    let id = d
+        .ok(&[
+            "run",
+            "-d",
+            "-h",
+            "box",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /etc/hostname; sleep 30",
+        ])
+        .trim()
+        .to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while d.ok(&["logs", &id]).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no output");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(d.ok(&["logs", &id]), "box\n");
+    let upper = d.root().join("containers").join(&id).join("rootfs/upper");
+    let copied: Vec<_> = std::fs::read_dir(&upper)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(copied.is_empty(), "copied up into the container's layer: {copied:?}");
+    d.ok(&["rm", "-f", &id]);
 }
 
 #[test]
