@@ -207,13 +207,17 @@ impl Containers {
         } else {
             None
         };
+        // The sizes known now go into the pipe before the spawn: exec-init reads them
+        // once, at its start, to size the terminal before the command runs.
+        if let Some((_, w)) = &pipe {
+            let first = size.or_else(|| console_size(i.body.get("ConsoleSize")));
+            for s in [first, i.pending_size.take()].into_iter().flatten() {
+                send_size(w, s);
+            }
+        }
         let child = cmd.spawn().map_err(fail)?;
         if let Some((r, w)) = pipe {
             drop(r);
-            let first = size.or_else(|| console_size(i.body.get("ConsoleSize")));
-            for s in [first, i.pending_size.take()].into_iter().flatten() {
-                send_size(&w, s);
-            }
             i.resize = Some(Arc::new(w));
         }
         i.running = true;
