@@ -18,4 +18,5 @@ pub mod reaper;
 pub mod seccomp;
 pub mod signals;
 pub mod spec;
+pub mod spread;
 pub mod user;

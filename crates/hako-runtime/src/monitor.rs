@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::init;
+use crate::spread::Spread;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MonitorSpec {
@@ -205,13 +206,21 @@ fn notify(note: u8) {
     }
 }
 
-/// The container's cgroup, with the init in it.
-fn place(spec: &MonitorSpec, pid: i32) -> io::Result<Option<crate::cgroups::Cgroup>> {
-    let Some(res) = &spec.cgroup else { return Ok(None) };
+/// The container's cgroup, with the init in it (and its own affinity back first).
+fn place(spec: &MonitorSpec, pid: i32, spread: Option<Spread>) -> io::Result<Option<crate::cgroups::Cgroup>> {
+    let Some(res) = &spec.cgroup else {
+        if let Some(s) = spread {
+            s.restore();
+        }
+        return Ok(None);
+    };
     // Once more on failure: a stopping daemon may have just removed the shared parent.
     let cg = crate::cgroups::Cgroup::create(None, &spec.cgroup_name, res)
         .or_else(|_| crate::cgroups::Cgroup::create(None, &spec.cgroup_name, res))
         .map_err(io::Error::other)?;
+    if let Some(s) = spread {
+        s.restore();
+    }
     if let Err(e) = cg.add_task(pid) {
         remove_cgroup(&cg);
         return Err(io::Error::other(e));
@@ -367,6 +376,7 @@ fn run_inner(dir: &Path) -> io::Result<()> {
         // SAFETY: leaving the child without running the parent's destructors.
         unsafe { libc::_exit(code) };
     }
+    let spread = Spread::away_from_me(pid);
     drop(sync_r);
     drop(err_w);
     drop(child_in);
@@ -386,7 +396,7 @@ fn run_inner(dir: &Path) -> io::Result<()> {
     if spec.network_gate {
         announce_network(pid);
     }
-    let cgroup = place(&spec, pid).inspect_err(|_| kill_init())?;
+    let cgroup = place(&spec, pid, spread).inspect_err(|_| kill_init())?;
     if spec.network_gate {
         if let Err(e) = await_network() {
             kill_init();

@@ -271,6 +271,7 @@ pub(super) fn create_with(
         unsafe { libc::_exit(e.code) };
     }
     cleanup.child = Some(pid);
+    let spread = crate::spread::Spread::away_from_me(pid);
     drop(sync_r);
     drop(status_w);
     drop(console);
@@ -278,6 +279,9 @@ pub(super) fn create_with(
     // work at once); the init waits for it only where it matters (see `OciStages`).
     let cgroup = Cgroup::create(saved.cgroup_parent.as_deref(), &saved.cgroup_name, &res)
         .map_err(|e| Error::msg(format!("creating the container's cgroup: {e}")))?;
+    if let Some(s) = spread {
+        s.restore();
+    }
     let placed = cgroup.add_task(pid);
     cleanup.cgroup = Some(cgroup);
     let mut status = File::from(status_r);
