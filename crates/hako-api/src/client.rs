@@ -13,7 +13,6 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
-use tokio::sync::OnceCell;
 
 use crate::error::ApiError;
 use crate::version;
@@ -36,7 +35,8 @@ pub enum ClientError {
 pub struct Client {
     socket: PathBuf,
     host: String,
-    version: OnceCell<String>,
+    /// `/vX.Y` when the user pinned a version, else empty: see [`Client::new`].
+    prefix: String,
 }
 
 pub fn empty() -> ReqBody {
@@ -62,8 +62,11 @@ pub fn reader_body<R: tokio::io::AsyncRead + Send + Sync + 'static>(r: R) -> Req
 }
 
 impl Client {
-    /// `unix:///run/hako/hako.sock` or a bare path.
-    pub fn new(host: &str) -> Result<Client, ClientError> {
+    /// `unix:///run/hako/hako.sock` or a bare path. Requests go unversioned, which the
+    /// Engine API serves as the daemon's own version (hakod's and dockerd's alike), so no
+    /// `/_ping` round trip precedes a command to learn the daemon's; `api_version` (from
+    /// `HAKO_API_VERSION` or `DOCKER_API_VERSION`, as the docker CLI takes it) pins one.
+    pub fn new(host: &str, api_version: Option<&str>) -> Result<Client, ClientError> {
         let path = match host.strip_prefix("unix://") {
             Some(p) => p,
             None if host.starts_with('/') => host,
@@ -73,10 +76,20 @@ impl Client {
                 )))
             }
         };
+        let prefix = match api_version.filter(|v| !v.is_empty()) {
+            Some(v) if version::parse(v).is_some() => format!("/v{v}"),
+            Some(v) => {
+                return Err(ClientError::Protocol(format!(
+                    "invalid API version {v:?}: give it as MAJOR.MINOR, e.g. {}",
+                    version::MAX_API_VERSION
+                )))
+            }
+            None => String::new(),
+        };
         Ok(Client {
             socket: PathBuf::from(path),
             host: format!("unix://{path}"),
-            version: OnceCell::new(),
+            prefix,
         })
     }
 
@@ -98,27 +111,7 @@ impl Client {
             .map_err(|e| ClientError::Protocol(format!("request to {} failed: {e}", self.host)))
     }
 
-    /// The API version to use: the lower of ours and the daemon's (from `/_ping`).
-    pub async fn api_version(&self) -> Result<&str, ClientError> {
-        self.version
-            .get_or_try_init(|| async {
-                let req = Request::head("/_ping")
-                    .header("Host", "hako")
-                    .body(empty())
-                    .expect("static request");
-                let resp = self.send(req).await?;
-                let daemon = resp
-                    .headers()
-                    .get("Api-Version")
-                    .and_then(|v| v.to_str().ok())
-                    .map(String::from);
-                Ok::<_, ClientError>(version::negotiate(version::MAX_API_VERSION, daemon.as_deref()))
-            })
-            .await
-            .map(String::as_str)
-    }
-
-    /// Sends a request to `/v{version}{path}`; a non-2xx answer becomes [`ClientError::Api`].
+    /// Sends a request to `{prefix}{path}`; a non-2xx answer becomes [`ClientError::Api`].
     pub async fn request(
         &self,
         method: Method,
@@ -138,10 +131,9 @@ impl Client {
         content_type: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Result<Response<Incoming>, ClientError> {
-        let v = self.api_version().await?.to_string();
         let mut b = Request::builder()
             .method(method)
-            .uri(format!("/v{v}{path}"))
+            .uri(format!("{}{path}", self.prefix))
             .header("Host", "hako");
         if let Some(ct) = content_type {
             b = b.header("Content-Type", ct);
@@ -168,7 +160,6 @@ impl Client {
         path: &str,
         body: ReqBody,
     ) -> Result<TokioIo<hyper::upgrade::Upgraded>, ClientError> {
-        let v = self.api_version().await?.to_string();
         let stream = UnixStream::connect(&self.socket)
             .await
             .map_err(|_| ClientError::Connect {
@@ -182,7 +173,7 @@ impl Client {
         });
         let req = Request::builder()
             .method(method)
-            .uri(format!("/v{v}{path}"))
+            .uri(format!("{}{path}", self.prefix))
             .header("Host", "hako")
             .header("Connection", "Upgrade")
             .header("Upgrade", "tcp")
@@ -342,4 +333,62 @@ fn resolve_location(base: &http::Uri, loc: &str) -> Option<http::Uri> {
         format!("/{loc}")
     };
     format!("{scheme}://{authority}{path}").parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Serves `n` connections on a fresh socket, answering `{}` to each; gives the request
+    /// lines seen, in order.
+    async fn requests_seen(api_version: Option<&str>, paths: &[&str]) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("api.sock");
+        let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+        let n = paths.len();
+        let server = tokio::spawn(async move {
+            let mut lines = Vec::new();
+            for _ in 0..n {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    let mut b = [0u8; 1];
+                    if s.read(&mut b).await.unwrap() == 0 {
+                        break;
+                    }
+                    head.push(b[0]);
+                }
+                let text = String::from_utf8_lossy(&head).to_string();
+                lines.push(text.lines().next().unwrap_or("").to_string());
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+                    .await
+                    .unwrap();
+            }
+            lines
+        });
+        let c = Client::new(&format!("unix://{}", sock.display()), api_version).unwrap();
+        for p in paths {
+            let _: serde_json::Value = c.get_json(p).await.unwrap();
+        }
+        server.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn requests_go_unversioned_with_no_ping_first() {
+        assert_eq!(
+            requests_seen(None, &["/version", "/containers/json"]).await,
+            ["GET /version HTTP/1.1", "GET /containers/json HTTP/1.1"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pinned_version_prefixes_every_path() {
+        assert_eq!(
+            requests_seen(Some("1.41"), &["/version"]).await,
+            ["GET /v1.41/version HTTP/1.1"]
+        );
+        let err = Client::new("unix:///nowhere.sock", Some("one.forty")).err().unwrap();
+        assert!(err.to_string().contains("MAJOR.MINOR"), "{err}");
+    }
 }

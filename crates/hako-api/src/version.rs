@@ -37,15 +37,6 @@ pub fn check(v: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The version a client uses after `/_ping` told it the daemon's: the lower of the two.
-pub fn negotiate(client: &str, daemon: Option<&str>) -> String {
-    match daemon.and_then(|d| Some((d, parse(d)?))) {
-        Some((d, dv)) if parse(client).map(|c| dv < c).unwrap_or(false) => d.to_string(),
-        Some(_) => client.to_string(),
-        None => "1.24".to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,8 +49,5 @@ mod tests {
         assert!(check("1.41").is_ok());
         assert!(check("1.99").unwrap_err().contains("too new"));
         assert!(check("1.12").unwrap_err().contains("too old"));
-        assert_eq!(negotiate("1.50", Some("1.41")), "1.41");
-        assert_eq!(negotiate("1.41", Some("1.50")), "1.41");
-        assert_eq!(negotiate("1.50", None), "1.24");
     }
 }

@@ -531,25 +531,19 @@ pub async fn run(c: &Client, a: RunArgs) -> anyhow::Result<u8> {
         println!("{id}");
         return Ok(0);
     }
-    // Attach before start, so no output is missed; then wait, then start.
+    // Attach and wait before start, so no output and no exit is missed: both at once, each
+    // on its own connection, as neither depends on the other.
     let attach_path = format!(
         "/containers/{id}/attach?stream=1&stdout=1&stderr=1&stdin={}",
         ca.interactive as u8
     );
-    let conn = c
-        .hijack(Method::POST, &attach_path, empty())
-        .await
-        .map_err(|e| daemon_error(e.into()))?;
     let condition = if ca.rm { "removed" } else { "next-exit" };
-    let wait = c
-        .request(
-            Method::POST,
-            &format!("/containers/{id}/wait?condition={condition}"),
-            empty(),
-            None,
-        )
-        .await
-        .map_err(|e| daemon_error(e.into()))?;
+    let wait_path = format!("/containers/{id}/wait?condition={condition}");
+    let (conn, wait) = tokio::try_join!(
+        c.hijack(Method::POST, &attach_path, empty()),
+        c.request(Method::POST, &wait_path, empty(), None)
+    )
+    .map_err(|e| daemon_error(e.into()))?;
     let wait_task = tokio::spawn(async move { read_json::<Value>(wait).await });
     if let Err(e) = c
         .request(Method::POST, &format!("/containers/{id}/start"), empty(), None)
@@ -605,24 +599,15 @@ pub async fn start(c: &Client, a: StartArgs) -> anyhow::Result<u8> {
         let name = &a.containers[0];
         let info: Value = c.get_json(&format!("/containers/{name}/json")).await?;
         let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
-        let conn = c
-            .hijack(
-                Method::POST,
-                &format!(
-                    "/containers/{name}/attach?stream=1&stdout=1&stderr=1&stdin={}",
-                    a.interactive as u8
-                ),
-                empty(),
-            )
-            .await?;
-        let wait = c
-            .request(
-                Method::POST,
-                &format!("/containers/{name}/wait?condition=next-exit"),
-                empty(),
-                None,
-            )
-            .await?;
+        let attach_path = format!(
+            "/containers/{name}/attach?stream=1&stdout=1&stderr=1&stdin={}",
+            a.interactive as u8
+        );
+        let wait_path = format!("/containers/{name}/wait?condition=next-exit");
+        let (conn, wait) = tokio::try_join!(
+            c.hijack(Method::POST, &attach_path, empty()),
+            c.request(Method::POST, &wait_path, empty(), None)
+        )?;
         c.request(Method::POST, &format!("/containers/{name}/start"), empty(), None)
             .await?;
         let (rd, mut wr) = tokio::io::split(conn);

@@ -151,7 +151,10 @@ pub async fn run(cli: Cli) -> Result<u8, anyhow::Error> {
     if let Cmd::Daemon(args) = cli.cmd {
         return crate::daemon::run(args).await.map(|_| 0);
     }
-    let client = Client::new(&cli.host)?;
+    let pinned = std::env::var("HAKO_API_VERSION")
+        .or_else(|_| std::env::var("DOCKER_API_VERSION"))
+        .ok();
+    let client = Client::new(&cli.host, pinned.as_deref())?;
     match cli.cmd {
         Cmd::Daemon(_) => unreachable!("handled above"),
         Cmd::Run(a) => return containers::run(&client, a).await,
