@@ -94,6 +94,10 @@ pub trait Stages {
     fn before_mount(&mut self, _m: &Mount) -> Result<(), InitError> {
         Ok(())
     }
+    /// Whether [`Stages::before_mount`] would wait for the cgroup before `m`.
+    fn waits_before(&self, _m: &Mount) -> bool {
+        false
+    }
     /// The rootfs and its mounts are ready, pivot_root comes next.
     fn before_pivot(&mut self) -> Result<(), InitError> {
         Ok(())
@@ -156,10 +160,15 @@ impl<'a> CgroupGate<'a> {
     /// where the init is: without one, the mount shows the hierarchy from its root either
     /// way, and it is made while the runtime still works on the cgroup.
     pub fn before_mount(&mut self, m: &Mount) -> Result<(), InitError> {
-        if self.new_ns && matches!(m.kind.as_deref(), Some("cgroup" | "cgroup2")) {
+        if self.waits_before(m) {
             self.wait()?;
         }
         Ok(())
+    }
+
+    /// For [`Stages::waits_before`].
+    pub fn waits_before(&self, m: &Mount) -> bool {
+        self.new_ns && !self.passed && matches!(m.kind.as_deref(), Some("cgroup" | "cgroup2"))
     }
 }
 
@@ -167,6 +176,9 @@ impl<'a> CgroupGate<'a> {
 impl Stages for CgroupGate<'_> {
     fn before_mount(&mut self, m: &Mount) -> Result<(), InitError> {
         CgroupGate::before_mount(self, m)
+    }
+    fn waits_before(&self, m: &Mount) -> bool {
+        CgroupGate::waits_before(self, m)
     }
     fn before_pivot(&mut self) -> Result<(), InitError> {
         self.wait()
@@ -222,7 +234,20 @@ fn setup(
         Mode::empty(),
     )
     .map_err(|e| fail("opening rootfs", e))?;
+    // A mount that waits for the cgroup (a cgroup filesystem seen from a new cgroup
+    // namespace) goes after the others, and with it every mount over, under or onto it, so
+    // those keep their order: the init makes the rest while its cgroup is still being made.
+    let mut later: Vec<&Mount> = Vec::new();
     for m in &cfg.mounts {
+        if stages.waits_before(m) || later.iter().any(|l| nested(&l.destination, &m.destination)) {
+            later.push(m);
+            continue;
+        }
+        stages.before_mount(m)?;
+        do_mount(&root_fd, m, cfg.has_namespace("cgroup"))
+            .map_err(|e| fail(format!("mounting {}", m.destination), e))?;
+    }
+    for m in later {
         stages.before_mount(m)?;
         do_mount(&root_fd, m, cfg.has_namespace("cgroup"))
             .map_err(|e| fail(format!("mounting {}", m.destination), e))?;
@@ -278,6 +303,12 @@ fn setup(
         crate::reaper::split()?;
     }
     become_process(p, seccomp, stages.preserved_fds())
+}
+
+/// Whether one mount destination lies within the other (or is it).
+fn nested(a: &str, b: &str) -> bool {
+    let (a, b) = (Path::new(a), Path::new(b));
+    a.starts_with(b) || b.starts_with(a)
 }
 
 /// The last steps of any process entering a container (the init, or an exec): seccomp,

@@ -297,6 +297,61 @@ fn without_a_cgroup_namespace_the_host_hierarchies_are_read_only() {
     assert!(cgroup_dirs(&id).is_empty());
 }
 
+/// With a cgroup namespace the cgroup filesystem waits for the cgroup and is mounted after
+/// the other mounts; what goes over it stays over it, and the namespace is rooted at the
+/// container's own cgroup.
+#[test]
+fn a_cgroup_mount_waits_for_the_cgroup_and_keeps_its_order() {
+    let b = Bundle::new();
+    let id = format!("hako-rt-cgns-{}", std::process::id());
+    b.config(|v| {
+        let mounts = v["mounts"].as_array_mut().unwrap();
+        let at = mounts
+            .iter()
+            .position(|m| m["type"] == "cgroup")
+            .expect("runc's spec mounts the cgroup filesystem");
+        // Over it, right after it (it hides the cgroup filesystem as long as the order is
+        // kept), and an unrelated mount after both.
+        mounts.insert(
+            at + 1,
+            json!({"destination": "/sys/fs/cgroup", "type": "tmpfs", "source": "tmpfs", "options": ["size=64k"]}),
+        );
+        mounts.push(json!({"destination": "/mnt", "type": "tmpfs", "source": "tmpfs", "options": ["size=64k"]}));
+        v["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "grep -E ' /(sys/fs/cgroup[^ ]*|mnt) ' /proc/self/mountinfo; echo ===; ls -A /sys/fs/cgroup; echo ===; cat /proc/self/cgroup"
+        ]);
+    });
+    let o = b.rt(&["run", "--bundle", b.bundle().to_str().unwrap(), &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let parts: Vec<&str> = out.split("===\n").collect();
+    assert_eq!(parts.len(), 3, "{out}");
+    let mounts: Vec<&str> = parts[0].lines().collect();
+    // Mount order is mountinfo's: /mnt's first (listed after the cgroup mount in config.json,
+    // it did not wait for the cgroup), then the cgroup filesystems, then the tmpfs over them
+    // (the 64k one).
+    let first_cgroup = mounts
+        .iter()
+        .position(|l| l.contains(" /sys/fs/cgroup"))
+        .expect("cgroup mounts");
+    let cgroupfs = mounts
+        .iter()
+        .rposition(|l| l.contains(" - cgroup"))
+        .expect("a cgroup mount");
+    let over = mounts
+        .iter()
+        .position(|l| l.contains(" /sys/fs/cgroup ") && l.contains("size=64k"))
+        .expect("the tmpfs over /sys/fs/cgroup");
+    let mnt = mounts.iter().position(|l| l.contains(" /mnt ")).expect("/mnt");
+    assert!(mnt < first_cgroup && cgroupfs < over, "{out}");
+    assert_eq!(parts[1], "", "the tmpfs no longer covers the cgroup filesystem: {out}");
+    // Each hierarchy seen from the container's own cgroup.
+    assert!(parts[2].lines().all(|l| l.ends_with(":/")), "{out}");
+    assert!(cgroup_dirs(&id).is_empty());
+}
+
 #[test]
 fn hooks_run_at_their_stages_with_the_state() {
     let b = Bundle::new();

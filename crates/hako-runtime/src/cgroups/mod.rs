@@ -957,21 +957,24 @@ fn subdirs(controller: &str, dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
 pub(crate) fn mkdir(controller: &str, dir: &Path, must_be_new: bool) -> Result<bool, CgroupError> {
     match fs::create_dir(dir) {
         Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            if must_be_new {
-                Err(CgroupError::Exists {
-                    controller: controller.to_string(),
-                    path: dir.to_path_buf(),
-                })
-            } else {
-                Ok(false)
-            }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !must_be_new => Ok(false),
+        Err(e) => Err(mkdir_error(controller, dir, e)),
+    }
+}
+
+/// A failed mkdir of `dir` as a cgroup error (an existing one is its own case).
+pub(crate) fn mkdir_error(controller: &str, dir: &Path, err: io::Error) -> CgroupError {
+    if err.kind() == io::ErrorKind::AlreadyExists {
+        CgroupError::Exists {
+            controller: controller.to_string(),
+            path: dir.to_path_buf(),
         }
-        Err(err) => Err(CgroupError::Create {
+    } else {
+        CgroupError::Create {
             controller: controller.to_string(),
             path: dir.to_path_buf(),
             err,
-        }),
+        }
     }
 }
 

@@ -15,13 +15,13 @@
 //! - devices: `a` to `devices.deny` or `devices.allow` is refused (EINVAL) once the cgroup
 //!   has children, so device rules are written when the container's cgroup is new.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{
-    keyed, kill_frozen, mkdir, pids_max_value, procs_recursive, read_file, read_opt, read_u64_or_zero, remove_tree,
-    v1_device_writes, write_error, write_file, CgroupError, CgroupManager, Host, Layout, Resources, Stats,
+    keyed, kill_frozen, mkdir, mkdir_error, pids_max_value, procs_recursive, read_file, read_opt, read_u64_or_zero,
+    remove_tree, v1_device_writes, write_error, write_file, CgroupError, CgroupManager, Host, Layout, Resources, Stats,
     FREEZE_TIMEOUT,
 };
 
@@ -74,6 +74,23 @@ fn create_chain(
     comps: &[std::ffi::OsString],
     cpuset: bool,
 ) -> Result<PathBuf, CgroupError> {
+    // The parents usually exist (the daemon's own, held while it runs; a runtime caller's
+    // cgroup): the leaf alone then, and the walk below only when one is missing.
+    let leaf = comps.iter().fold(base.clone(), |d, c| d.join(c));
+    match std::fs::create_dir(&leaf) {
+        Ok(()) => {
+            if cpuset {
+                let parent = leaf.parent().unwrap_or(&base);
+                if let Err(e) = init_cpuset(label, parent, &leaf) {
+                    let _ = remove_tree(label, &leaf);
+                    return Err(e);
+                }
+            }
+            return Ok(leaf);
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound && comps.len() > 1 => {}
+        Err(e) => return Err(mkdir_error(label, &leaf, e)),
+    }
     let mut dir = base;
     for (i, c) in comps.iter().enumerate() {
         let parent = dir.clone();

@@ -468,6 +468,10 @@ impl Stages for OciStages<'_> {
         self.gate.before_mount(m)
     }
 
+    fn waits_before(&self, m: &crate::config::Mount) -> bool {
+        self.gate.waits_before(m)
+    }
+
     fn before_pivot(&mut self) -> Result<(), InitError> {
         // Hooks find the container in its cgroup; without hooks (or a cgroup namespace, which
         // the gate enters) the init goes on to pivot and mask while the runtime still makes
