@@ -3,8 +3,9 @@
 #   hako run   vs   podman run (crun, runc)   vs   the OCI runtimes alone on a bundle (hako runtime,
 #   crun, runc, youki if installed)   vs   unshare of the same namespaces (the floor).
 # Then the idle RSS of hako's daemon and of one container monitor.
-# Env: HAKO (binary), RUNS (default 30), ROUNDS (default 5: hako-runtime and crun alternate
-# in rounds of RUNS/ROUNDS runs each), SKIP_HAKO=1, TMPDIR (default /var/tmp).
+# Env: HAKO (binary), RUNS (default 30), ROUNDS (default 5: hako run and podman run with crun
+# alternate in rounds of RUNS/ROUNDS runs each, as do hako-runtime and crun), SKIP_HAKO=1,
+# TMPDIR (default /var/tmp).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -66,10 +67,16 @@ hugetlb_release() {
   return 0
 }
 hugetlb_on_v2() { awk '$1 == "hugetlb" { f = ($2 == 0) } END { exit !f }' /proc/cgroups; }
+stop_hako() {
+  [ -n "$HAKO_PID" ] || return 0
+  kill -TERM "$HAKO_PID" 2>/dev/null
+  wait "$HAKO_PID" 2>/dev/null
+  HAKO_PID=''
+}
 cleanup() {
   set +e
   [ -n "$MON_CID" ] && $HAKOC rm -f "$MON_CID" >/dev/null 2>&1
-  if [ -n "$HAKO_PID" ]; then kill -TERM "$HAKO_PID" 2>/dev/null; wait "$HAKO_PID" 2>/dev/null; fi
+  stop_hako
   for rt in crun runc youki; do   # a run interrupted mid-way may leave its container behind
     [ -d "$TMP/$rt-state" ] && "$rt" --root "$TMP/$rt-state" delete -f "$ID" >/dev/null 2>&1
   done
@@ -131,12 +138,34 @@ bench_runtime() {
 }
 rss_mib() { awk '/^VmRSS:/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$1/status"; }
 
-# hako run first, before hugetlb may be moved to a v1 hierarchy below: it runs on the host's
-# own layout
+bench floor "unshare -m -p -n -u -i --fork true"
+bench_runtime runc
+PODMAN_USED=1
+$PODMAN import -q --change 'CMD ["sh"]' "$TARBALL" localhost/busybox:latest >/dev/null
+bench podman-runc "$PODMAN --runtime runc run --rm --network none busybox true"
+
+# crun 1.8.1 refuses the hybrid layout while cgroup2 holds a controller (hugetlb here): move
+# hugetlb to a v1 hierarchy for the runs below (crun's, and hako's beside them: one hierarchy
+# more for hako to place each container in), and give it back at the end. hako's daemon starts
+# after the move, so that it knows the hierarchy and removes its cgroups there when it stops.
+if ! awk '$3 == "cgroup" && $4 ~ /(^|,)hugetlb(,|$)/ { f=1 } END { exit !f }' /proc/self/mounts; then
+  [ -d "$HUGETLB" ] || { mkdir "$HUGETLB"; HUGETLB_MKDIR=1; }
+  mount -t cgroup -o hugetlb cgroup "$HUGETLB"
+  HUGETLB_MOUNTED=1
+fi
 if [ "$SKIP_HAKO" != 1 ]; then
   start_hako
   HAKO=$HAKO HAKO_HOST=unix://$TMP/hako.sock "$REPO_ROOT/scripts/images.sh" --only busybox >/dev/null
-  bench hako "$HAKOC run --rm --network none busybox true"
+fi
+# hako and its peer in alternating rounds, here and for the runtimes below: a busy moment of
+# the machine (this VM's speed drifts by half within minutes) falls on both alike, and each
+# median is taken over all of its rounds.
+per_round=$(((RUNS + ROUNDS - 1) / ROUNDS))
+for ((r = 0; r < ROUNDS; r++)); do
+  [ "$SKIP_HAKO" = 1 ] || bench hako "$HAKOC run --rm --network none busybox true" "" "$per_round"
+  bench podman-crun "$PODMAN --runtime crun run --rm --network none busybox true" "" "$per_round"
+done
+if [ "$SKIP_HAKO" != 1 ]; then
   sleep 1   # let it settle: the figure is for an idle daemon that has served the runs
   DAEMON_RSS=$(rss_mib "$HAKO_PID")
   # one retry: hako's starts still fail now and then (counted above for the timed runs)
@@ -149,31 +178,13 @@ if [ "$SKIP_HAKO" != 1 ]; then
   MONITOR_RSS=$(rss_mib "$MON_PID")
   $HAKOC rm -f "$MON_CID" >/dev/null && MON_CID=
 fi
-
-bench floor "unshare -m -p -n -u -i --fork true"
-bench_runtime runc
-PODMAN_USED=1
-$PODMAN import -q --change 'CMD ["sh"]' "$TARBALL" localhost/busybox:latest >/dev/null
-bench podman-runc "$PODMAN --runtime runc run --rm --network none busybox true"
-
-# crun 1.8.1 refuses the hybrid layout while cgroup2 holds a controller (hugetlb here): move
-# hugetlb to a v1 hierarchy for the runs below only (crun's, and hako-runtime's beside them),
-# and give it back right after.
-if ! awk '$3 == "cgroup" && $4 ~ /(^|,)hugetlb(,|$)/ { f=1 } END { exit !f }' /proc/self/mounts; then
-  [ -d "$HUGETLB" ] || { mkdir "$HUGETLB"; HUGETLB_MKDIR=1; }
-  mount -t cgroup -o hugetlb cgroup "$HUGETLB"
-  HUGETLB_MOUNTED=1
-fi
-bench podman-crun "$PODMAN --runtime crun run --rm --network none busybox true"
-# hako-runtime and crun in alternating rounds, on the same cgroup layout: a busy moment of
-# the machine falls on both alike, and each median is taken over all of its rounds.
-per_round=$(((RUNS + ROUNDS - 1) / ROUNDS))
 for ((r = 0; r < ROUNDS; r++)); do
   [ "$SKIP_HAKO" = 1 ] || bench_runtime hako-runtime "$RUNTIME_BIN" "$per_round"
   bench_runtime crun crun "$per_round"
 done
 [ -n "$YOUKI" ] && bench_runtime youki
 podman_release
+stop_hako   # its cgroups leave the hugetlb hierarchy with it
 hugetlb_release
 
 # ---- report ----
