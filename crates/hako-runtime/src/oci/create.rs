@@ -117,7 +117,7 @@ pub(super) fn create_with(
         .create(root)
         .map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
     let dir = state::dir(root, &o.id);
-    match fs::DirBuilder::new().mode(0o700).create(&dir) {
+    match state::make_dir(root, &o.id) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             return Err(Error::msg(format!("container with id exists: {}", o.id)))

@@ -1,6 +1,7 @@
 //! What the standalone runtime remembers of a container between commands: one directory per
 //! container under the runtime root (`/run/hako-runtime` by default, `--root` otherwise),
-//! holding `state.json` and, until `start`, the `exec.fifo` the init waits on.
+//! holding `state.json` and, until `start`, the `exec.fifo` the init waits on; and the
+//! emptied directory of the last container deleted, kept for the next one ([`SPARE`]).
 
 use std::collections::HashMap;
 use std::fs;
@@ -13,6 +14,11 @@ use super::Error;
 
 pub const DEFAULT_ROOT: &str = "/run/hako-runtime";
 pub const FIFO: &str = "exec.fifo";
+/// A deleted container's emptied directory, renamed here for the next create to rename into
+/// place, under a name no id can take ('#' is not in an id's alphabet). On ext4 mounted with
+/// `discard`, an rmdir frees the directory's block and discards it there and then (0.15 ms
+/// of a 3 ms `run` here) and the next mkdir allocates one again; renames do neither.
+const SPARE: &str = "#spare";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Saved {
@@ -72,12 +78,37 @@ pub fn dir(root: &Path, id: &str) -> PathBuf {
     root.join(id)
 }
 
-/// Removes a container's state directory: its state file, then the directory, with a walk
-/// of whatever else is there only when needed (the fifo of a container never started).
+/// Makes container `id`'s directory (mode 0700): the spare one if there is one, else a new
+/// one. An existing directory for `id` is an `AlreadyExists` error either way.
+pub fn make_dir(root: &Path, id: &str) -> io::Result<()> {
+    let d = dir(root, id);
+    match rename_noreplace(&root.join(SPARE), &d) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(e),
+        // No spare (or another create took it a moment ago).
+        Err(_) => {}
+    }
+    std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700).create(&d)
+}
+
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE).map_err(io::Error::from)
+}
+
+/// Removes a container's state directory: its state file, then the directory (kept as the
+/// spare when it is empty and there is none yet), with a walk of whatever else is there
+/// only when needed (the fifo of a container never started).
 pub fn remove(dir: &Path) -> io::Result<()> {
     match fs::remove_file(dir.join("state.json")) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
+    }
+    let empty = fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none());
+    if let Some(spare) = dir.parent().map(|root| root.join(SPARE)).filter(|_| empty) {
+        if rename_noreplace(dir, &spare).is_ok() {
+            return Ok(());
+        }
     }
     match fs::remove_dir(dir) {
         Ok(()) => Ok(()),
@@ -167,6 +198,42 @@ impl Saved {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deleted_containers_empty_directory_serves_the_next_one() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        make_dir(r, "one").unwrap();
+        fs::write(dir(r, "one").join("state.json"), "{}").unwrap();
+        remove(&dir(r, "one")).unwrap();
+        assert!(!dir(r, "one").exists());
+        assert!(r.join(SPARE).is_dir(), "kept as the spare");
+        // An existing id is refused even with a spare there, which stays.
+        make_dir(r, "two").unwrap();
+        assert!(!r.join(SPARE).exists(), "the spare became two's directory");
+        make_dir(r, "three").unwrap();
+        remove(&dir(r, "three")).unwrap();
+        let e = make_dir(r, "two").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert!(r.join(SPARE).is_dir());
+        // A spare is there already: the next one goes.
+        fs::write(dir(r, "two").join("state.json"), "{}").unwrap();
+        remove(&dir(r, "two")).unwrap();
+        assert!(!dir(r, "two").exists());
+        // A directory left with something else in it is removed, not kept.
+        fs::remove_dir(r.join(SPARE)).unwrap();
+        make_dir(r, "four").unwrap();
+        fs::write(dir(r, "four").join(FIFO), "").unwrap();
+        remove(&dir(r, "four")).unwrap();
+        assert!(!dir(r, "four").exists() && !r.join(SPARE).exists());
+        // Only containers are listed.
+        make_dir(r, "five").unwrap();
+        remove(&dir(r, "five")).unwrap();
+        assert!(r.join(SPARE).is_dir());
+        assert!(super::super::list(r).unwrap().is_empty());
+        let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(r.join(SPARE)).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o700);
+    }
 
     #[test]
     fn ids() {
