@@ -1025,6 +1025,129 @@ fn named_and_anonymous_volumes() {
 }
 
 #[test]
+fn disk_usage_info_filters_and_prunes_count_what_is_there() {
+    let d = daemon();
+    d.ok(&["volume", "create", "--label", "tier=db", "db"]);
+    d.ok(&["volume", "create", "--label", "tier=web", "web"]);
+    d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "db:/d",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 100000 /dev/zero > /d/f",
+    ]);
+    d.ok(&["run", "-d", "--name", "up", "-v", "web:/d", "busybox", "sleep", "100"]);
+    d.ok(&[
+        "run",
+        "--name",
+        "down",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 3000 /dev/zero > /x",
+    ]);
+    // `-v /path` is an anonymous volume; a relative mount point is refused and makes none.
+    d.ok(&["run", "--name", "anon", "-v", "/anon", "busybox", "true"]);
+    let mounts: serde_json::Value =
+        serde_json::from_str(&d.ok(&["inspect", "-f", "{{json .Mounts}}", "anon"])).unwrap();
+    assert_eq!(mounts[0]["Type"], "volume");
+    assert_eq!(mounts[0]["Destination"], "/anon");
+    let volumes_before = d.ok(&["volume", "ls", "-q"]);
+    let o = d.hako(&["run", "--rm", "-v", "relative", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("mount path must be absolute"), "{}", stderr(&o));
+    assert_eq!(d.ok(&["volume", "ls", "-q"]), volumes_before);
+
+    let info = d.ok(&[
+        "info",
+        "-f",
+        "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}}",
+    ]);
+    assert_eq!(info.trim(), "3 1 2");
+    let df: serde_json::Value = serde_json::from_str(&d.ok(&["system", "df", "--format", "json"])).unwrap();
+    let down = df["Containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["Names"][0] == "/down")
+        .unwrap();
+    assert_eq!(down["SizeRw"], 3000);
+    let db = df["Volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["Name"] == "db")
+        .unwrap();
+    assert_eq!(db["UsageData"], serde_json::json!({"Size": 100000, "RefCount": 0}));
+    let web = df["Volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["Name"] == "web")
+        .unwrap();
+    assert_eq!(web["UsageData"]["RefCount"], 1);
+    let table = d.ok(&["system", "df"]);
+    let row = |kind: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(kind))
+            .unwrap()
+            .split_whitespace()
+            .skip(kind.split(' ').count())
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(row("Containers"), "3 1", "{table}");
+    // A stopped container still holds its volume (the anonymous one), as in Docker.
+    assert_eq!(row("Local Volumes"), "3 2", "{table}");
+
+    // ps filters: by volume, by creation order, and an unknown one refused.
+    assert_eq!(
+        d.ok(&["ps", "-a", "--filter", "volume=web", "--format", "{{.Names}}"])
+            .trim(),
+        "up"
+    );
+    assert_eq!(
+        d.ok(&["ps", "-a", "--filter", "before=down", "--format", "{{.Names}}"])
+            .trim(),
+        "up"
+    );
+    assert_eq!(
+        d.ok(&["ps", "-a", "--filter", "since=down", "--format", "{{.Names}}"])
+            .trim(),
+        "anon"
+    );
+    let o = d.hako(&["ps", "--filter", "bogus=1"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("invalid filter 'bogus'"),
+        "{}",
+        stderr(&o)
+    );
+
+    // volume prune: the label filters choose, and the bytes freed are counted.
+    assert_eq!(d.ok(&["volume", "ls", "-q", "--filter", "label=tier=db"]).trim(), "db");
+    let out = d.ok(&["volume", "prune", "-a", "-f", "--filter", "label!=tier=web"]);
+    assert!(
+        out.contains("db\n") && out.contains("Total reclaimed space: 100kB"),
+        "{out}"
+    );
+    assert!(d.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "web"));
+    // system prune --volumes: stopped containers, unused networks, then anonymous volumes.
+    d.ok(&["network", "create", "unused"]);
+    let out = d.ok(&["system", "prune", "-f", "--volumes"]);
+    assert!(out.contains("Deleted Networks:\nunused"), "{out}");
+    assert!(out.contains("Deleted Volumes:\n"), "{out}");
+    assert!(out.contains("Total reclaimed space: 3kB"), "{out}");
+    assert_eq!(d.ok(&["ps", "-a", "-q"]).lines().count(), 1);
+    assert_eq!(d.ok(&["volume", "ls", "-q"]).trim(), "web");
+    d.ok(&["rm", "-f", "up"]);
+}
+
+#[test]
 fn a_tty_gets_the_terminal_size() {
     let d = daemon();
     let o = Command::new("script")

@@ -222,7 +222,7 @@ fn parse_ps(out: &[u8], pids: &[i32]) -> Result<Value, ApiError> {
 
 /// What Docker's directory.Size counts: the sizes of everything but directories, each
 /// inode once.
-fn tree_size(dir: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
+pub(super) fn tree_size(dir: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
     let mut total = 0;

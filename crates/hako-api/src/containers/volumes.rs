@@ -118,22 +118,44 @@ impl Containers {
         Ok(())
     }
 
-    /// `volume prune`: unused anonymous volumes (all unused ones with `all`).
-    pub fn volume_prune(&self, all: bool) -> Result<Vec<String>, ApiError> {
+    /// The bytes in a volume's data directory (hard links counted once).
+    pub fn volume_size(&self, name: &str) -> u64 {
+        super::ops::tree_size(&self.volume_data(name), &mut Default::default())
+    }
+
+    /// `volume prune`: unused anonymous volumes (all unused ones with `all`) whose labels pass
+    /// `labels` (`key`, `key=value`; `!` before the `=` or at the end excludes). Returns the
+    /// names removed and the bytes they held.
+    pub fn volume_prune(&self, all: bool, labels: &[String]) -> Result<(Vec<String>, u64), ApiError> {
         let mut gone = Vec::new();
+        let mut reclaimed = 0;
         for v in self.volume_list()? {
             let name = v["Name"].as_str().unwrap_or("").to_string();
             let anon = v["Anonymous"].as_bool().unwrap_or(false);
-            if (all || anon) && self.volume_users(&name).is_empty() {
+            if (all || anon)
+                && labels.iter().all(|f| label_matches(&v["Labels"], f))
+                && self.volume_users(&name).is_empty()
+            {
+                let size = self.volume_size(&name);
                 self.volume_remove(&name, false)?;
                 gone.push(name);
+                reclaimed += size;
             }
         }
-        Ok(gone)
+        Ok((gone, reclaimed))
     }
 
     /// The container's mounts from `-v`, `--mount type=volume` and the image's VOLUMEs.
     pub fn resolve_mounts(&self, host_config: &Value, image_volumes: &[String]) -> Result<Vec<Value>, ApiError> {
+        let mounts: &[Value] = host_config
+            .get("Mounts")
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice);
+        let str_of = |m: &Value, k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let targets = mounts.iter().map(|m| (str_of(m, "Type"), str_of(m, "Target")));
+        for (kind, target) in targets.chain(image_volumes.iter().map(|p| ("volume".into(), p.clone()))) {
+            absolute_target(&kind, &target)?;
+        }
         let mut out: Vec<Value> = Vec::new();
         for b in host_config.get("Binds").and_then(Value::as_array).into_iter().flatten() {
             let (src, dst, ro) = super::setup::parse_bind(b.as_str().unwrap_or(""))?;
@@ -144,12 +166,7 @@ impl Containers {
                 out.push(json!({"Type": "volume", "Name": src, "Source": v["Mountpoint"], "Destination": dst, "Driver": "local", "RW": !ro}));
             }
         }
-        for m in host_config
-            .get("Mounts")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for m in mounts {
             if m.get("Type").and_then(Value::as_str) == Some("volume") {
                 let dst = m.get("Target").and_then(Value::as_str).unwrap_or("");
                 let src = m.get("Source").and_then(Value::as_str).filter(|s| !s.is_empty());
@@ -241,4 +258,55 @@ fn overlay_copy(src: &Path, dst: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A volume's mount point must be absolute (checked before any volume is made, so a refused
+/// spec leaves none behind).
+fn absolute_target(kind: &str, path: &str) -> Result<(), ApiError> {
+    if path.starts_with('/') {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "invalid mount config for type \"{kind}\": invalid mount path: '{path}' mount path must be absolute"
+    )))
+}
+
+/// Docker's label filter on one volume: `key`, `key=value`, or with `!` (`key!`, `key!=value`)
+/// the volumes that do not match.
+pub(crate) fn label_matches(labels: &Value, filter: &str) -> bool {
+    let (key, value, negate) = match filter.split_once('=') {
+        Some((k, v)) => match k.strip_suffix('!') {
+            Some(k) => (k, Some(v), true),
+            None => (k, Some(v), false),
+        },
+        None => match filter.strip_suffix('!') {
+            Some(k) => (k, None, true),
+            None => (filter, None, false),
+        },
+    };
+    let found = match (labels.get(key), value) {
+        (Some(have), Some(want)) => have.as_str() == Some(want),
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    found != negate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label_matches;
+    use serde_json::json;
+
+    #[test]
+    fn label_filters_match_as_dockers_do() {
+        let l = json!({"tier": "db", "keep": ""});
+        assert!(label_matches(&l, "tier"));
+        assert!(label_matches(&l, "tier=db"));
+        assert!(!label_matches(&l, "tier=web"));
+        assert!(!label_matches(&l, "tier!=db"));
+        assert!(label_matches(&l, "tier!=web"));
+        assert!(!label_matches(&l, "keep!"));
+        assert!(label_matches(&l, "other!"));
+        assert!(!label_matches(&json!({}), "tier"));
+    }
 }

@@ -268,7 +268,7 @@ fn status_text(r: &ContainerRecord) -> String {
     }
 }
 
-fn summary(r: &ContainerRecord) -> Value {
+pub(crate) fn summary(r: &ContainerRecord) -> Value {
     // As dockerd lists it: arguments with a space in single quotes.
     let mut command = vec![r.path.clone()];
     command.extend(
@@ -289,7 +289,7 @@ fn summary(r: &ContainerRecord) -> Value {
         "Status": status_text(r),
         "HostConfig": {"NetworkMode": r.host_config.get("NetworkMode").cloned().unwrap_or(json!("default"))},
         "NetworkSettings": {"Networks": r.network_settings()["Networks"]},
-        "Mounts": [],
+        "Mounts": r.mounts,
     })
 }
 
@@ -305,6 +305,22 @@ pub async fn list(AxState(d): AxState<State>, RawQuery(q): RawQuery) -> Result<J
         .map(|e| e.rec.lock().unwrap().clone())
         .collect(); // unwrap: see above
     recs.sort_by(|a, b| b.created.cmp(&a.created));
+    const KNOWN: [&str; 10] = [
+        "status", "name", "id", "exited", "ancestor", "label", "volume", "network", "before", "since",
+    ];
+    if let Some(k) = filters.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
+    }
+    // `before` and `since` name a container; records compare by creation time.
+    let created_of = |key: &str| -> Result<Vec<String>, ApiError> {
+        filters
+            .get(key)
+            .into_iter()
+            .flatten()
+            .map(|v| Ok(d.containers.get(v)?.rec.lock().unwrap().created.clone())) // unwrap: see above
+            .collect()
+    };
+    let (before, since) = (created_of("before")?, created_of("since")?);
     let keep = |r: &ContainerRecord| -> bool {
         for (k, vals) in &filters {
             let ok = vals.iter().any(|v| match k.as_str() {
@@ -322,6 +338,13 @@ pub async fn list(AxState(d): AxState<State>, RawQuery(q): RawQuery) -> Result<J
                         None => labels.and_then(|l| l.get(v)).is_some(),
                     }
                 }
+                "volume" => r
+                    .mounts
+                    .iter()
+                    .any(|m| m["Name"] == v.as_str() || m["Source"] == v.as_str() || m["Destination"] == v.as_str()),
+                "network" => r.network_settings()["Networks"].get(v.as_str()).is_some(),
+                "before" => before.iter().all(|t| r.created < *t),
+                "since" => since.iter().all(|t| r.created > *t),
                 _ => false,
             });
             if !ok {

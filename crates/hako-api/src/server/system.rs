@@ -62,6 +62,15 @@ fn cgroup_version() -> &'static str {
 pub async fn info(AxState(d): AxState<State>) -> Result<Json<Value>, ApiError> {
     let d2 = d.clone();
     let images = blocking(move || Ok(d2.images.list()?.len())).await?;
+    let (mut running, mut paused, mut stopped) = (0, 0, 0);
+    for e in d.containers.all() {
+        let st = &e.rec.lock().unwrap().state; // unwrap: poisoned only after a panic
+        match (st.running, st.paused) {
+            (true, true) => paused += 1,
+            (true, false) => running += 1,
+            _ => stopped += 1,
+        }
+    }
     let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
     let os = std::fs::read_to_string("/etc/os-release")
         .ok()
@@ -72,7 +81,7 @@ pub async fn info(AxState(d): AxState<State>) -> Result<Json<Value>, ApiError> {
         .unwrap_or_else(|| "Linux".into());
     Ok(Json(json!({
         "ID": host, "Name": host,
-        "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
+        "Containers": running + paused + stopped, "ContainersRunning": running, "ContainersPaused": paused, "ContainersStopped": stopped,
         "Images": images,
         "Driver": "overlay", "DriverStatus": [["Backing Filesystem", "extfs"], ["Layers", "per chain ID"]],
         "DockerRootDir": d.root.display().to_string(),
@@ -87,7 +96,7 @@ pub async fn info(AxState(d): AxState<State>) -> Result<Json<Value>, ApiError> {
         "GenericResources": null, "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Labels": [], "ExperimentalBuild": false,
         "ServerVersion": env!("CARGO_PKG_VERSION"), "Runtimes": {"hako": {"path": "hako"}}, "DefaultRuntime": "hako",
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
-        "LiveRestoreEnabled": true, "Isolation": "", "InitBinary": "", "SecurityOptions": [], "Warnings": [],
+        "LiveRestoreEnabled": true, "Isolation": "", "InitBinary": "", "SecurityOptions": ["name=seccomp,profile=builtin", "name=no-new-privileges", "name=cgroupns"], "Warnings": [],
     })))
 }
 
@@ -96,8 +105,31 @@ pub async fn df(AxState(d): AxState<State>) -> Result<Json<Value>, ApiError> {
         let images = d.images.list()?;
         let layers = d.images.disk_usage()?;
         let rows: Vec<Value> = images.iter().map(|s| super::images::summary_json(s, true)).collect();
+        let containers: Vec<Value> = d
+            .containers
+            .all()
+            .iter()
+            .map(|e| {
+                let r = e.rec.lock().unwrap().clone(); // unwrap: poisoned only after a panic
+                let (rw, rootfs) = d.containers.sizes(&r);
+                let mut v = super::containers::summary(&r);
+                v["SizeRw"] = json!(rw);
+                v["SizeRootFs"] = json!(rootfs);
+                v
+            })
+            .collect();
+        let volumes: Vec<Value> = d
+            .containers
+            .volume_list()?
+            .into_iter()
+            .map(|mut v| {
+                let name = v["Name"].as_str().unwrap_or("").to_string();
+                v["UsageData"] = json!({"Size": d.containers.volume_size(&name), "RefCount": d.containers.volume_users(&name).len()});
+                v
+            })
+            .collect();
         Ok(Json(
-            json!({"LayersSize": layers, "Images": rows, "Containers": [], "Volumes": [], "BuildCache": []}),
+            json!({"LayersSize": layers, "Images": rows, "Containers": containers, "Volumes": volumes, "BuildCache": []}),
         ))
     })
     .await

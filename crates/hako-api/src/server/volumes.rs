@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::images::{first, parse_filters, query_pairs};
 use super::{blocking, flag, State};
+use crate::containers::volumes::label_matches;
 use crate::error::ApiError;
 
 pub async fn create(AxState(d): AxState<State>, body: Bytes) -> Result<Response, ApiError> {
@@ -39,6 +40,12 @@ pub async fn list(AxState(d): AxState<State>, RawQuery(q): RawQuery) -> Result<J
                 .any(|n| vol["Name"].as_str().unwrap_or("").contains(n.as_str()))
         });
     }
+    if let Some(labels) = filters.get("label") {
+        vols.retain(|vol| labels.iter().all(|f| label_matches(&vol["Labels"], f)));
+    }
+    if let Some(drivers) = filters.get("driver") {
+        vols.retain(|vol| drivers.iter().any(|dr| vol["Driver"] == dr.as_str()));
+    }
     Ok(Json(json!({"Volumes": vols, "Warnings": []})))
 }
 
@@ -61,14 +68,32 @@ pub async fn remove(
 pub async fn prune(AxState(d): AxState<State>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
     let pairs = query_pairs(&q);
     let filters = parse_filters(first(&pairs, "filters"))?;
+    if let Some(k) = filters
+        .keys()
+        .find(|k| !["all", "label", "label!"].contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
+    }
     let all = filters
         .get("all")
         .and_then(|v| v.first())
         .map(|v| v == "true" || v == "1")
         .unwrap_or(false);
+    // `label!=k=v` arrives as the key `label!`: fold it into the label filters' `k!=v` form.
+    let mut labels: Vec<String> = filters.get("label").cloned().unwrap_or_default();
+    labels.extend(
+        filters
+            .get("label!")
+            .into_iter()
+            .flatten()
+            .map(|f| match f.split_once('=') {
+                Some((k, v)) => format!("{k}!={v}"),
+                None => format!("{f}!"),
+            }),
+    );
     let c = d.containers.clone();
-    let gone = blocking(move || c.volume_prune(all)).await?;
+    let (gone, reclaimed) = blocking(move || c.volume_prune(all, &labels)).await?;
     Ok(Json(
-        json!({"VolumesDeleted": if gone.is_empty() { Value::Null } else { json!(gone) }, "SpaceReclaimed": 0}),
+        json!({"VolumesDeleted": if gone.is_empty() { Value::Null } else { json!(gone) }, "SpaceReclaimed": reclaimed}),
     ))
 }

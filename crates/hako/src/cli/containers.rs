@@ -312,9 +312,12 @@ fn create_body(a: &CreateArgs, net: NetConfig, stdin_once: bool) -> anyhow::Resu
             .ok_or_else(|| anyhow::anyhow!("invalid log opt '{o}': expected key=value"))?;
         log_cfg.insert(k.into(), json!(v));
     }
+    // As the docker CLI splits `-v`: a spec without a source (`-v /data`) is an anonymous
+    // volume, which the API takes in the container config's Volumes, not in Binds.
+    let (binds, anonymous): (Vec<&String>, Vec<&String>) = a.volume.iter().partition(|v| v.contains(':'));
     let console = crossterm_size();
     let host_config = json!({
-        "Binds": a.volume,
+        "Binds": binds,
         "Mounts": mounts,
         "Tmpfs": tmpfs,
         "AutoRemove": a.rm,
@@ -362,6 +365,9 @@ fn create_body(a: &CreateArgs, net: NetConfig, stdin_once: bool) -> anyhow::Resu
     });
     if !net.exposed.is_empty() {
         body["ExposedPorts"] = Value::Object(net.exposed);
+    }
+    if !anonymous.is_empty() {
+        body["Volumes"] = anonymous.iter().map(|v| (v.to_string(), json!({}))).collect();
     }
     Ok(body)
 }

@@ -163,7 +163,6 @@ async fn df(c: &Client, a: DfArgs) -> anyhow::Result<()> {
         .map(|i| (i["Size"].as_i64().unwrap_or(0) - i["SharedSize"].as_i64().unwrap_or(0)).max(0) as u64)
         .sum();
     let reclaim = size.saturating_sub(used);
-    let pct = (reclaim * 100).checked_div(size).unwrap_or(0);
     let mut rows = vec![vec![
         "TYPE".into(),
         "TOTAL".into(),
@@ -171,16 +170,30 @@ async fn df(c: &Client, a: DfArgs) -> anyhow::Result<()> {
         "SIZE".into(),
         "RECLAIMABLE".into(),
     ]];
-    rows.push(vec![
-        "Images".into(),
-        images.len().to_string(),
-        active.to_string(),
-        human_size(size as f64),
-        format!("{} ({pct}%)", human_size(reclaim as f64)),
-    ]);
-    for t in ["Containers", "Local Volumes", "Build Cache"] {
-        rows.push(vec![t.into(), "0".into(), "0".into(), "0B".into(), "0B".into()]);
-    }
+    rows.push(usage_row("Images", images.len(), active, size, reclaim));
+    let containers = v["Containers"].as_array().cloned().unwrap_or_default();
+    let volumes = v["Volumes"].as_array().cloned().unwrap_or_default();
+    // As the docker CLI counts them: a running or paused container is active and what it
+    // wrote is not reclaimable; a volume is active while a container uses it.
+    let is_active = |c: &Value| matches!(c["State"].as_str(), Some("running" | "paused" | "restarting"));
+    let rw = |c: &Value| c["SizeRw"].as_u64().unwrap_or(0);
+    let vol_size = |v: &Value| v["UsageData"]["Size"].as_u64().unwrap_or(0);
+    let vol_refs = |v: &Value| v["UsageData"]["RefCount"].as_u64().unwrap_or(0);
+    rows.push(usage_row(
+        "Containers",
+        containers.len(),
+        containers.iter().filter(|c| is_active(c)).count(),
+        containers.iter().map(rw).sum(),
+        containers.iter().filter(|c| !is_active(c)).map(rw).sum(),
+    ));
+    rows.push(usage_row(
+        "Local Volumes",
+        volumes.len(),
+        volumes.iter().filter(|v| vol_refs(v) > 0).count(),
+        volumes.iter().map(vol_size).sum(),
+        volumes.iter().filter(|v| vol_refs(v) == 0).map(vol_size).sum(),
+    ));
+    rows.push(usage_row("Build Cache", 0, 0, 0, 0));
     print!("{}", table(&rows));
     if a.verbose {
         println!("\nImages space usage:\n");
@@ -212,27 +225,104 @@ async fn df(c: &Client, a: DfArgs) -> anyhow::Result<()> {
             }
         }
         print!("{}", table(&rows));
+        println!("\nContainers space usage:\n");
+        let mut rows = vec![[
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "LOCAL VOLUMES",
+            "SIZE",
+            "CREATED",
+            "STATUS",
+            "NAMES",
+        ]
+        .map(String::from)
+        .to_vec()];
+        for c in &containers {
+            let local_volumes = c["Mounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|m| m["Type"] == "volume")
+                .count();
+            let command: String = c["Command"].as_str().unwrap_or("").chars().take(20).collect();
+            rows.push(vec![
+                c["Id"].as_str().unwrap_or("").chars().take(12).collect(),
+                c["Image"].as_str().unwrap_or("").to_string(),
+                format!("\"{command}\""),
+                local_volumes.to_string(),
+                human_size(rw(c) as f64),
+                crate::output::ago(c["Created"].as_i64().unwrap_or(0)),
+                c["Status"].as_str().unwrap_or("").to_string(),
+                c["Names"][0].as_str().unwrap_or("").trim_start_matches('/').to_string(),
+            ]);
+        }
+        print!("{}", table(&rows));
+        println!("\nLocal Volumes space usage:\n");
+        let mut rows = vec![["VOLUME NAME", "LINKS", "SIZE"].map(String::from).to_vec()];
+        for v in &volumes {
+            rows.push(vec![
+                v["Name"].as_str().unwrap_or("").to_string(),
+                vol_refs(v).to_string(),
+                human_size(vol_size(v) as f64),
+            ]);
+        }
+        print!("{}", table(&rows));
     }
     Ok(())
 }
 
+/// A line of `system df`: the reclaimable share as a percentage of the size, as docker prints it.
+fn usage_row(kind: &str, total: usize, active: usize, size: u64, reclaimable: u64) -> Vec<String> {
+    let pct = (reclaimable * 100).checked_div(size).unwrap_or(0);
+    let reclaim = human_size(reclaimable as f64);
+    vec![
+        kind.into(),
+        total.to_string(),
+        active.to_string(),
+        human_size(size as f64),
+        if size > 0 {
+            format!("{reclaim} ({pct}%)")
+        } else {
+            reclaim
+        },
+    ]
+}
+
 async fn prune(c: &Client, a: PruneArgs) -> anyhow::Result<()> {
-    let what = if a.all { "unused" } else { "dangling" };
+    let images = if a.all {
+        "all images without at least one container associated to them"
+    } else {
+        "all dangling images"
+    };
+    let volumes = if a.volumes {
+        "  - all anonymous volumes not used by at least one container\n"
+    } else {
+        ""
+    };
     let prompt = format!(
-        "WARNING! This will remove:\n  - all stopped containers\n  - all {what} images\n\nAre you sure you want to continue? [y/N] "
+        "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n{volumes}  - {images}\n\nAre you sure you want to continue? [y/N] "
     );
     if !a.force && !super::images::confirm(&prompt)? {
         return Ok(());
     }
-    // Stopped containers first: the images they held become prunable.
+    // Stopped containers first: the networks, volumes and images they held become prunable.
     let containers: Value = c.send_json(http::Method::POST, "/containers/prune").await?;
     crate::output::print_deleted(&containers, "ContainersDeleted", "Deleted Containers");
+    let networks: Value = c.send_json(http::Method::POST, "/networks/prune").await?;
+    crate::output::print_deleted(&networks, "NetworksDeleted", "Deleted Networks");
+    let mut total = crate::output::reclaimed(&containers);
+    if a.volumes {
+        let v: Value = c.send_json(http::Method::POST, "/volumes/prune").await?;
+        crate::output::print_deleted(&v, "VolumesDeleted", "Deleted Volumes");
+        total += crate::output::reclaimed(&v);
+    }
     let v = super::images::prune_images(c, a.all).await?;
     let lines = super::images::deleted_lines(&v);
     if !lines.is_empty() {
         println!("Deleted Images:\n{}\n", lines.join("\n"));
     }
-    let total = crate::output::reclaimed(&containers) + crate::output::reclaimed(&v);
+    total += crate::output::reclaimed(&v);
     println!("Total reclaimed space: {}", human_size(total));
     Ok(())
 }

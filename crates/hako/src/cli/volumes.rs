@@ -40,7 +40,7 @@ pub struct LsArgs {
     /// Only display volume names
     #[arg(short, long)]
     quiet: bool,
-    /// Filter output (dangling=true, name=)
+    /// Filter output (dangling=true, name=, label=, driver=)
     #[arg(short, long = "filter")]
     filter: Vec<String>,
     /// Format output: table, json
@@ -71,6 +71,24 @@ pub struct PruneArgs {
     /// Do not prompt for confirmation
     #[arg(short, long)]
     force: bool,
+    /// Provide filter values (e.g. "label=<label>", "label!=<label>")
+    #[arg(long = "filter")]
+    filter: Vec<String>,
+}
+
+/// `--filter k=v` options as the API's filters map (`label!=k=v` is the key `label!`).
+fn filter_map(items: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, Vec<String>>> {
+    let mut filters: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for f in items {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value): {f}"))?;
+        filters
+            .entry(k.trim().to_lowercase())
+            .or_default()
+            .push(v.trim().into());
+    }
+    Ok(filters)
 }
 
 pub async fn run(c: &Client, cmd: VolumeCmd) -> anyhow::Result<u8> {
@@ -98,13 +116,7 @@ pub async fn run(c: &Client, cmd: VolumeCmd) -> anyhow::Result<u8> {
             println!("{}", v["Name"].as_str().unwrap_or(""));
         }
         VolumeCmd::Ls(a) => {
-            let mut filters: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-            for f in &a.filter {
-                let (k, v) = f
-                    .split_once('=')
-                    .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value): {f}"))?;
-                filters.entry(k.into()).or_default().push(v.into());
-            }
+            let filters = filter_map(&a.filter)?;
             let path = if filters.is_empty() {
                 "/volumes".to_string()
             } else {
@@ -161,10 +173,14 @@ pub async fn run(c: &Client, cmd: VolumeCmd) -> anyhow::Result<u8> {
             if !a.force && !super::images::confirm("WARNING! This will remove anonymous local volumes not used by at least one container.\nAre you sure you want to continue? [y/N] ")? {
                 return Ok(0);
             }
-            let q = if a.all {
-                format!("?filters={}", urlencode(r#"{"all":["true"]}"#))
-            } else {
+            let mut filters = filter_map(&a.filter)?;
+            if a.all {
+                filters.insert("all".into(), vec!["true".into()]);
+            }
+            let q = if filters.is_empty() {
                 String::new()
+            } else {
+                format!("?filters={}", urlencode(&serde_json::to_string(&filters)?))
             };
             let v: Value = read_json(
                 c.request(Method::POST, &format!("/volumes/prune{q}"), empty(), None)
