@@ -369,6 +369,7 @@ pub fn become_process(
     std::env::set_current_dir(cwd).map_err(|e| fail(format!("chdir to {cwd}"), e))?;
     let (path, argv, envp) = prepare_exec(p)?;
     close_inherited_fds(keep_fds);
+    default_signals();
     if p.no_new_privileges {
         if let Some(filter) = seccomp {
             crate::seccomp::install(filter).map_err(|e| fail("loading the seccomp profile", e))?;
@@ -380,6 +381,44 @@ pub fn become_process(
     }
     let e = last_err();
     Err(exec_error(&p.args[0], e))
+}
+
+/// Every signal back to its default action, none blocked. execve keeps an ignored signal
+/// ignored and keeps the mask, so without this the command would inherit whatever the
+/// runtime's own callers set: SIGPIPE ignored (Rust's runtime does it), SIGHUP under nohup,
+/// SIGINT and SIGQUIT for a shell's background job. A shell cannot trap a signal ignored on
+/// entry, and a pipeline's writer would not die of SIGPIPE.
+fn default_signals() {
+    // The kernel's sigaction with every field zero: SIG_DFL, no flags, an empty mask (32
+    // bytes covers the kernel's struct on every architecture).
+    let dfl = [0u64; 4];
+    let empty = 0u64;
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: raw rt_sigaction (libc's wrapper refuses its own reserved signals) with a
+        // valid zeroed struct and no old action asked for; 8 is the kernel's sigset size.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                dfl.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            );
+        }
+    }
+    // SAFETY: raw rt_sigprocmask with a valid empty set.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        );
+    }
 }
 
 /// Docker's words and exit codes for a failed execve (the CLI looks for these strings).

@@ -30,15 +30,13 @@ pub fn split() -> Result<(), crate::init::InitError> {
         return Err(fail("fork"));
     }
     if child == 0 {
-        // SAFETY: the command starts with no blocked signals, in its own process group,
-        // which owns the terminal if there is one (so ^C reaches it, not the reaper).
+        // SAFETY: the command starts in its own process group, which owns the terminal if
+        // there is one (so ^C reaches it, not the reaper); become_process unblocks its signals.
         unsafe {
             libc::setpgid(0, 0);
             libc::signal(libc::SIGTTOU, libc::SIG_IGN);
             libc::tcsetpgrp(0, libc::getpid());
             libc::signal(libc::SIGTTOU, libc::SIG_DFL);
-            let empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         }
         return Ok(());
     }

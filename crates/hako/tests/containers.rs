@@ -1292,6 +1292,48 @@ fn device_flag_creates_the_node() {
 /// `--init`: PID 1 is a minimal init that forwards signals to the command and reaps orphans,
 /// and holds nothing the container could use against the host.
 #[test]
+fn commands_start_with_default_signal_actions() {
+    // The daemon (a Rust program) ignores SIGPIPE, and execve keeps what is ignored and
+    // blocked: a container's command, its exec'd processes and --init's command must not
+    // inherit that, or a shell cannot trap the signal and `yes | head` never ends `yes`.
+    let d = daemon();
+    // grep itself, not through a shell: ash ignores SIGQUIT and keeps that for a command it
+    // execs in its own place.
+    let show = ["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"];
+    let want = "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n";
+    assert_eq!(stdout(&run(&d, &[&["busybox"], &show[..]].concat())), want);
+    assert_eq!(stdout(&run(&d, &[&["--init", "busybox"], &show[..]].concat())), want);
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got HUP' HUP; echo ready; while :; do sleep 0.1; done",
+    ]);
+    let id = id.trim();
+    assert_eq!(d.ok(&[&["exec", id], &show[..]].concat()), want);
+    let mut logs = String::new();
+    for _ in 0..50 {
+        logs = d.ok(&["logs", id]);
+        if logs.contains("ready") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    d.ok(&["kill", "-s", "HUP", id]);
+    for _ in 0..50 {
+        logs = d.ok(&["logs", id]);
+        if logs.contains("got HUP") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(logs.contains("got HUP"), "the trap did not run: {logs}");
+    d.ok(&["rm", "-f", id]);
+}
+
+#[test]
 fn init_forwards_signals_and_reaps() {
     let d = daemon();
     let o = run(
