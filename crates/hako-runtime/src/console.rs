@@ -37,9 +37,9 @@ pub fn setup_in_container(sock: &OwnedFd, size: Option<(u16, u16)>) -> std::io::
             },
         );
     }
-    // SAFETY: setsid, TIOCSCTTY and dup2 on descriptors this process owns.
+    // SAFETY: TIOCSCTTY and dup2 on descriptors this process owns; the caller leads its
+    // session already (init::own_session), which TIOCSCTTY needs.
     unsafe {
-        libc::setsid();
         if libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) != 0 {
             return Err(std::io::Error::last_os_error());
         }

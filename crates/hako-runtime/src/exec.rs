@@ -127,6 +127,7 @@ pub fn spawn(
         return Err(io::Error::last_os_error());
     }
     if child == 0 {
+        init::own_session();
         if let Some(sock) = console {
             let size = process.console_size.map(|c| (c.height as u16, c.width as u16));
             if let Err(e) = crate::console::setup_in_container(sock, size) {

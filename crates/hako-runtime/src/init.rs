@@ -207,6 +207,7 @@ fn setup(
     stages: &mut dyn Stages,
 ) -> Result<Never, InitError> {
     let rootfs = PathBuf::from(&cfg.root.path);
+    own_session();
     // First what needs no filesystem: while the runtime still makes the cgroup, the init's
     // time before the cgroup gate is free.
     if cfg.has_namespace("network") {
@@ -381,6 +382,17 @@ pub fn become_process(
     }
     let e = last_err();
     Err(exec_error(&p.args[0], e))
+}
+
+/// A session and process group of its own, as runc gives every container process: in its
+/// caller's group, `kill(0, sig)` from inside the container (`kill -TERM 0`) would reach the
+/// monitor, and whatever else shares the group outside.
+pub fn own_session() {
+    // SAFETY: setsid has no memory effects; it fails only for a group leader, which a
+    // freshly cloned or forked process is not.
+    unsafe {
+        libc::setsid();
+    }
 }
 
 /// Every signal back to its default action, none blocked. execve keeps an ignored signal

@@ -1292,7 +1292,7 @@ fn device_flag_creates_the_node() {
 /// `--init`: PID 1 is a minimal init that forwards signals to the command and reaps orphans,
 /// and holds nothing the container could use against the host.
 #[test]
-fn commands_start_with_default_signal_actions() {
+fn commands_start_in_their_own_session_with_default_signal_actions() {
     // The daemon (a Rust program) ignores SIGPIPE, and execve keeps what is ignored and
     // blocked: a container's command, its exec'd processes and --init's command must not
     // inherit that, or a shell cannot trap the signal and `yes | head` never ends `yes`.
@@ -1330,6 +1330,27 @@ fn commands_start_with_default_signal_actions() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(logs.contains("got HUP"), "the trap did not run: {logs}");
+    // `kill 0` signals the caller's process group: the container's own (its init leads a
+    // session, as runc's does), never the monitor's, which would die and lose the status.
+    let o = run(
+        &d,
+        &[
+            "busybox",
+            "sh",
+            "-c",
+            "cut -d' ' -f5,6 /proc/self/stat; kill -TERM 0; echo survived",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "1 1\nsurvived\n");
+    let out = d.ok(&["exec", id, "sh", "-c", "echo $$; cut -d' ' -f5,6 /proc/self/stat"]);
+    let (pid, ids) = out.trim().split_once('\n').unwrap();
+    assert_eq!(
+        ids,
+        format!("{pid} {pid}"),
+        "an exec'd process leads a session of its own too"
+    );
+    assert_eq!(monitors_of(&d), 1, "the monitor must be untouched");
     d.ok(&["rm", "-f", id]);
 }
 
