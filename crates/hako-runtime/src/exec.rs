@@ -32,6 +32,9 @@ pub struct ExecSpec {
 
 /// Runs the exec; returns the exit code for this process.
 pub fn run(spec_path: &Path) -> i32 {
+    // Out of the daemon's process group, as the monitor is: a ^C to a daemon run in a
+    // terminal's foreground stops the daemon, not the execs it started.
+    init::own_session();
     match run_inner(spec_path) {
         Ok(code) => code,
         Err(e) => {

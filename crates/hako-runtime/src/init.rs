@@ -389,7 +389,8 @@ pub fn become_process(
 /// monitor, and whatever else shares the group outside.
 pub fn own_session() {
     // SAFETY: setsid has no memory effects; it fails only for a group leader, which a
-    // freshly cloned or forked process is not.
+    // freshly cloned or forked process is not (nor the monitor or exec-init, spawned as
+    // the daemon's children).
     unsafe {
         libc::setsid();
     }

@@ -240,9 +240,10 @@ struct Client {
 }
 
 fn run_inner(dir: &Path) -> io::Result<()> {
-    // SAFETY: setsid has no memory effects; the monitor leaves the daemon's session.
+    // The monitor leaves the daemon's session: it outlives the daemon.
+    crate::init::own_session();
+    // SAFETY: setting a signal's disposition has no memory effects.
     unsafe {
-        libc::setsid();
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     let cfg: Config = serde_json::from_slice(&fs::read(dir.join("config.json"))?).map_err(io::Error::other)?;
