@@ -52,6 +52,40 @@ pub struct MonitorSpec {
     /// config.json's.
     #[serde(default)]
     pub seccomp_filter: Option<String>,
+    /// `--ipc shareable`: the container's /dev/shm is a tmpfs of this size (bytes) mounted
+    /// on the host at this path, so containers joining its IPC namespace bind the same one.
+    /// The monitor mounts it before the init starts and unmounts it when it ends.
+    #[serde(default)]
+    pub shared_shm: Option<(PathBuf, u64)>,
+}
+
+/// The mount of [`MonitorSpec::shared_shm`], undone on drop: whichever way the monitor ends.
+struct SharedShm(PathBuf);
+
+impl SharedShm {
+    fn mount(path: &Path, size: u64) -> io::Result<SharedShm> {
+        fs::create_dir_all(path)?;
+        use rustix::mount::MountFlags;
+        rustix::mount::mount(
+            "shm",
+            path,
+            "tmpfs",
+            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+            Some(
+                std::ffi::CString::new(format!("mode=1777,size={size}"))
+                    .expect("no NUL")
+                    .as_c_str(),
+            ),
+        )
+        .map_err(|e| io::Error::other(format!("mounting the shareable /dev/shm at {}: {e}", path.display())))?;
+        Ok(SharedShm(path.to_path_buf()))
+    }
+}
+
+impl Drop for SharedShm {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -325,13 +359,18 @@ fn run_inner(dir: &Path) -> io::Result<()> {
             flags |= f as libc::c_long;
         }
     }
-    // Namespaces given by path (`--network container:NAME`) are joined by the monitor itself
-    // before the clone, so the init is born in them; the monitor uses none of them.
+    let _shared_shm = match &spec.shared_shm {
+        Some((path, size)) => Some(SharedShm::mount(path, *size)?),
+        None => None,
+    };
+    // Namespaces given by path (`--network container:NAME`, `--pid container:NAME`) are
+    // joined by the monitor itself before the clone, so the init is born in them (a PID
+    // namespace applies to the monitor's children only); the monitor uses none of them.
     for ns in cfg
         .linux
         .namespaces
         .iter()
-        .filter(|n| matches!(n.kind.as_str(), "network" | "ipc" | "uts"))
+        .filter(|n| matches!(n.kind.as_str(), "network" | "ipc" | "uts" | "pid"))
     {
         if let Some(p) = &ns.path {
             let f = File::open(p).map_err(|e| io::Error::other(format!("opening {} namespace {p}: {e}", ns.kind)))?;

@@ -41,6 +41,81 @@ pub struct SpecInput {
     pub devices: Vec<Device>,
     /// Device cgroup rules added to Docker's allow-list (what `--device` grants).
     pub device_rules: Vec<DeviceRule>,
+    /// `--pid`, `--ipc`, `--uts`.
+    pub pid_ns: Shared,
+    pub ipc_ns: Shared,
+    pub uts_ns: Shared,
+    /// `--shm-size` in bytes (Docker's default: 64 MiB).
+    pub shm_size: Option<u64>,
+    /// A host directory bind-mounted as /dev/shm instead of a tmpfs of the container's own:
+    /// a shareable IPC namespace's (see `MonitorSpec::shared_shm`), its own or the one it joins.
+    pub shm_path: Option<String>,
+    /// `--sysctl`: only keys of a namespace the container has its own of (see [`check_sysctl`]).
+    pub sysctl: std::collections::BTreeMap<String, String>,
+    /// `--oom-score-adj`.
+    pub oom_score_adj: Option<i32>,
+}
+
+/// A namespace of the container's own, the host's, or one it joins (another container's,
+/// as `/proc/PID/ns/KIND`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Shared {
+    #[default]
+    Own,
+    Host,
+    Join(String),
+}
+
+impl Shared {
+    /// The OCI namespace entry, if any (none for the host's: the init stays in it).
+    fn entry(&self, kind: &str) -> Option<Value> {
+        match self {
+            Shared::Own => Some(json!({"type": kind})),
+            Shared::Host => None,
+            Shared::Join(path) => Some(json!({"type": kind, "path": path})),
+        }
+    }
+}
+
+/// The IPC namespace's sysctls (runc's list); `fs.mqueue.*` too.
+const IPC_SYSCTLS: [&str; 8] = [
+    "kernel.msgmax",
+    "kernel.msgmnb",
+    "kernel.msgmni",
+    "kernel.sem",
+    "kernel.shmall",
+    "kernel.shmmax",
+    "kernel.shmmni",
+    "kernel.shm_rmid_forced",
+];
+
+/// A sysctl is written in the container's namespaces before /proc/sys turns read-only, so
+/// only one a namespace of the container's own confines may be set: else it would change
+/// the host.
+pub fn check_sysctl(inp: &SpecInput, key: &str) -> Result<(), SpecError> {
+    let refuse = |why: &str| Err(SpecError::Sysctl(key.to_string(), why.to_string()));
+    if IPC_SYSCTLS.contains(&key) || key.starts_with("fs.mqueue.") {
+        return match inp.ipc_ns {
+            Shared::Own => Ok(()),
+            _ => refuse("it is not allowed with --ipc host or container: (the namespace is not the container's own)"),
+        };
+    }
+    if key.starts_with("net.") {
+        return match (inp.network_mode.as_str(), &inp.network_ns_path) {
+            ("host", _) => refuse("it is not allowed in the host's network namespace"),
+            (_, Some(_)) => {
+                refuse("it is not allowed with --network container: (the namespace is not the container's own)")
+            }
+            _ => Ok(()),
+        };
+    }
+    if key == "kernel.domainname" {
+        return match inp.uts_ns {
+            Shared::Own => Ok(()),
+            _ => refuse("it is not allowed with --uts host"),
+        };
+    }
+    refuse("it is not in a namespace of the container's own (allowed: net.*, kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*, kernel.domainname)")
 }
 
 /// The character devices every Docker container may use (major, minor or `None` for all):
@@ -102,6 +177,8 @@ pub enum SpecError {
     BadCapability(String),
     #[error("the generated runtime config is invalid: {0}")]
     Invalid(String),
+    #[error("sysctl {0:?} is not allowed: {1}")]
+    Sysctl(String, String),
 }
 
 /// The capability set after `--privileged`, `--cap-add` and `--cap-drop` (Docker's order:
@@ -137,13 +214,19 @@ pub fn capabilities(inp: &SpecInput) -> Result<Vec<String>, SpecError> {
 
 pub fn generate(inp: &SpecInput) -> Result<Value, SpecError> {
     let caps = capabilities(inp)?;
-    let mut namespaces = vec![
-        json!({"type": "pid"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
-        json!({"type": "mount"}),
-        json!({"type": "cgroup"}),
-    ];
+    for key in inp.sysctl.keys() {
+        check_sysctl(inp, key)?;
+    }
+    let mut namespaces: Vec<Value> = [
+        inp.pid_ns.entry("pid"),
+        inp.ipc_ns.entry("ipc"),
+        inp.uts_ns.entry("uts"),
+        Some(json!({"type": "mount"})),
+        Some(json!({"type": "cgroup"})),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     match &inp.network_ns_path {
         Some(p) => namespaces.push(json!({"type": "network", "path": p})),
         None if inp.network_mode != "host" => namespaces.push(json!({"type": "network"})),
@@ -156,7 +239,20 @@ pub fn generate(inp: &SpecInput) -> Result<Value, SpecError> {
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        // With the host's IPC namespace the host's /dev/shm; with a shareable one, its
+        // directory on the host.
+        match (&inp.shm_path, &inp.ipc_ns) {
+            (Some(path), _) => {
+                json!({"destination": "/dev/shm", "type": "bind", "source": path, "options": ["rbind", "rprivate"]})
+            }
+            (None, Shared::Host) => {
+                json!({"destination": "/dev/shm", "type": "bind", "source": "/dev/shm", "options": ["rbind", "rprivate"]})
+            }
+            (None, _) => {
+                let size = format!("size={}", inp.shm_size.unwrap_or(64 << 20));
+                json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", size]})
+            }
+        },
     ];
     mounts.extend(inp.mounts.iter().cloned());
     let seccomp = if inp.privileged {
@@ -182,6 +278,9 @@ pub fn generate(inp: &SpecInput) -> Result<Value, SpecError> {
     if !inp.devices.is_empty() {
         linux["devices"] = json!(inp.devices);
     }
+    if !inp.sysctl.is_empty() {
+        linux["sysctl"] = json!(inp.sysctl);
+    }
     if !seccomp.is_null() {
         linux["seccomp"] = seccomp;
     }
@@ -196,6 +295,7 @@ pub fn generate(inp: &SpecInput) -> Result<Value, SpecError> {
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps, "inheritable": caps},
             "rlimits": inp.rlimits.iter().map(|(t, s, h)| json!({"type": t, "soft": s, "hard": h})).collect::<Vec<_>>(),
             "noNewPrivileges": inp.no_new_privileges,
+            "oomScoreAdj": inp.oom_score_adj,
         },
         "root": {"path": inp.rootfs, "readonly": inp.readonly_rootfs},
         "hostname": inp.hostname,
@@ -242,6 +342,50 @@ mod tests {
         })
         .unwrap();
         assert_eq!(p, caps::host_bounding());
+    }
+
+    #[test]
+    fn sysctls_only_of_the_containers_own_namespaces() {
+        let own = SpecInput {
+            network_mode: "none".into(),
+            ..Default::default()
+        };
+        for k in [
+            "net.ipv4.ip_forward",
+            "kernel.shmmax",
+            "kernel.sem",
+            "fs.mqueue.msg_max",
+            "kernel.domainname",
+        ] {
+            assert!(check_sysctl(&own, k).is_ok(), "{k}");
+        }
+        for k in ["vm.swappiness", "kernel.hostname", "kernel.panic", "fs.file-max"] {
+            assert!(check_sysctl(&own, k).is_err(), "{k}");
+        }
+        let shared = SpecInput {
+            network_mode: "host".into(),
+            ipc_ns: Shared::Host,
+            uts_ns: Shared::Join("/proc/1/ns/uts".into()),
+            ..Default::default()
+        };
+        for k in [
+            "net.ipv4.ip_forward",
+            "kernel.shmmax",
+            "fs.mqueue.msg_max",
+            "kernel.domainname",
+        ] {
+            assert!(check_sysctl(&shared, k).is_err(), "{k}");
+        }
+        let joined_net = SpecInput {
+            network_mode: "container:x".into(),
+            network_ns_path: Some("/proc/1/ns/net".into()),
+            ..Default::default()
+        };
+        assert!(check_sysctl(&joined_net, "net.ipv4.ip_forward").is_err());
+        // generate refuses the whole spec for one such key.
+        let mut bad = own.clone();
+        bad.sysctl.insert("vm.swappiness".into(), "1".into());
+        assert!(matches!(generate(&bad), Err(SpecError::Sysctl(..))));
     }
 
     #[test]

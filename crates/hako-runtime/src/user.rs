@@ -62,6 +62,19 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUser, Us
     })
 }
 
+/// `--group-add`: each a group name from the container's `/etc/group`, or a number.
+pub fn group_ids(names: &[String], group: &str) -> Result<Vec<u32>, UserError> {
+    names
+        .iter()
+        .map(
+            |g| match group.lines().filter_map(parse_group).find(|e| e.0 == g.as_str()) {
+                Some((_, id, _)) => Ok(id),
+                None => g.parse().map_err(|_| UserError::NoGroup(g.clone())),
+            },
+        )
+        .collect()
+}
+
 fn parse_passwd(l: &str) -> Option<(&str, u32, u32, &str)> {
     let f: Vec<&str> = l.split(':').collect();
     if f.len() < 7 || l.starts_with('#') {
@@ -103,6 +116,19 @@ mod tests {
         assert!(matches!(resolve("ghost", PASSWD, GROUP), Err(UserError::NoUser(_))));
         assert!(matches!(
             resolve("app:ghosts", PASSWD, GROUP),
+            Err(UserError::NoGroup(_))
+        ));
+    }
+
+    #[test]
+    fn added_groups_by_name_or_number() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            group_ids(&names(&["audio", "4242", "0"]), GROUP).unwrap(),
+            vec![29, 4242, 0]
+        );
+        assert!(matches!(
+            group_ids(&names(&["ghosts"]), GROUP),
             Err(UserError::NoGroup(_))
         ));
     }

@@ -423,6 +423,37 @@ fn containers_survive_a_daemon_crash() {
 }
 
 #[test]
+fn a_killed_monitor_leaves_nothing_running() {
+    let d = daemon();
+    let id = d.ok(&["run", "-d", "busybox", "sleep", "300"]).trim().to_string();
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(d.root().join("containers").join(&id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    let monitor = state["monitor_pid"].as_i64().unwrap() as i32;
+    assert!(hako_cgroups().iter().any(|c| c.ends_with(&id)));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(monitor).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut status = String::new();
+    while Instant::now() < deadline {
+        status = d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", &id]);
+        if status.starts_with("exited") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Its init had no owner left: the daemon ends it with its cgroup, and says why.
+    assert_eq!(status.trim(), "exited 255");
+    assert!(d.ok(&["inspect", "-f", "{{.State.Error}}", &id]).contains("monitor"));
+    assert!(!hako_cgroups().iter().any(|c| c.ends_with(&id)), "its cgroup was left");
+    d.ok(&["rm", &id]);
+}
+
+#[test]
 fn restart_keeps_a_container_started_with_rm() {
     let d = daemon();
     let script = "trap 'exit 0' TERM; echo up; sleep 60 & wait";
@@ -1145,6 +1176,152 @@ fn disk_usage_info_filters_and_prunes_count_what_is_there() {
     assert_eq!(d.ok(&["ps", "-a", "-q"]).lines().count(), 1);
     assert_eq!(d.ok(&["volume", "ls", "-q"]).trim(), "web");
     d.ok(&["rm", "-f", "up"]);
+}
+
+#[test]
+fn namespace_modes_limits_and_groups_from_the_run_flags() {
+    let d = daemon();
+    let out = |args: &[&str]| {
+        let o = run(&d, args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let refused = |args: &[&str], why: &str| {
+        let o = run(&d, args);
+        assert_eq!(o.status.code(), Some(125), "{args:?}: {}", stdout(&o));
+        assert!(stderr(&o).contains(why), "{args:?}: {}", stderr(&o));
+    };
+    // --group-add: a name from the image's /etc/group, or a number.
+    let groups = out(&["--group-add", "audio", "--group-add", "4242", "busybox", "id", "-G"]);
+    assert_eq!(groups.split_whitespace().collect::<Vec<_>>(), ["0", "10", "29", "4242"]);
+    refused(
+        &["--group-add", "ghosts", "busybox", "true"],
+        "unable to find group ghosts",
+    );
+    // --ulimit, --shm-size, --oom-score-adj.
+    let limits = out(&[
+        "--ulimit",
+        "nofile=1024:2048",
+        "busybox",
+        "sh",
+        "-c",
+        "ulimit -n; ulimit -Hn",
+    ]);
+    assert_eq!(limits, "1024\n2048\n");
+    refused(
+        &["--ulimit", "bogus=1", "busybox", "true"],
+        "invalid ulimit type: bogus",
+    );
+    let shm = out(&["--shm-size", "128m", "busybox", "df", "-k", "/dev/shm"]);
+    assert!(shm.contains(" 131072 "), "{shm}");
+    assert_eq!(
+        out(&["--oom-score-adj", "500", "busybox", "cat", "/proc/self/oom_score_adj"]),
+        "500\n"
+    );
+    refused(
+        &["--oom-score-adj", "2000", "busybox", "true"],
+        "range for oom score adj",
+    );
+    // --sysctl: only what the container's own namespaces hold.
+    let set = out(&[
+        "--sysctl",
+        "net.ipv4.ip_forward=1",
+        "--sysctl",
+        "kernel.shmmax=1048576",
+        "busybox",
+        "cat",
+        "/proc/sys/net/ipv4/ip_forward",
+        "/proc/sys/kernel/shmmax",
+    ]);
+    assert_eq!(set, "1\n1048576\n");
+    refused(
+        &[
+            "--network",
+            "host",
+            "--sysctl",
+            "net.ipv4.ip_forward=1",
+            "busybox",
+            "true",
+        ],
+        "host's network namespace",
+    );
+    refused(
+        &["--ipc", "host", "--sysctl", "kernel.shmmax=1", "busybox", "true"],
+        "not allowed",
+    );
+    refused(
+        &["--sysctl", "vm.swappiness=1", "busybox", "true"],
+        "not in a namespace of the container's own",
+    );
+    // --pid, --ipc, --uts host: the host's namespaces, the host's name.
+    let host_ns = |kind: &str| {
+        std::fs::read_link(format!("/proc/self/ns/{kind}"))
+            .unwrap()
+            .display()
+            .to_string()
+    };
+    let links = out(&[
+        "--pid",
+        "host",
+        "--ipc",
+        "host",
+        "--uts",
+        "host",
+        "busybox",
+        "sh",
+        "-c",
+        "for k in pid ipc uts; do readlink /proc/self/ns/$k; done; hostname",
+    ]);
+    let nodename = rustix::system::uname().nodename().to_string_lossy().into_owned();
+    assert_eq!(
+        links,
+        format!(
+            "{}\n{}\n{}\n{nodename}\n",
+            host_ns("pid"),
+            host_ns("ipc"),
+            host_ns("uts")
+        )
+    );
+    refused(&["--uts", "host", "-h", "x", "busybox", "true"], "Conflicting options");
+    refused(&["--pid", "bogus", "busybox", "true"], "invalid pid mode");
+    // --pid and --ipc container:NAME: another container's; its IPC only if it is shareable,
+    // and then its /dev/shm too (a tmpfs on the host its monitor mounts and unmounts).
+    d.ok(&["run", "-d", "--name", "private", "busybox", "sleep", "300"]);
+    refused(&["--ipc", "container:private", "busybox", "true"], "non-shareable IPC");
+    d.ok(&["rm", "-f", "private"]);
+    let donor_id = d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "donor",
+        "--ipc",
+        "shareable",
+        "busybox",
+        "sh",
+        "-c",
+        "echo shared > /dev/shm/note; exec sleep 300",
+    ]);
+    let shm_mount = format!(" {}/containers/{}/shm ", d.root().display(), donor_id.trim());
+    let host_mounts = || std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(host_mounts().contains(&shm_mount), "no shareable /dev/shm on the host");
+    let links = "for k in pid ipc; do readlink /proc/self/ns/$k; done";
+    let donor = d.ok(&["exec", "donor", "sh", "-c", links]);
+    let joined = out(&[
+        "--pid",
+        "container:donor",
+        "--ipc",
+        "container:donor",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("{links}; cat /proc/1/comm /dev/shm/note"),
+    ]);
+    assert_eq!(joined, format!("{donor}sleep\nshared\n"));
+    d.ok(&["rm", "-f", "donor"]);
+    assert!(
+        !host_mounts().contains(&shm_mount),
+        "the shareable /dev/shm outlived its container"
+    );
 }
 
 #[test]

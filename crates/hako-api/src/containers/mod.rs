@@ -382,7 +382,14 @@ impl Containers {
             None => format!("/{}", generate_name()),
         };
         let mut config = config;
-        if config.get("Hostname").and_then(Value::as_str).unwrap_or("").is_empty() {
+        let hostname_given = !config.get("Hostname").and_then(Value::as_str).unwrap_or("").is_empty();
+        if host_config.get("UTSMode").and_then(Value::as_str) == Some("host") {
+            // The host's UTS namespace: its name is the host's, as Docker shows it.
+            if hostname_given {
+                return Err(ApiError::bad_request("Conflicting options: hostname and the UTS mode"));
+            }
+            config["Hostname"] = json!(rustix::system::uname().nodename().to_string_lossy());
+        } else if !hostname_given {
             config["Hostname"] = json!(&id[..12]);
         }
         // The network its mode names must exist; its address is leased now (and given back
@@ -623,7 +630,18 @@ impl Containers {
             let _ = tokio::task::spawn_blocking(move || nets.deactivate(&id2)).await;
         }
         let dir = self.container_dir(id);
-        let st = monitor::read_state(&dir).unwrap_or_default();
+        let mut st = monitor::read_state(&dir).unwrap_or_default();
+        if st.status != "exited" {
+            // The monitor died without recording an exit (killed, or a host reboot while the
+            // daemon was down). Whatever it left running has no owner now: end it and drop
+            // its cgroup.
+            if let Ok(cg) = hako_runtime::cgroups::Cgroup::open(&format!("hako-{id}")) {
+                let _ = cg.kill_all(libc::SIGKILL);
+                let _ = cg.remove();
+            }
+            st.error
+                .get_or_insert_with(|| "the container's monitor ended without recording an exit".into());
+        }
         let code = st.exit_code.unwrap_or(255);
         let (snapshot, auto_remove) = {
             let mut r = e.rec.lock().unwrap(); // unwrap: see insert
@@ -717,12 +735,7 @@ impl Containers {
                 self.watch(id, e, st.monitor_pid, None);
             }
             _ => {
-                // The monitor is gone (host reboot, or killed). Whatever it left running has
-                // no owner now: end it and drop its cgroup, then record the exit.
-                if let Ok(cg) = hako_runtime::cgroups::Cgroup::open(&format!("hako-{id}")) {
-                    let _ = cg.kill_all(libc::SIGKILL);
-                    let _ = cg.remove();
-                }
+                // The monitor is gone: record_exit ends what it left.
                 let this = self.clone();
                 let id = id.to_string();
                 tokio::spawn(async move { this.record_exit(&id, &e).await });

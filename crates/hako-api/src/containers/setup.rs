@@ -11,7 +11,7 @@ use hako_runtime::cgroups::{valid_device_access, DeviceRule, DeviceType, Resourc
 use hako_runtime::devices::Device;
 use hako_runtime::init::{Overlay, OVERLAY_ANNOTATION};
 use hako_runtime::monitor::MonitorSpec;
-use hako_runtime::spec::{generate, SpecInput};
+use hako_runtime::spec::{generate, Shared, SpecInput};
 
 use super::record::ContainerRecord;
 use super::Containers;
@@ -379,6 +379,35 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
     let mut args = vec![rec.path.clone()];
     args.extend(rec.args.iter().cloned());
     let (devices, device_rules) = host_devices(hc)?;
+    let mut additional_gids = user.additional_gids.clone();
+    if let Some(extra) = hc.get("GroupAdd").and_then(Value::as_array) {
+        let names: Vec<String> = extra.iter().filter_map(|g| g.as_str().map(String::from)).collect();
+        let group = read_rootfs_file(&upper, &lowers, "etc/group");
+        for gid in hako_runtime::user::group_ids(&names, &group).map_err(|e| ApiError::bad_request(e.to_string()))? {
+            if !additional_gids.contains(&gid) {
+                additional_gids.push(gid);
+            }
+        }
+    }
+    let oom_score_adj = match hc.get("OomScoreAdj").and_then(Value::as_i64) {
+        None | Some(0) => None,
+        Some(v) if (-1000..=1000).contains(&v) => Some(v as i32),
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid value {v}, range for oom score adj is [-1000, 1000]"
+            )))
+        }
+    };
+    let sysctl = hc
+        .get("Sysctls")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+        .collect();
+    let network_mode = hc.get("NetworkMode").and_then(Value::as_str).unwrap_or("none");
+    let shm_size = hc.get("ShmSize").and_then(Value::as_u64).filter(|s| *s > 0);
+    let (ipc_ns, shm_path, shared_shm) = ipc_mode(c, hc, dir, shm_size)?;
     let input = SpecInput {
         args,
         env,
@@ -390,7 +419,7 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
             .to_string(),
         uid: user.uid,
         gid: user.gid,
-        additional_gids: user.additional_gids.clone(),
+        additional_gids,
         hostname,
         tty,
         rootfs: dir.join("rootfs/merged").display().to_string(),
@@ -399,18 +428,21 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
         cap_add: strings("CapAdd"),
         cap_drop: strings("CapDrop"),
         seccomp,
-        network_mode: hc
-            .get("NetworkMode")
-            .and_then(Value::as_str)
-            .unwrap_or("none")
-            .to_string(),
-        network_ns_path: joined_network(c, hc)?,
+        network_mode: network_mode.to_string(),
+        network_ns_path: joined(c, network_mode, "network", "net")?,
         mounts,
         no_new_privileges: nnp,
         annotations,
-        rlimits: vec![],
+        rlimits: ulimits(hc)?,
         devices,
         device_rules,
+        pid_ns: shared(c, hc, "PidMode", "pid", "pid")?,
+        ipc_ns,
+        uts_ns: shared(c, hc, "UTSMode", "UTS", "uts")?,
+        shm_size,
+        shm_path,
+        sysctl,
+        oom_score_adj,
     };
     let spec = generate(&input).map_err(|e| ApiError::bad_request(e.to_string()))?;
     fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&spec).expect("json"))
@@ -447,6 +479,7 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
         console_size: console,
         network_gate: !rec.networks.is_empty(),
         seccomp_filter: c.seccomp_filter(input.seccomp.as_ref(), &spec),
+        shared_shm,
     };
     fs::write(dir.join("monitor.json"), serde_json::to_vec(&mspec).expect("json"))
         .map_err(io_err("writing monitor.json"))?;
@@ -467,9 +500,9 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
         .map_err(|e| ApiError::internal(format!("starting the container monitor: {e}")))
 }
 
-/// `--network container:NAME`: the namespace of that container's init, which must run.
-fn joined_network(c: &Containers, hc: &Value) -> Result<Option<String>, ApiError> {
-    let mode = hc.get("NetworkMode").and_then(Value::as_str).unwrap_or("");
+/// `--network container:NAME` (`what` "network", `kind` "net"), `--pid container:NAME`, and
+/// so on: the namespace of that container's init, which must run.
+fn joined(c: &Containers, mode: &str, what: &str, kind: &str) -> Result<Option<String>, ApiError> {
     let Some(other) = mode.strip_prefix("container:") else {
         return Ok(None);
     };
@@ -479,12 +512,114 @@ fn joined_network(c: &Containers, hc: &Value) -> Result<Option<String>, ApiError
         return Err(ApiError::new(
             http::StatusCode::CONFLICT,
             format!(
-                "cannot join network namespace of a non running container: container {} is not running",
+                "cannot join {what} namespace of a non running container: container {} is not running",
                 r.id
             ),
         ));
     }
-    Ok(Some(format!("/proc/{}/ns/net", r.state.pid)))
+    Ok(Some(format!("/proc/{}/ns/{kind}", r.state.pid)))
+}
+
+/// `--pid`, `--ipc`, `--uts` (HostConfig's PidMode, IpcMode, UTSMode) as Docker takes them.
+fn shared(c: &Containers, hc: &Value, key: &str, what: &str, kind: &str) -> Result<Shared, ApiError> {
+    let mode = hc.get(key).and_then(Value::as_str).unwrap_or("");
+    Ok(match mode {
+        "" | "private" | "shareable" => Shared::Own,
+        "host" => Shared::Host,
+        m if m.starts_with("container:") && kind != "uts" => {
+            Shared::Join(joined(c, m, what, kind)?.expect("a container: mode"))
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "invalid {what} mode: {other:?} (use host{})",
+                if kind == "uts" { "" } else { " or container:NAME" }
+            )))
+        }
+    })
+}
+
+/// `--ipc` as Docker takes it: the namespace, the host directory bound as /dev/shm, and
+/// the tmpfs the monitor mounts there. A shareable container's /dev/shm is a tmpfs on the
+/// host (in its directory) that containers joining its IPC namespace bind too; a private
+/// one (the default) cannot be joined, as in Docker.
+type IpcMode = (Shared, Option<String>, Option<(PathBuf, u64)>);
+
+fn ipc_mode(c: &Containers, hc: &Value, dir: &Path, shm_size: Option<u64>) -> Result<IpcMode, ApiError> {
+    let mode = hc.get("IpcMode").and_then(Value::as_str).unwrap_or("");
+    if mode == "shareable" {
+        let shm = dir.join("shm");
+        return Ok((
+            Shared::Own,
+            Some(shm.display().to_string()),
+            Some((shm, shm_size.unwrap_or(64 << 20))),
+        ));
+    }
+    let Some(other) = mode.strip_prefix("container:") else {
+        return Ok((shared(c, hc, "IpcMode", "ipc", "ipc")?, None, None));
+    };
+    let e = c.get(other)?;
+    let r = e.rec.lock().unwrap(); // unwrap: no code panics holding a record lock
+    if !r.state.running {
+        return Err(ApiError::new(
+            http::StatusCode::CONFLICT,
+            format!("cannot join IPC of a non running container: {other}"),
+        ));
+    }
+    if r.host_config.get("IpcMode").and_then(Value::as_str) != Some("shareable") {
+        return Err(ApiError::bad_request(format!(
+            "cannot join IPC of container {other}: non-shareable IPC (hint: use IpcMode:shareable for the donor container)"
+        )));
+    }
+    let shm = c.container_dir(&r.id).join("shm").display().to_string();
+    Ok((Shared::Join(format!("/proc/{}/ns/ipc", r.state.pid)), Some(shm), None))
+}
+
+/// `--ulimit` (HostConfig.Ulimits, `{"Name": "nofile", "Soft": 1024, "Hard": 2048}`) as the
+/// runtime's rlimits.
+fn ulimits(hc: &Value) -> Result<Vec<(String, u64, u64)>, ApiError> {
+    const NAMES: [&str; 16] = [
+        "as",
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+    ];
+    let mut out = Vec::new();
+    for u in hc.get("Ulimits").and_then(Value::as_array).into_iter().flatten() {
+        let name = u.get("Name").and_then(Value::as_str).unwrap_or("");
+        if !NAMES.contains(&name) {
+            return Err(ApiError::bad_request(format!("invalid ulimit type: {name}")));
+        }
+        // -1 is unlimited, as in Docker.
+        let limit = |k: &str| {
+            u.get(k)
+                .and_then(Value::as_i64)
+                .map(|v| if v < 0 { u64::MAX } else { v as u64 })
+        };
+        let (soft, hard) = match (limit("Soft"), limit("Hard")) {
+            (Some(s), Some(h)) => (s, h),
+            (Some(s), None) | (None, Some(s)) => (s, s),
+            (None, None) => return Err(ApiError::bad_request(format!("invalid ulimit {name}: no limit given"))),
+        };
+        if soft > hard {
+            return Err(ApiError::bad_request(format!(
+                "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+            )));
+        }
+        out.push((format!("RLIMIT_{}", name.to_ascii_uppercase()), soft, hard));
+    }
+    Ok(out)
 }
 
 /// Docker's sizes: `10m`, `1g`, `512k`, `100` (bytes).

@@ -104,6 +104,30 @@ pub struct CreateArgs {
     /// Mount the container's root filesystem as read only
     #[arg(long = "read-only")]
     read_only: bool,
+    /// Add additional groups to join (a name from the image's /etc/group, or a GID)
+    #[arg(long = "group-add")]
+    group_add: Vec<String>,
+    /// Ulimit options (TYPE=SOFT[:HARD], e.g. nofile=1024:2048)
+    #[arg(long)]
+    ulimit: Vec<String>,
+    /// Size of /dev/shm (e.g. 128m; default 64m)
+    #[arg(long = "shm-size")]
+    shm_size: Option<String>,
+    /// Sysctl options (of the container's own namespaces: net.*, kernel.shm*, ...)
+    #[arg(long)]
+    sysctl: Vec<String>,
+    /// Tune the host's OOM preferences (-1000 to 1000)
+    #[arg(long = "oom-score-adj", allow_hyphen_values = true)]
+    oom_score_adj: Option<i64>,
+    /// PID namespace to use (host, container:NAME)
+    #[arg(long)]
+    pid: Option<String>,
+    /// IPC mode to use (private, shareable, host, container:NAME)
+    #[arg(long)]
+    ipc: Option<String>,
+    /// UTS namespace to use (host)
+    #[arg(long)]
+    uts: Option<String>,
     /// Connect a container to a network: bridge (default), none, host, container:NAME, or a
     /// network name
     #[arg(long, alias = "net")]
@@ -180,6 +204,19 @@ fn ram_bytes(s: &str) -> anyhow::Result<i64> {
     };
     let n: f64 = num.parse().map_err(|_| anyhow::anyhow!("invalid size: '{s}'"))?;
     Ok((n * mult as f64) as i64)
+}
+
+/// `--ulimit TYPE=SOFT[:HARD]`, as docker's units.ParseUlimit reads it.
+fn parse_ulimit(u: &str) -> anyhow::Result<Value> {
+    let bad = || anyhow::anyhow!("invalid ulimit argument: {u}");
+    let (name, limits) = u.split_once('=').ok_or_else(bad)?;
+    let (soft, hard) = limits.split_once(':').unwrap_or((limits, limits));
+    let soft: i64 = soft.parse().map_err(|_| bad())?;
+    let hard: i64 = hard.parse().map_err(|_| bad())?;
+    if soft > hard && hard >= 0 {
+        anyhow::bail!("ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}");
+    }
+    Ok(json!({"Name": name, "Soft": soft, "Hard": hard}))
 }
 
 fn env_file_lines(path: &str) -> anyhow::Result<Vec<String>> {
@@ -337,6 +374,14 @@ fn create_body(a: &CreateArgs, net: NetConfig, stdin_once: bool) -> anyhow::Resu
         "CapDrop": a.cap_drop,
         "SecurityOpt": a.security_opt.iter().map(|s| seccomp_inline(s)).collect::<anyhow::Result<Vec<_>>>()?,
         "ReadonlyRootfs": a.read_only,
+        "GroupAdd": a.group_add,
+        "Ulimits": a.ulimit.iter().map(|u| parse_ulimit(u)).collect::<anyhow::Result<Vec<_>>>()?,
+        "ShmSize": a.shm_size.as_deref().map(ram_bytes).transpose()?.unwrap_or(0),
+        "Sysctls": a.sysctl.iter().map(|s| s.split_once('=').map(|(k, v)| (k.to_string(), json!(v))).ok_or_else(|| anyhow::anyhow!("invalid argument \"{s}\" for \"--sysctl\" flag: expected KEY=VALUE"))).collect::<anyhow::Result<Map<String, Value>>>()?,
+        "OomScoreAdj": a.oom_score_adj.unwrap_or(0),
+        "PidMode": a.pid.clone().unwrap_or_default(),
+        "IpcMode": a.ipc.clone().unwrap_or_default(),
+        "UTSMode": a.uts.clone().unwrap_or_default(),
         "ExtraHosts": a.add_host,
         "Dns": a.dns,
         "RestartPolicy": restart.unwrap_or(json!({"Name": "no", "MaximumRetryCount": 0})),
