@@ -45,6 +45,9 @@ pub struct SpecInput {
     pub pid_ns: Shared,
     pub ipc_ns: Shared,
     pub uts_ns: Shared,
+    /// `--cgroupns`: without one of its own the container sees the host's hierarchies
+    /// (read-only), as Docker's default on cgroup v1 hosts.
+    pub cgroup_ns: Shared,
     /// `--shm-size` in bytes (Docker's default: 64 MiB).
     pub shm_size: Option<u64>,
     /// A host directory bind-mounted as /dev/shm instead of a tmpfs of the container's own:
@@ -222,7 +225,7 @@ pub fn generate(inp: &SpecInput) -> Result<Value, SpecError> {
         inp.ipc_ns.entry("ipc"),
         inp.uts_ns.entry("uts"),
         Some(json!({"type": "mount"})),
-        Some(json!({"type": "cgroup"})),
+        inp.cgroup_ns.entry("cgroup"),
     ]
     .into_iter()
     .flatten()

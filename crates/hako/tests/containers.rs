@@ -1325,6 +1325,99 @@ fn namespace_modes_limits_and_groups_from_the_run_flags() {
 }
 
 #[test]
+fn dns_volumes_from_cgroupns_and_refused_settings() {
+    let d = daemon();
+    let resolv = stdout(&run(
+        &d,
+        &[
+            "--dns",
+            "192.0.2.53",
+            "--dns-search",
+            "example.org",
+            "--dns-option",
+            "ndots:2",
+            "busybox",
+            "cat",
+            "/etc/resolv.conf",
+        ],
+    ));
+    let lines: Vec<&str> = resolv.lines().collect();
+    assert!(
+        lines.contains(&"nameserver 192.0.2.53") && lines.contains(&"search example.org"),
+        "{resolv}"
+    );
+    assert!(lines.contains(&"options ndots:2"), "{resolv}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("search") || l.starts_with("domain"))
+            .count(),
+        1,
+        "{resolv}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("nameserver")).count(),
+        1,
+        "{resolv}"
+    );
+
+    // --volumes-from: another container's volumes and binds, read-only with :ro.
+    d.ok(&[
+        "run",
+        "--name",
+        "vdonor",
+        "-v",
+        "vfrom:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ]);
+    assert_eq!(
+        stdout(&run(&d, &["--volumes-from", "vdonor", "busybox", "cat", "/data/f"])),
+        "kept\n"
+    );
+    let o = run(
+        &d,
+        &["--volumes-from", "vdonor:ro", "busybox", "sh", "-c", "echo x > /data/g"],
+    );
+    assert!(!o.status.success(), "a :ro volume was writable");
+    let o = run(&d, &["--volumes-from", "ghost", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    d.ok(&["rm", "vdonor"]);
+    d.ok(&["volume", "rm", "vfrom"]);
+
+    // --cgroupns host: the host's hierarchy paths; its own namespace shows its cgroup as /.
+    let own = stdout(&run(&d, &["busybox", "cat", "/proc/self/cgroup"]));
+    assert!(own.lines().all(|l| l.ends_with(":/")), "{own}");
+    let host = stdout(&run(&d, &["--cgroupns", "host", "busybox", "cat", "/proc/self/cgroup"]));
+    assert!(host.lines().any(|l| l.contains("/hako-")), "{host}");
+
+    // What hako does not apply yet is refused by name, never ignored.
+    let body = r#"{"Image": "busybox", "HostConfig": {"MemoryReservation": 1048576}}"#;
+    let o = Command::new("curl")
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+        ])
+        .arg("--unix-socket")
+        .arg(d.socket())
+        .arg("http://hako/containers/create")
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert!(
+        out.ends_with("\n400") && out.contains("--memory-reservation is not supported"),
+        "{out}"
+    );
+}
+
+#[test]
 fn a_tty_gets_the_terminal_size() {
     let d = daemon();
     let o = Command::new("script")

@@ -168,25 +168,37 @@ pub fn prepare_dir(dir: &Path, rec: &ContainerRecord) -> Result<(), ApiError> {
 fn resolv_conf(rec: &ContainerRecord) -> String {
     let host_net = rec.host_config.get("NetworkMode").and_then(Value::as_str) == Some("host");
     let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let dns: Vec<String> = rec
-        .host_config
-        .get("Dns")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
-        .unwrap_or_default();
+    let list = |k: &str| -> Vec<String> {
+        rec.host_config
+            .get(k)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .unwrap_or_default()
+    };
+    // `--dns`, `--dns-search`, `--dns-option` each replace the host's lines of their kind.
+    let (dns, search, options) = (list("Dns"), list("DnsSearch"), list("DnsOptions"));
     let mut out: Vec<String> = host
         .lines()
         .filter(|l| {
-            let ns = l.trim().strip_prefix("nameserver").map(str::trim);
-            match ns {
-                Some(ip) => dns.is_empty() && (host_net || !(ip.starts_with("127.") || ip == "::1")),
-                None => true,
+            let l = l.trim();
+            if let Some(ip) = l.strip_prefix("nameserver").map(str::trim) {
+                return dns.is_empty() && (host_net || !(ip.starts_with("127.") || ip == "::1"));
             }
+            if l.starts_with("search") || l.starts_with("domain") {
+                return search.is_empty();
+            }
+            options.is_empty() || !l.starts_with("options")
         })
         .map(String::from)
         .collect();
     for d in &dns {
         out.push(format!("nameserver {d}"));
+    }
+    if !search.is_empty() {
+        out.push(format!("search {}", search.join(" ")));
+    }
+    if !options.is_empty() {
+        out.push(format!("options {}", options.join(" ")));
     }
     // On a user network, names go to the network's resolver (which forwards the rest to the
     // host's resolvers); search and options lines stay.
@@ -439,6 +451,15 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
         pid_ns: shared(c, hc, "PidMode", "pid", "pid")?,
         ipc_ns,
         uts_ns: shared(c, hc, "UTSMode", "UTS", "uts")?,
+        cgroup_ns: match hc.get("CgroupnsMode").and_then(Value::as_str).unwrap_or("") {
+            "" | "private" => Shared::Own,
+            "host" => Shared::Host,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid cgroup namespace mode: {other:?} (use host or private)"
+                )))
+            }
+        },
         shm_size,
         shm_path,
         sysctl,

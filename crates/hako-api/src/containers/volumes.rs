@@ -145,7 +145,8 @@ impl Containers {
         Ok((gone, reclaimed))
     }
 
-    /// The container's mounts from `-v`, `--mount type=volume` and the image's VOLUMEs.
+    /// The container's mounts from `-v`, `--mount type=volume`, `--volumes-from` and the
+    /// image's VOLUMEs.
     pub fn resolve_mounts(&self, host_config: &Value, image_volumes: &[String]) -> Result<Vec<Value>, ApiError> {
         let mounts: &[Value] = host_config
             .get("Mounts")
@@ -155,6 +156,37 @@ impl Containers {
         let targets = mounts.iter().map(|m| (str_of(m, "Type"), str_of(m, "Target")));
         for (kind, target) in targets.chain(image_volumes.iter().map(|p| ("volume".into(), p.clone()))) {
             absolute_target(&kind, &target)?;
+        }
+        // `--volumes-from NAME[:ro|rw]`: that container's mounts, after the container's own
+        // (which win at the same destination); read first, so a bad name makes no volume.
+        let mut from: Vec<Value> = Vec::new();
+        for spec in host_config
+            .get("VolumesFrom")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let spec = spec.as_str().unwrap_or("");
+            let (name, mode) = spec.split_once(':').unwrap_or((spec, ""));
+            if !matches!(mode, "" | "ro" | "rw") {
+                return Err(ApiError::bad_request(format!("invalid mode for volumes-from: {mode}")));
+            }
+            // A 400, not the 404 of a missing container: on a 404 the docker CLI goes to pull
+            // the image.
+            let donor = self
+                .get(name)
+                .map_err(|_| ApiError::bad_request(format!("--volumes-from: no such container: {name}")))?
+                .rec
+                .lock()
+                .unwrap() // unwrap: poisoned only after a panic
+                .mounts
+                .clone();
+            for mut m in donor {
+                if !mode.is_empty() {
+                    m["RW"] = json!(mode == "rw");
+                }
+                from.push(m);
+            }
         }
         let mut out: Vec<Value> = Vec::new();
         for b in host_config.get("Binds").and_then(Value::as_array).into_iter().flatten() {
@@ -173,6 +205,11 @@ impl Containers {
                 let v = self.volume_create(src, Value::Null, src.is_none())?;
                 let ro = m.get("ReadOnly").and_then(Value::as_bool).unwrap_or(false);
                 out.push(json!({"Type": "volume", "Name": v["Name"], "Source": v["Mountpoint"], "Destination": dst, "Driver": "local", "RW": !ro}));
+            }
+        }
+        for m in from {
+            if !out.iter().any(|o| o["Destination"] == m["Destination"]) {
+                out.push(m);
             }
         }
         for path in image_volumes {

@@ -153,6 +153,18 @@ pub struct CreateArgs {
     /// Set custom DNS servers
     #[arg(long)]
     dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search")]
+    dns_search: Vec<String>,
+    /// Set DNS options
+    #[arg(long = "dns-option")]
+    dns_option: Vec<String>,
+    /// Mount volumes from the specified container(s) (NAME[:ro|rw])
+    #[arg(long = "volumes-from")]
+    volumes_from: Vec<String>,
+    /// Cgroup namespace to use (host, private)
+    #[arg(long)]
+    cgroupns: Option<String>,
     /// Restart policy (no, on-failure[:N], always, unless-stopped)
     #[arg(long)]
     restart: Option<String>,
@@ -384,6 +396,10 @@ fn create_body(a: &CreateArgs, net: NetConfig, stdin_once: bool) -> anyhow::Resu
         "UTSMode": a.uts.clone().unwrap_or_default(),
         "ExtraHosts": a.add_host,
         "Dns": a.dns,
+        "DnsSearch": a.dns_search,
+        "DnsOptions": a.dns_option,
+        "VolumesFrom": a.volumes_from,
+        "CgroupnsMode": a.cgroupns.clone().unwrap_or_default(),
         "RestartPolicy": restart.unwrap_or(json!({"Name": "no", "MaximumRetryCount": 0})),
         "LogConfig": {"Type": "json-file", "Config": log_cfg},
         "ConsoleSize": if a.tty { json!([console.0, console.1]) } else { json!([0, 0]) },
