@@ -2,6 +2,7 @@
 
 mod cli;
 mod daemon;
+mod duration;
 mod output;
 
 use std::process::ExitCode;

@@ -510,3 +510,46 @@ fn add_fetches_urls_and_checks_their_digest() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("digest mismatch"), "{}", stderr(&o));
 }
+
+#[test]
+fn an_images_healthcheck_runs_in_its_containers() {
+    let d = daemon();
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "Dockerfile",
+        "FROM busybox\nHEALTHCHECK --interval=100ms --retries=1 CMD test -f /ready\nCMD [\"sleep\", \"300\"]\n",
+    );
+    build_ok(&d, dir.path(), &["-t", "checked"]);
+    // The image's check, with a run flag overriding one of its settings.
+    let id = d
+        .ok(&["run", "-d", "--health-retries", "3", "checked"])
+        .trim()
+        .to_string();
+    let check: serde_json::Value =
+        serde_json::from_str(&d.ok(&["inspect", "-f", "{{json .Config.Healthcheck}}", &id])).unwrap();
+    assert_eq!(check["Test"], serde_json::json!(["CMD-SHELL", "test -f /ready"]));
+    assert_eq!(
+        (check["Interval"].as_u64(), check["Retries"].as_u64()),
+        (Some(100_000_000), Some(3))
+    );
+    let status = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut got = String::new();
+        while Instant::now() < deadline {
+            got = d
+                .ok(&["inspect", "-f", "{{.State.Health.Status}}", &id])
+                .trim()
+                .to_string();
+            if got == want {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(got, want);
+    };
+    status("unhealthy");
+    d.ok(&["exec", &id, "touch", "/ready"]);
+    status("healthy");
+    d.ok(&["rm", "-f", &id]);
+}

@@ -1418,6 +1418,83 @@ fn dns_volumes_from_cgroupns_and_refused_settings() {
 }
 
 #[test]
+fn health_checks_report_and_filter() {
+    let d = daemon();
+    let every = ["--health-interval", "100ms", "--health-retries", "2"];
+    let start = |name: &str, cmd: &str, extra: &[&str]| {
+        let mut args = vec!["run", "-d", "--name", name, "--health-cmd", cmd];
+        args.extend_from_slice(&every);
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["busybox", "sleep", "300"]);
+        d.ok(&args);
+    };
+    start("fine", "true", &[]);
+    start("sick", "echo nope; exit 1", &[]);
+    start("slow", "sleep 5", &["--health-timeout", "200ms"]);
+    let health = |name: &str| {
+        d.ok(&["inspect", "-f", "{{.State.Health.Status}}", name])
+            .trim()
+            .to_string()
+    };
+    assert_eq!(health("fine"), "starting");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline
+        && (health("fine") != "healthy" || health("sick") != "unhealthy" || health("slow") != "unhealthy")
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        (health("fine"), health("sick"), health("slow")),
+        ("healthy".into(), "unhealthy".into(), "unhealthy".into())
+    );
+    assert!(d
+        .ok(&["ps", "--filter", "name=fine", "--format", "{{.Status}}"])
+        .contains("(healthy)"));
+    let names = |filter: &str| {
+        let mut v: Vec<String> = d
+            .ok(&["ps", "--filter", filter, "--format", "{{.Names}}"])
+            .lines()
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names("health=healthy"), ["fine"]);
+    assert_eq!(names("health=unhealthy"), ["sick", "slow"]);
+    let sick: serde_json::Value =
+        serde_json::from_str(&d.ok(&["inspect", "-f", "{{json .State.Health}}", "sick"])).unwrap();
+    let last = sick["Log"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["ExitCode"].as_i64(), last["Output"].as_str()),
+        (Some(1), Some("nope\n"))
+    );
+    assert!(sick["FailingStreak"].as_u64().unwrap() >= 2);
+    assert!(sick["Log"].as_array().unwrap().len() <= 5);
+    let slow = d.ok(&["inspect", "-f", "{{json .State.Health.Log}}", "slow"]);
+    assert!(slow.contains("exceeded timeout"), "{slow}");
+    // The checks' exec instances do not pile up.
+    let execs = d.ok(&["inspect", "-f", "{{json .ExecIDs}}", "slow"]);
+    assert!(execs.trim() == "null" || execs.matches(',').count() == 0, "{execs}");
+    // --no-healthcheck: no health at all.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "none",
+        "--no-healthcheck",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{json .State.Health}}", "none"]).trim(),
+        "null"
+    );
+    assert_eq!(names("health=none"), ["none"]);
+    d.ok(&["rm", "-f", "fine", "sick", "slow", "none"]);
+}
+
+#[test]
 fn a_tty_gets_the_terminal_size() {
     let d = daemon();
     let o = Command::new("script")

@@ -247,6 +247,14 @@ impl Containers {
         let _ = std::fs::remove_file(&i.spec_path);
     }
 
+    /// Drops a finished exec instance the engine ran for itself (a health check's).
+    pub fn exec_forget(&self, id: &str) {
+        let gone = self.execs.map.lock().unwrap().remove(id); // unwrap: see above
+        if let Some(inst) = gone {
+            let _ = std::fs::remove_file(&inst.lock().unwrap().spec_path); // unwrap: see above
+        }
+    }
+
     /// The running execs of a container (its `ExecIDs`).
     pub fn exec_ids(&self, container_id: &str) -> Vec<String> {
         let map = self.execs.map.lock().unwrap(); // unwrap: see above

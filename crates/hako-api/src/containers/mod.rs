@@ -4,6 +4,7 @@
 pub mod archive;
 mod connect;
 pub mod exec;
+pub mod health;
 mod init_layer;
 pub mod ops;
 mod primer;
@@ -537,6 +538,7 @@ impl Containers {
                 self.save_durable(&snapshot)?;
                 e.events.send_modify(|ev| ev.running = true);
                 self.watch(&rec.id, e.clone(), st.monitor_pid, Some(child));
+                self.start_health(&e);
                 Ok(true)
             }
             other => {
@@ -732,6 +734,7 @@ impl Containers {
                 {
                     tracing::warn!(container = %id, error = %err.message, "cannot take the container's ports again");
                 }
+                self.start_health(&e);
                 self.watch(id, e, st.monitor_pid, None);
             }
             _ => {

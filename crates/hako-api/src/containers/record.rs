@@ -19,6 +19,9 @@ pub struct State {
     pub error: String,
     pub started_at: String,
     pub finished_at: String,
+    /// With a HEALTHCHECK only, as in Docker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<super::health::Health>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -227,6 +230,7 @@ pub fn merge_config(body: &Value, image_cfg: &Value, image_name: &str) -> (Value
     let working_dir = pick("WorkingDir", &c);
     let user = pick("User", &c);
     let stop_signal = pick("StopSignal", &c);
+    let healthcheck = healthcheck(img.get("Healthcheck"), c.get("Healthcheck"));
     let mut exposed = img
         .get("ExposedPorts")
         .and_then(Value::as_object)
@@ -252,6 +256,9 @@ pub fn merge_config(body: &Value, image_cfg: &Value, image_name: &str) -> (Value
     c.insert("User".into(), user);
     if !stop_signal.as_str().unwrap_or("").is_empty() {
         c.insert("StopSignal".into(), stop_signal);
+    }
+    if !healthcheck.is_null() {
+        c.insert("Healthcheck".into(), healthcheck);
     }
     c.insert(
         "ExposedPorts".into(),
@@ -284,9 +291,49 @@ pub fn merge_config(body: &Value, image_cfg: &Value, image_name: &str) -> (Value
     (Value::Object(c), command)
 }
 
+/// The container's HEALTHCHECK as Docker merges it: its own test, else the image's; each
+/// duration or retry count it leaves at zero from the image.
+fn healthcheck(image: Option<&Value>, own: Option<&Value>) -> Value {
+    let (image, own) = (image.filter(|v| v.is_object()), own.filter(|v| v.is_object()));
+    let has_test = |v: &Value| v.get("Test").and_then(Value::as_array).is_some_and(|t| !t.is_empty());
+    match (image, own) {
+        (None, None) => Value::Null,
+        (Some(i), None) => i.clone(),
+        (None, Some(o)) => o.clone(),
+        (Some(i), Some(o)) => {
+            let mut out = o.clone();
+            if !has_test(o) {
+                out["Test"] = i.get("Test").cloned().unwrap_or(Value::Null);
+            }
+            for k in ["Interval", "Timeout", "StartPeriod", "Retries"] {
+                if out.get(k).and_then(Value::as_i64).unwrap_or(0) == 0 {
+                    if let Some(v) = i.get(k) {
+                        out[k] = v.clone();
+                    }
+                }
+            }
+            out
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn healthchecks_merge_as_docker() {
+        let img = json!({"Test": ["CMD-SHELL", "true"], "Interval": 5, "Retries": 2});
+        assert_eq!(healthcheck(Some(&img), None), img);
+        let own = json!({"Test": [], "Interval": 0, "Retries": 7});
+        assert_eq!(
+            healthcheck(Some(&img), Some(&own)),
+            json!({"Test": ["CMD-SHELL", "true"], "Interval": 5, "Retries": 7})
+        );
+        let none = json!({"Test": ["NONE"]});
+        assert_eq!(healthcheck(Some(&img), Some(&none))["Test"], json!(["NONE"]));
+        assert_eq!(healthcheck(None, None), Value::Null);
+    }
 
     #[test]
     fn entrypoint_and_cmd_combine_as_docker() {

@@ -293,8 +293,13 @@ fn status_text(r: &ContainerRecord) -> String {
             .map(|t| chrono::Utc::now().timestamp() - t.timestamp())
             .unwrap_or(0)
     };
+    let health = match r.state.health.as_ref().map(|h| h.status.as_str()) {
+        Some("starting") => " (health: starting)".to_string(),
+        Some(s) if !s.is_empty() => format!(" ({s})"),
+        _ => String::new(),
+    };
     match r.state.status.as_str() {
-        "running" => format!("Up {}", human_duration(since(&r.state.started_at))),
+        "running" => format!("Up {}{health}", human_duration(since(&r.state.started_at))),
         "paused" => format!("Up {} (Paused)", human_duration(since(&r.state.started_at))),
         "exited" => format!(
             "Exited ({}) {} ago",
@@ -343,8 +348,8 @@ pub async fn list(AxState(d): AxState<State>, RawQuery(q): RawQuery) -> Result<J
         .map(|e| e.rec.lock().unwrap().clone())
         .collect(); // unwrap: see above
     recs.sort_by(|a, b| b.created.cmp(&a.created));
-    const KNOWN: [&str; 10] = [
-        "status", "name", "id", "exited", "ancestor", "label", "volume", "network", "before", "since",
+    const KNOWN: [&str; 11] = [
+        "status", "name", "id", "exited", "ancestor", "label", "volume", "network", "before", "since", "health",
     ];
     if let Some(k) = filters.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
@@ -381,6 +386,8 @@ pub async fn list(AxState(d): AxState<State>, RawQuery(q): RawQuery) -> Result<J
                     .iter()
                     .any(|m| m["Name"] == v.as_str() || m["Source"] == v.as_str() || m["Destination"] == v.as_str()),
                 "network" => r.network_settings()["Networks"].get(v.as_str()).is_some(),
+                // `none`: no HEALTHCHECK; else the status, as Docker filters it.
+                "health" => r.state.health.as_ref().map_or("none", |h| h.status.as_str()) == v.as_str(),
                 "before" => before.iter().all(|t| r.created < *t),
                 "since" => since.iter().all(|t| r.created > *t),
                 _ => false,

@@ -174,6 +174,24 @@ pub struct CreateArgs {
     /// Automatically remove the container when it exits
     #[arg(long)]
     rm: bool,
+    /// Command to run to check health
+    #[arg(long = "health-cmd")]
+    health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h)
+    #[arg(long = "health-interval")]
+    health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h)
+    #[arg(long = "health-timeout")]
+    health_timeout: Option<String>,
+    /// Start period for the container to initialize before failures count (ms|s|m|h)
+    #[arg(long = "health-start-period")]
+    health_start_period: Option<String>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long = "health-retries")]
+    health_retries: Option<u32>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long = "no-healthcheck")]
+    no_healthcheck: bool,
     /// The image, then the command and its arguments: one list, so flag parsing stops at the
     /// image as docker's does (`run IMAGE -c x` passes `-c` to the command).
     #[arg(value_name = "IMAGE [COMMAND] [ARG...]", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
@@ -216,6 +234,41 @@ fn ram_bytes(s: &str) -> anyhow::Result<i64> {
     };
     let n: f64 = num.parse().map_err(|_| anyhow::anyhow!("invalid size: '{s}'"))?;
     Ok((n * mult as f64) as i64)
+}
+
+/// The `--health-*` flags as a Healthcheck config (durations in nanoseconds), as the docker
+/// CLI sends it: none when no flag is given.
+fn healthcheck(a: &CreateArgs) -> anyhow::Result<Option<Value>> {
+    let given = a.health_cmd.is_some()
+        || a.health_interval.is_some()
+        || a.health_timeout.is_some()
+        || a.health_start_period.is_some()
+        || a.health_retries.is_some();
+    if a.no_healthcheck {
+        if given {
+            anyhow::bail!("--no-healthcheck conflicts with --health-* options");
+        }
+        return Ok(Some(json!({"Test": ["NONE"]})));
+    }
+    if !given {
+        return Ok(None);
+    }
+    let nanos = |flag: &str, v: &Option<String>| -> anyhow::Result<u64> {
+        v.as_deref()
+            .map(|s| {
+                crate::duration::parse(s)
+                    .map(|d| d.as_nanos() as u64)
+                    .map_err(|e| anyhow::anyhow!("invalid argument \"{s}\" for \"{flag}\" flag: {e}"))
+            })
+            .unwrap_or(Ok(0))
+    };
+    Ok(Some(json!({
+        "Test": a.health_cmd.as_ref().map(|c| json!(["CMD-SHELL", c])).unwrap_or(json!([])),
+        "Interval": nanos("--health-interval", &a.health_interval)?,
+        "Timeout": nanos("--health-timeout", &a.health_timeout)?,
+        "StartPeriod": nanos("--health-start-period", &a.health_start_period)?,
+        "Retries": a.health_retries.unwrap_or(0),
+    })))
 }
 
 /// `--ulimit TYPE=SOFT[:HARD]`, as docker's units.ParseUlimit reads it.
@@ -429,6 +482,9 @@ fn create_body(a: &CreateArgs, net: NetConfig, stdin_once: bool) -> anyhow::Resu
     }
     if !anonymous.is_empty() {
         body["Volumes"] = anonymous.iter().map(|v| (v.to_string(), json!({}))).collect();
+    }
+    if let Some(h) = healthcheck(a)? {
+        body["Healthcheck"] = h;
     }
     Ok(body)
 }
@@ -1049,14 +1105,13 @@ pub async fn logs(c: &Client, a: LogsArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// `10m`, `1h` before now, or a timestamp as given.
+/// A Go duration (`10m`, `1h30m`, `500ms`) before now, or a timestamp as given.
 fn relative_time(v: &str) -> String {
-    let unit = v.chars().last().unwrap_or(' ');
-    let n: Option<i64> = v[..v.len().saturating_sub(1)].parse().ok();
-    match (n, unit) {
-        (Some(n), 's') => (chrono::Utc::now().timestamp() - n).to_string(),
-        (Some(n), 'm') => (chrono::Utc::now().timestamp() - n * 60).to_string(),
-        (Some(n), 'h') => (chrono::Utc::now().timestamp() - n * 3600).to_string(),
+    match crate::duration::parse(v) {
+        Ok(d) if v != "0" => {
+            let t = chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or_default();
+            format!("{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos())
+        }
         _ => v.to_string(),
     }
 }
