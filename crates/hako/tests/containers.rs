@@ -1136,6 +1136,18 @@ fn disk_usage_info_filters_and_prunes_count_what_is_there() {
     // A stopped container still holds its volume (the anonymous one), as in Docker.
     assert_eq!(row("Local Volumes"), "3 2", "{table}");
 
+    // ps templates docker's fields: mounts, local volumes, creation time.
+    let fields = d.ok(&[
+        "ps",
+        "--filter",
+        "name=up",
+        "--format",
+        "{{.Mounts}}|{{.LocalVolumes}}|{{.CreatedAt}}",
+    ]);
+    let fields: Vec<&str> = fields.trim().split('|').collect();
+    assert_eq!(fields[..2], ["web", "1"], "{fields:?}");
+    assert!(fields[2].ends_with(" +0000 UTC") && fields[2].len() == 29, "{fields:?}");
+
     // ps filters: by volume, by creation order, and an unknown one refused.
     assert_eq!(
         d.ok(&["ps", "-a", "--filter", "volume=web", "--format", "{{.Names}}"])

@@ -934,14 +934,16 @@ pub async fn ps(c: &Client, a: PsArgs) -> anyhow::Result<u8> {
                 "ID": short(v["Id"].as_str().unwrap_or("")),
                 "Image": v["Image"],
                 "Command": format!("\"{cmd}\""),
-                "CreatedAt": v["Created"],
+                "CreatedAt": created_at(v["Created"].as_i64().unwrap_or(0)),
                 "RunningFor": ago(v["Created"].as_i64().unwrap_or(0)),
                 "Status": v["Status"],
                 "State": v["State"],
                 "Ports": crate::output::displayable_ports(v["Ports"].as_array().map(Vec::as_slice).unwrap_or_default()),
                 "Networks": networks_text(v),
                 "Names": v["Names"].as_array().into_iter().flatten().filter_map(|n| n.as_str()).map(|n| n.trim_start_matches('/')).collect::<Vec<_>>().join(","),
-                "Labels": v["Labels"],
+                "Labels": v["Labels"].as_object().map(|l| l.iter().map(|(k, val)| format!("{k}={}", val.as_str().unwrap_or(""))).collect::<Vec<_>>().join(",")).unwrap_or_default(),
+                "Mounts": mounts_text(v, a.no_trunc),
+                "LocalVolumes": v["Mounts"].as_array().map_or(0, |m| m.iter().filter(|m| m["Type"] == "volume").count()),
                 "Size": size_text(v),
             })
         })
@@ -989,6 +991,34 @@ pub async fn ps(c: &Client, a: PsArgs) -> anyhow::Result<u8> {
 }
 
 /// The networks a container summary is attached to, comma-separated (`{{.Networks}}`).
+/// docker's `{{.CreatedAt}}`: Go's time.String() of the creation time, in UTC.
+fn created_at(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string())
+        .unwrap_or_default()
+}
+
+/// docker's `{{.Mounts}}`: each volume's name (cut to 15 characters unless `--no-trunc`),
+/// each bind's source.
+fn mounts_text(v: &Value, no_trunc: bool) -> String {
+    v["Mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let name = m["Name"].as_str().filter(|n| !n.is_empty());
+            match name {
+                Some(n) if !no_trunc && n.chars().count() > 15 => {
+                    format!("{}…", n.chars().take(15).collect::<String>())
+                }
+                Some(n) => n.to_string(),
+                None => m["Source"].as_str().unwrap_or("").to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn networks_text(v: &Value) -> String {
     let mut names: Vec<&str> = v["NetworkSettings"]["Networks"]
         .as_object()
