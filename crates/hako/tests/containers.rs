@@ -437,17 +437,10 @@ fn a_killed_monitor_leaves_nothing_running() {
         rustix::process::Signal::KILL,
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut status = String::new();
-    while Instant::now() < deadline {
-        status = d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", &id]);
-        if status.starts_with("exited") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = || d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", &id]);
+    eventually("the exit to be recorded", || status().starts_with("exited"));
     // Its init had no owner left: the daemon ends it with its cgroup, and says why.
-    assert_eq!(status.trim(), "exited 255");
+    assert_eq!(status().trim(), "exited 255");
     assert!(d.ok(&["inspect", "-f", "{{.State.Error}}", &id]).contains("monitor"));
     assert!(!hako_cgroups().iter().any(|c| c.ends_with(&id)), "its cgroup was left");
     d.ok(&["rm", &id]);
@@ -1449,16 +1442,9 @@ fn health_checks_report_and_filter() {
             .to_string()
     };
     assert_eq!(health("fine"), "starting");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline
-        && (health("fine") != "healthy" || health("sick") != "unhealthy" || health("slow") != "unhealthy")
-    {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(
-        (health("fine"), health("sick"), health("slow")),
-        ("healthy".into(), "unhealthy".into(), "unhealthy".into())
-    );
+    eventually("the checks' verdicts", || {
+        health("fine") == "healthy" && health("sick") == "unhealthy" && health("slow") == "unhealthy"
+    });
     assert!(d
         .ok(&["ps", "--filter", "name=fine", "--format", "{{.Status}}"])
         .contains("(healthy)"));
@@ -1672,23 +1658,9 @@ fn commands_start_in_their_own_session_with_default_signal_actions() {
     ]);
     let id = id.trim();
     assert_eq!(d.ok(&[&["exec", id], &show[..]].concat()), want);
-    let mut logs = String::new();
-    for _ in 0..50 {
-        logs = d.ok(&["logs", id]);
-        if logs.contains("ready") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually("the trap to be set", || d.ok(&["logs", id]).contains("ready"));
     d.ok(&["kill", "-s", "HUP", id]);
-    for _ in 0..50 {
-        logs = d.ok(&["logs", id]);
-        if logs.contains("got HUP") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(logs.contains("got HUP"), "the trap did not run: {logs}");
+    eventually("the trap to run", || d.ok(&["logs", id]).contains("got HUP"));
     // `kill 0` signals the caller's process group: the container's own (its init leads a
     // session, as runc's does), never the monitor's, which would die and lose the status.
     let o = run(
