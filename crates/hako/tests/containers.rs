@@ -1493,6 +1493,43 @@ fn health_checks_report_and_filter() {
 }
 
 #[test]
+fn exec_instances_go_with_their_container() {
+    let d = daemon();
+    let id = d.ok(&["run", "-d", "busybox", "sleep", "300"]).trim().to_string();
+    let post = |path: &str, body: &str| {
+        let o = Command::new("curl")
+            .args([
+                "-s",
+                "-w",
+                "\n%{http_code}",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                body,
+            ])
+            .arg("--unix-socket")
+            .arg(d.socket())
+            .arg(format!("http://hako{path}"))
+            .output()
+            .unwrap();
+        stdout(&o)
+    };
+    let created = post(&format!("/containers/{id}/exec"), r#"{"Cmd": ["true"]}"#);
+    let (body, code) = created.rsplit_once('\n').unwrap();
+    assert_eq!(code, "201", "{created}");
+    let exec: serde_json::Value = serde_json::from_str(body).unwrap();
+    let exec = exec["Id"].as_str().unwrap().to_string();
+    assert!(post(&format!("/exec/{exec}/start"), r#"{"Detach": true}"#).ends_with("\n200"));
+    eventually("the exec to end", || {
+        api(&d, "GET", &format!("/exec/{exec}/json"))
+            .1
+            .contains("\"ExitCode\":0")
+    });
+    d.ok(&["rm", "-f", &id]);
+    assert_eq!(api(&d, "GET", &format!("/exec/{exec}/json")).0, 404);
+}
+
+#[test]
 fn a_tty_gets_the_terminal_size() {
     let d = daemon();
     let o = Command::new("script")

@@ -48,9 +48,13 @@ pub fn console_size(v: Option<&Value>) -> Option<(u16, u16)> {
     (h > 0 && w > 0).then_some((h, w))
 }
 
+/// How long an ended exec stays inspectable (dockerd's exec GC runs every five minutes).
+const KEEP_ENDED: std::time::Duration = std::time::Duration::from_secs(300);
+
 #[derive(Default)]
 pub struct Execs {
-    map: Mutex<HashMap<String, Arc<Mutex<ExecInstance>>>>,
+    /// Shared with the timers that drop ended instances.
+    map: Arc<Mutex<HashMap<String, Arc<Mutex<ExecInstance>>>>>,
 }
 
 impl Execs {
@@ -239,12 +243,34 @@ impl Containers {
         Ok(())
     }
 
+    /// Records an exec's end; the instance goes from the map after [`KEEP_ENDED`], so a
+    /// long-running daemon does not keep every exec it ever ran.
     pub fn exec_finished(&self, inst: &Arc<Mutex<ExecInstance>>, code: i32) {
         let mut i = inst.lock().unwrap(); // unwrap: see above
         i.running = false;
         i.exit_code = Some(code);
         i.resize = None;
         let _ = std::fs::remove_file(&i.spec_path);
+        let (map, id) = (self.execs.map.clone(), i.id.clone());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                tokio::time::sleep(KEEP_ENDED).await;
+                map.lock().unwrap().remove(&id); // unwrap: see above
+            });
+        }
+    }
+
+    /// Drops every exec instance of a container being removed.
+    pub fn exec_forget_container(&self, container_id: &str) {
+        let mut map = self.execs.map.lock().unwrap(); // unwrap: see above
+        map.retain(|_, e| {
+            let i = e.lock().unwrap(); // unwrap: see above
+            if i.container != container_id {
+                return true;
+            }
+            let _ = std::fs::remove_file(&i.spec_path);
+            false
+        });
     }
 
     /// Drops a finished exec instance the engine ran for itself (a health check's).

@@ -866,6 +866,7 @@ impl Containers {
                 tracing::warn!(container = %id2, error = %err, "cannot delete the container's record");
             }
         });
+        self.exec_forget_container(&id);
         let endpoints = e.rec.lock().unwrap().networks.clone(); // unwrap: see insert
         if let Err(err) = self.networks.release(&id, &endpoints) {
             tracing::warn!(container = %id, error = %err.message, "cannot give back the container's addresses");
