@@ -1399,7 +1399,7 @@ fn dns_volumes_from_cgroupns_and_refused_settings() {
     assert!(host.lines().any(|l| l.contains("/hako-")), "{host}");
 
     // What hako does not apply yet is refused by name, never ignored.
-    let body = r#"{"Image": "busybox", "HostConfig": {"MemoryReservation": 1048576}}"#;
+    let body = r#"{"Image": "busybox", "HostConfig": {"BlkioWeight": 500}}"#;
     let o = Command::new("curl")
         .args([
             "-s",
@@ -1417,7 +1417,7 @@ fn dns_volumes_from_cgroupns_and_refused_settings() {
         .unwrap();
     let out = stdout(&o);
     assert!(
-        out.ends_with("\n400") && out.contains("--memory-reservation is not supported"),
+        out.ends_with("\n400") && out.contains("--blkio-weight is not supported"),
         "{out}"
     );
 }
@@ -1527,6 +1527,48 @@ fn exec_instances_go_with_their_container() {
     });
     d.ok(&["rm", "-f", &id]);
     assert_eq!(api(&d, "GET", &format!("/exec/{exec}/json")).0, 404);
+}
+
+#[test]
+fn memory_reservation_swappiness_and_the_oom_killer() {
+    let d = daemon();
+    let v1_memory = std::path::Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists();
+    let refused = |args: &[&str], why: &str| {
+        let o = run(&d, args);
+        assert_eq!(o.status.code(), Some(125), "{args:?}: {}", stdout(&o));
+        assert!(stderr(&o).contains(why), "{args:?}: {}", stderr(&o));
+    };
+    refused(
+        &["--memory-swappiness", "200", "busybox", "true"],
+        "valid range is 0-100",
+    );
+    refused(
+        &["-m", "32m", "--memory-reservation", "64m", "busybox", "true"],
+        "must not exceed",
+    );
+    if v1_memory {
+        let o = run(
+            &d,
+            &[
+                "-m", "64m", "--memory-reservation", "32m", "--memory-swappiness", "10", "--oom-kill-disable", "busybox", "sh", "-c",
+                "cd /sys/fs/cgroup/memory && cat memory.soft_limit_in_bytes memory.swappiness && grep oom_kill_disable memory.oom_control",
+            ],
+        );
+        assert_eq!(stdout(&o), "33554432\n10\noom_kill_disable 1\n", "{}", stderr(&o));
+    } else {
+        let o = run(
+            &d,
+            &[
+                "--memory-reservation",
+                "32m",
+                "busybox",
+                "cat",
+                "/sys/fs/cgroup/memory.low",
+            ],
+        );
+        assert_eq!(stdout(&o), "33554432\n", "{}", stderr(&o));
+        refused(&["--memory-swappiness", "10", "busybox", "true"], "needs cgroup v1");
+    }
 }
 
 #[test]

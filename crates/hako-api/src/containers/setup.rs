@@ -117,6 +117,14 @@ pub fn resources(hc: &Value) -> Resources {
     Resources {
         memory: i("Memory"),
         memory_swap: i("MemorySwap"),
+        memory_reservation: i("MemoryReservation"),
+        // -1 (the docker CLI's default) or null: the kernel's.
+        memory_swappiness: hc
+            .get("MemorySwappiness")
+            .and_then(Value::as_i64)
+            .filter(|v| *v >= 0)
+            .map(|v| v as u64),
+        oom_kill_disable: hc.get("OomKillDisable").and_then(Value::as_bool).unwrap_or(false),
         cpu_quota: i("CpuQuota"),
         cpu_period: i("CpuPeriod").map(|v| v as u64),
         nano_cpus: i("NanoCpus"),

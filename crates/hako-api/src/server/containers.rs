@@ -49,16 +49,13 @@ fn validate_config(body: &Value) -> Result<(), ApiError> {
 fn unsupported_host_config(hc: &Value) -> Result<(), ApiError> {
     let set = |k: &str| match hc.get(k) {
         None | Some(Value::Null) | Some(Value::Bool(false)) => false,
-        Some(Value::Number(n)) => n.as_i64() != Some(0) && !(k == "MemorySwappiness" && n.as_i64() == Some(-1)),
+        Some(Value::Number(n)) => n.as_i64() != Some(0),
         Some(Value::String(s)) => !s.is_empty(),
         Some(Value::Array(a)) => !a.is_empty(),
         Some(_) => true,
     };
-    const FLAGS: [(&str, &str); 13] = [
-        ("MemoryReservation", "--memory-reservation"),
-        ("MemorySwappiness", "--memory-swappiness"),
+    const FLAGS: [(&str, &str); 10] = [
         ("KernelMemory", "--kernel-memory"),
-        ("OomKillDisable", "--oom-kill-disable"),
         ("BlkioWeight", "--blkio-weight"),
         ("BlkioWeightDevice", "--blkio-weight-device"),
         ("BlkioDeviceReadBps", "--device-read-bps"),

@@ -104,6 +104,13 @@ pub struct Resources {
     pub memory: Option<i64>,
     /// Memory plus swap limit in bytes (Docker's `--memory-swap`); -1 for unlimited swap.
     pub memory_swap: Option<i64>,
+    /// Soft limit in bytes (Docker's `--memory-reservation`): v1 `memory.soft_limit_in_bytes`,
+    /// v2 `memory.low`.
+    pub memory_reservation: Option<i64>,
+    /// 0..=100 (`--memory-swappiness`); v1 only, as the kernel has no such file on v2.
+    pub memory_swappiness: Option<u64>,
+    /// `--oom-kill-disable`: v1 only (`memory.oom_control`).
+    pub oom_kill_disable: bool,
     /// CFS quota in microseconds per period; -1 for unlimited.
     pub cpu_quota: Option<i64>,
     /// CFS period in microseconds.
@@ -289,6 +296,18 @@ impl Resources {
         for d in &self.devices {
             d.validate()?;
         }
+        if let Some(sw) = self.memory_swappiness.filter(|sw| *sw > 100) {
+            return Err(CgroupError::Invalid(format!(
+                "memory_swappiness {sw}: the valid range is 0-100"
+            )));
+        }
+        if let (Some(m), Some(r)) = (nz(self.memory), nz(self.memory_reservation)) {
+            if m > 0 && r > m {
+                return Err(CgroupError::Invalid(format!(
+                    "memory_reservation {r} must not exceed the memory limit {m}"
+                )));
+            }
+        }
         if let (Some(m), Some(s)) = (nz(self.memory), nz(self.memory_swap)) {
             if m > 0 && s > 0 && s < m {
                 return Err(CgroupError::Invalid(format!(
@@ -320,6 +339,11 @@ impl Resources {
         nz(self.memory_swap)
     }
 
+    /// Whether reservation, swappiness or the OOM killer's switch are set.
+    pub(crate) fn memory_extras(&self) -> bool {
+        nz(self.memory_reservation).is_some() || self.memory_swappiness.is_some() || self.oom_kill_disable
+    }
+
     pub(crate) fn shares(&self) -> Option<u64> {
         nz_u(self.cpu_shares)
     }
@@ -327,7 +351,7 @@ impl Resources {
     /// The controllers these resources need (names as in cgroup v2 / v1).
     pub(crate) fn needed_controllers(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
-        if self.memory_limit().is_some() || self.swap_limit().is_some() {
+        if self.memory_limit().is_some() || self.swap_limit().is_some() || self.memory_extras() {
             v.push("memory");
         }
         let (q, p) = self.cpu_quota_period();
@@ -1333,6 +1357,26 @@ mod tests {
             Path::new("/sys/fs/cgroup/system.slice/hako.service/hako/c")
         );
         assert!(Host::from_parts(Layout::Unified, "", "0::/\n").is_err());
+    }
+
+    #[test]
+    fn memory_extras_are_checked() {
+        let r = |f: fn(&mut Resources)| {
+            let mut r = Resources::default();
+            f(&mut r);
+            r
+        };
+        assert!(r(|r| r.memory_swappiness = Some(100)).validate().is_ok());
+        assert!(r(|r| r.memory_swappiness = Some(101)).validate().is_err());
+        assert!(r(|r| {
+            r.memory = Some(32 * MIB);
+            r.memory_reservation = Some(64 * MIB);
+        })
+        .validate()
+        .is_err());
+        assert!(r(|r| r.oom_kill_disable = true)
+            .needed_controllers()
+            .contains(&"memory"));
     }
 
     #[test]

@@ -286,6 +286,21 @@ impl CgroupManager for V1Manager {
             let d = self.need("memory")?;
             self.set_memory(d, memory, swap)?;
         }
+        if res.memory_extras() {
+            let d = self.need("memory")?;
+            if let Some(r) = res.memory_reservation.filter(|r| *r != 0) {
+                d.write(
+                    "memory.soft_limit_in_bytes",
+                    &if r < 0 { "-1".to_string() } else { r.to_string() },
+                )?;
+            }
+            if let Some(sw) = res.memory_swappiness {
+                d.write("memory.swappiness", &sw.to_string())?;
+            }
+            if res.oom_kill_disable {
+                d.write("memory.oom_control", "1")?;
+            }
+        }
         let (quota, period) = res.cpu_quota_period();
         let shares = res.shares();
         if quota.is_some() || period.is_some() || shares.is_some() {

@@ -185,8 +185,22 @@ impl CgroupManager for V2Manager {
 
     fn apply(&self, res: &Resources) -> Result<(), CgroupError> {
         let (memory, swap) = (res.memory_limit(), res.swap_limit());
+        // cgroup v2 has no swappiness and no switch for the OOM killer: refused, not ignored.
+        let v1_only = [
+            (res.memory_swappiness.is_some(), "memory swappiness"),
+            (res.oom_kill_disable, "disabling the OOM killer"),
+        ];
+        if let Some((_, what)) = v1_only.iter().find(|(set, _)| *set) {
+            return Err(CgroupError::Unsupported {
+                controller: "memory".into(),
+                msg: format!("{what} needs cgroup v1; this host's memory controller is on cgroup v2"),
+            });
+        }
         if let Some(m) = memory {
             self.write("memory.max", &if m < 0 { "max".to_string() } else { m.to_string() })?;
+        }
+        if let Some(r) = res.memory_reservation.filter(|r| *r != 0) {
+            self.write("memory.low", &if r < 0 { "max".to_string() } else { r.to_string() })?;
         }
         let swap_value = match (memory, swap) {
             (Some(-1), None) => Some("max".to_string()),

@@ -20,6 +20,10 @@ struct Oci {
 struct Memory {
     limit: Option<i64>,
     swap: Option<i64>,
+    reservation: Option<i64>,
+    swappiness: Option<u64>,
+    #[serde(rename = "disableOOMKiller")]
+    disable_oom_killer: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -47,6 +51,9 @@ pub fn from_oci(v: Option<&Value>) -> Result<Resources, Error> {
     Ok(Resources {
         memory: memory.limit,
         memory_swap: memory.swap,
+        memory_reservation: memory.reservation,
+        memory_swappiness: memory.swappiness,
+        oom_kill_disable: memory.disable_oom_killer.unwrap_or(false),
         cpu_quota: cpu.quota,
         cpu_period: cpu.period,
         cpu_shares: cpu.shares,
@@ -79,7 +86,7 @@ mod tests {
     #[test]
     fn maps_the_oci_fields() {
         let v = serde_json::json!({
-            "memory": {"limit": 33554432, "swap": 67108864},
+            "memory": {"limit": 33554432, "swap": 67108864, "reservation": 16777216, "swappiness": 10, "disableOOMKiller": true},
             "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": ""},
             "pids": {"limit": 20},
             "blockIO": {"weight": 10}
@@ -87,6 +94,10 @@ mod tests {
         let r = from_oci(Some(&v)).unwrap();
         assert_eq!(r.memory, Some(33554432));
         assert_eq!(r.memory_swap, Some(67108864));
+        assert_eq!(
+            (r.memory_reservation, r.memory_swappiness, r.oom_kill_disable),
+            (Some(16777216), Some(10), true)
+        );
         assert_eq!(
             (r.cpu_quota, r.cpu_period, r.cpu_shares),
             (Some(50000), Some(100000), Some(512))

@@ -71,6 +71,15 @@ pub struct CreateArgs {
     /// Memory plus swap limit; -1 for unlimited swap
     #[arg(long = "memory-swap", allow_hyphen_values = true)]
     memory_swap: Option<String>,
+    /// Memory soft limit (e.g. 16m)
+    #[arg(long = "memory-reservation")]
+    memory_reservation: Option<String>,
+    /// Tune container memory swappiness (0 to 100; cgroup v1)
+    #[arg(long = "memory-swappiness", allow_hyphen_values = true)]
+    memory_swappiness: Option<i64>,
+    /// Disable the OOM killer (cgroup v1)
+    #[arg(long = "oom-kill-disable")]
+    oom_kill_disable: bool,
     /// Number of CPUs
     #[arg(long)]
     cpus: Option<f64>,
@@ -418,7 +427,7 @@ fn create_body(a: &CreateArgs, net: NetConfig, stdin_once: bool) -> anyhow::Resu
     // volume, which the API takes in the container config's Volumes, not in Binds.
     let (binds, anonymous): (Vec<&String>, Vec<&String>) = a.volume.iter().partition(|v| v.contains(':'));
     let console = crossterm_size();
-    let host_config = json!({
+    let mut host_config = json!({
         "Binds": binds,
         "Mounts": mounts,
         "Tmpfs": tmpfs,
@@ -457,6 +466,10 @@ fn create_body(a: &CreateArgs, net: NetConfig, stdin_once: bool) -> anyhow::Resu
         "LogConfig": {"Type": "json-file", "Config": log_cfg},
         "ConsoleSize": if a.tty { json!([console.0, console.1]) } else { json!([0, 0]) },
     });
+    // Beside the macro: one json! of every field passes its recursion limit.
+    host_config["MemoryReservation"] = json!(a.memory_reservation.as_deref().map(ram_bytes).transpose()?.unwrap_or(0));
+    host_config["MemorySwappiness"] = json!(a.memory_swappiness.unwrap_or(-1));
+    host_config["OomKillDisable"] = json!(a.oom_kill_disable);
     let mut body = json!({
         "Image": a.image(),
         "Cmd": if a.command().is_empty() { Value::Null } else { json!(a.command()) },
