@@ -1572,6 +1572,33 @@ fn memory_reservation_swappiness_and_the_oom_killer() {
 }
 
 #[test]
+fn device_cgroup_rules_allow_more_devices() {
+    let d = daemon();
+    // A node of major 42 can be made (mknod is allowed) but not opened, unless a rule allows
+    // it: then the open reaches the kernel, which has no such driver.
+    let open = "mknod /tmp/dev c 42 0 && cat /tmp/dev";
+    let denied = run(&d, &["busybox", "sh", "-c", open]);
+    assert!(
+        stderr(&denied).contains("Operation not permitted"),
+        "{}",
+        stderr(&denied)
+    );
+    let allowed = run(&d, &["--device-cgroup-rule", "c 42:* rmw", "busybox", "sh", "-c", open]);
+    assert!(
+        stderr(&allowed).contains("No such device or address"),
+        "{}",
+        stderr(&allowed)
+    );
+    let o = run(&d, &["--device-cgroup-rule", "x 1:2 rwm", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("invalid device cgroup rule format"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn a_tty_gets_the_terminal_size() {
     let d = daemon();
     let o = Command::new("script")

@@ -36,6 +36,14 @@ pub fn validate_host_config(hc: &Value) -> Result<(), ApiError> {
         let s = b.as_str().unwrap_or("");
         parse_bind(s)?;
     }
+    for r in hc
+        .get("DeviceCgroupRules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        device_cgroup_rule(r.as_str().unwrap_or(""))?;
+    }
     for d in hc.get("Devices").and_then(Value::as_array).into_iter().flatten() {
         device_mapping(d)?;
     }
@@ -82,7 +90,43 @@ fn host_devices(hc: &Value) -> Result<(Vec<Device>, Vec<DeviceRule>), ApiError> 
         rules.push(DeviceRule::allow(kind, Some(node.major), Some(node.minor), perms));
         nodes.push(node);
     }
+    for r in hc
+        .get("DeviceCgroupRules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        rules.push(device_cgroup_rule(r.as_str().unwrap_or(""))?);
+    }
     Ok((nodes, rules))
+}
+
+/// `--device-cgroup-rule 'c 42:* rmw'`: an allow rule, in Docker's syntax (type, then
+/// major:minor with `*` for any, then access).
+fn device_cgroup_rule(s: &str) -> Result<DeviceRule, ApiError> {
+    let bad = || ApiError::bad_request(format!("invalid device cgroup rule format: '{s}'"));
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [kind, numbers, access] = parts.as_slice() else {
+        return Err(bad());
+    };
+    let kind = match *kind {
+        "a" => DeviceType::All,
+        "b" => DeviceType::Block,
+        "c" => DeviceType::Char,
+        _ => return Err(bad()),
+    };
+    let (major, minor) = numbers.split_once(':').ok_or_else(bad)?;
+    let number = |n: &str| -> Result<Option<i64>, ApiError> {
+        if n == "*" {
+            Ok(None)
+        } else {
+            n.parse().map(Some).map_err(|_| bad())
+        }
+    };
+    if access.is_empty() || access.len() > 3 || !access.chars().all(|c| "rwm".contains(c)) {
+        return Err(bad());
+    }
+    Ok(DeviceRule::allow(kind, number(major)?, number(minor)?, access))
 }
 
 /// `/host:/ctr[:ro|rw]`.

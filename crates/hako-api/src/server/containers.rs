@@ -54,7 +54,7 @@ fn unsupported_host_config(hc: &Value) -> Result<(), ApiError> {
         Some(Value::Array(a)) => !a.is_empty(),
         Some(_) => true,
     };
-    const FLAGS: [(&str, &str); 10] = [
+    const FLAGS: [(&str, &str); 9] = [
         ("KernelMemory", "--kernel-memory"),
         ("BlkioWeight", "--blkio-weight"),
         ("BlkioWeightDevice", "--blkio-weight-device"),
@@ -62,7 +62,6 @@ fn unsupported_host_config(hc: &Value) -> Result<(), ApiError> {
         ("BlkioDeviceWriteBps", "--device-write-bps"),
         ("BlkioDeviceReadIOps", "--device-read-iops"),
         ("BlkioDeviceWriteIOps", "--device-write-iops"),
-        ("DeviceCgroupRules", "--device-cgroup-rule"),
         ("CgroupParent", "--cgroup-parent"),
         ("StorageOpt", "--storage-opt"),
     ];

@@ -101,6 +101,9 @@ pub struct CreateArgs {
     /// Add a host device to the container (HOST[:CONTAINER][:PERMISSIONS], permissions of rwm)
     #[arg(long)]
     device: Vec<String>,
+    /// Add a rule to the cgroup allowed devices list ('c 42:* rmw')
+    #[arg(long = "device-cgroup-rule")]
+    device_cgroup_rule: Vec<String>,
     /// Add Linux capabilities
     #[arg(long = "cap-add")]
     cap_add: Vec<String>,
@@ -470,6 +473,7 @@ fn create_body(a: &CreateArgs, net: NetConfig, stdin_once: bool) -> anyhow::Resu
     host_config["MemoryReservation"] = json!(a.memory_reservation.as_deref().map(ram_bytes).transpose()?.unwrap_or(0));
     host_config["MemorySwappiness"] = json!(a.memory_swappiness.unwrap_or(-1));
     host_config["OomKillDisable"] = json!(a.oom_kill_disable);
+    host_config["DeviceCgroupRules"] = json!(a.device_cgroup_rule);
     let mut body = json!({
         "Image": a.image(),
         "Cmd": if a.command().is_empty() { Value::Null } else { json!(a.command()) },
