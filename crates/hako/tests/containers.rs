@@ -1599,6 +1599,55 @@ fn device_cgroup_rules_allow_more_devices() {
 }
 
 #[test]
+fn block_io_limits_reach_the_cgroup() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let d = daemon();
+    // The host's first whole disk (this VM's root disk).
+    let disk = std::fs::read_dir("/sys/block")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| format!("/dev/{}", e.file_name().to_string_lossy()))
+        .filter(|p| !p.contains("loop") && !p.contains("ram"))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.file_type().is_block_device()))
+        .expect("a block device");
+    let rdev = std::fs::metadata(&disk).unwrap().rdev();
+    let (major, minor) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
+    let bps = format!("{disk}:1mb");
+    let iops = format!("{disk}:100");
+    let v1 = std::path::Path::new("/sys/fs/cgroup/blkio/blkio.throttle.read_bps_device").exists();
+    let show = if v1 {
+        "cat /sys/fs/cgroup/blkio/blkio.throttle.read_bps_device /sys/fs/cgroup/blkio/blkio.throttle.write_iops_device"
+    } else {
+        "cat /sys/fs/cgroup/io.max"
+    };
+    let o = run(
+        &d,
+        &[
+            "--device-read-bps",
+            &bps,
+            "--device-write-iops",
+            &iops,
+            "busybox",
+            "sh",
+            "-c",
+            show,
+        ],
+    );
+    let want = if v1 {
+        format!("{major}:{minor} 1048576\n{major}:{minor} 100\n")
+    } else {
+        format!("{major}:{minor} rbps=1048576 wbps=max riops=max wiops=100\n")
+    };
+    assert_eq!(stdout(&o), want, "{}", stderr(&o));
+    let o = run(&d, &["--device-read-bps", "/dev/null:1mb", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("is not a block device"), "{}", stderr(&o));
+    let o = run(&d, &["--blkio-weight", "5", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("10-1000"), "{}", stderr(&o));
+}
+
+#[test]
 fn a_tty_gets_the_terminal_size() {
     let d = daemon();
     let o = Command::new("script")

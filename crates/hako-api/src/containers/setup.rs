@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
 
-use hako_runtime::cgroups::{valid_device_access, DeviceRule, DeviceType, Resources};
+use hako_runtime::cgroups::{valid_device_access, DeviceRule, DeviceType, Resources, Throttle, ThrottleKind};
 use hako_runtime::devices::Device;
 use hako_runtime::init::{Overlay, OVERLAY_ANNOTATION};
 use hako_runtime::monitor::MonitorSpec;
@@ -44,6 +44,7 @@ pub fn validate_host_config(hc: &Value) -> Result<(), ApiError> {
     {
         device_cgroup_rule(r.as_str().unwrap_or(""))?;
     }
+    blkio_throttles(hc)?;
     for d in hc.get("Devices").and_then(Value::as_array).into_iter().flatten() {
         device_mapping(d)?;
     }
@@ -99,6 +100,36 @@ fn host_devices(hc: &Value) -> Result<(Vec<Device>, Vec<DeviceRule>), ApiError> 
         rules.push(device_cgroup_rule(r.as_str().unwrap_or(""))?);
     }
     Ok((nodes, rules))
+}
+
+/// `--device-read-bps /dev/vda:1mb` and the like (HostConfig's `BlkioDevice*`, each
+/// `{"Path", "Rate"}`): the device's numbers from the host's node, which must be a block device.
+fn blkio_throttles(hc: &Value) -> Result<Vec<Throttle>, ApiError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    for (key, kind) in [
+        ("BlkioDeviceReadBps", ThrottleKind::ReadBps),
+        ("BlkioDeviceWriteBps", ThrottleKind::WriteBps),
+        ("BlkioDeviceReadIOps", ThrottleKind::ReadIops),
+        ("BlkioDeviceWriteIOps", ThrottleKind::WriteIops),
+    ] {
+        for t in hc.get(key).and_then(Value::as_array).into_iter().flatten() {
+            let path = t.get("Path").and_then(Value::as_str).unwrap_or("");
+            let meta = fs::metadata(path)
+                .map_err(|e| ApiError::bad_request(format!("{key}: cannot use device {path:?}: {e}")))?;
+            if !meta.file_type().is_block_device() {
+                return Err(ApiError::bad_request(format!("{key}: {path:?} is not a block device")));
+            }
+            let rdev = meta.rdev();
+            out.push(Throttle {
+                major: libc::major(rdev) as i64,
+                minor: libc::minor(rdev) as i64,
+                kind,
+                rate: t.get("Rate").and_then(Value::as_u64).unwrap_or(0),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// `--device-cgroup-rule 'c 42:* rmw'`: an allow rule, in Docker's syntax (type, then
@@ -169,6 +200,13 @@ pub fn resources(hc: &Value) -> Resources {
             .filter(|v| *v >= 0)
             .map(|v| v as u64),
         oom_kill_disable: hc.get("OomKillDisable").and_then(Value::as_bool).unwrap_or(false),
+        blkio_weight: hc
+            .get("BlkioWeight")
+            .and_then(Value::as_u64)
+            .filter(|w| *w != 0)
+            .map(|w| w.min(u16::MAX as u64) as u16),
+        // Checked at create (validate_host_config): a device gone since is skipped here.
+        blkio_throttle: blkio_throttles(hc).unwrap_or_default(),
         cpu_quota: i("CpuQuota"),
         cpu_period: i("CpuPeriod").map(|v| v as u64),
         nano_cpus: i("NanoCpus"),

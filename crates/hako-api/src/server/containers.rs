@@ -54,14 +54,9 @@ fn unsupported_host_config(hc: &Value) -> Result<(), ApiError> {
         Some(Value::Array(a)) => !a.is_empty(),
         Some(_) => true,
     };
-    const FLAGS: [(&str, &str); 9] = [
+    const FLAGS: [(&str, &str); 4] = [
         ("KernelMemory", "--kernel-memory"),
-        ("BlkioWeight", "--blkio-weight"),
         ("BlkioWeightDevice", "--blkio-weight-device"),
-        ("BlkioDeviceReadBps", "--device-read-bps"),
-        ("BlkioDeviceWriteBps", "--device-write-bps"),
-        ("BlkioDeviceReadIOps", "--device-read-iops"),
-        ("BlkioDeviceWriteIOps", "--device-write-iops"),
         ("CgroupParent", "--cgroup-parent"),
         ("StorageOpt", "--storage-opt"),
     ];

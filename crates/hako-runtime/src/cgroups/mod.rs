@@ -111,6 +111,11 @@ pub struct Resources {
     pub memory_swappiness: Option<u64>,
     /// `--oom-kill-disable`: v1 only (`memory.oom_control`).
     pub oom_kill_disable: bool,
+    /// `--blkio-weight` (10..=1000): v1 `blkio.weight`, v2 `io.weight`, where the I/O
+    /// scheduler provides them.
+    pub blkio_weight: Option<u16>,
+    /// `--device-read-bps` and the like: v1 `blkio.throttle.*_device`, v2 `io.max`.
+    pub blkio_throttle: Vec<Throttle>,
     /// CFS quota in microseconds per period; -1 for unlimited.
     pub cpu_quota: Option<i64>,
     /// CFS period in microseconds.
@@ -129,6 +134,36 @@ pub struct Resources {
     /// everything"; empty leaves the device rules alone. v1 writes them to `devices.deny` /
     /// `devices.allow`; v2 has no files for this and attaches an eBPF program instead.
     pub devices: Vec<DeviceRule>,
+}
+
+/// One block device's I/O limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Throttle {
+    pub major: i64,
+    pub minor: i64,
+    pub kind: ThrottleKind,
+    /// Bytes or operations per second.
+    pub rate: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ThrottleKind {
+    ReadBps,
+    WriteBps,
+    ReadIops,
+    WriteIops,
+}
+
+impl ThrottleKind {
+    /// The v1 file and the v2 `io.max` key.
+    pub(crate) fn names(self) -> (&'static str, &'static str) {
+        match self {
+            ThrottleKind::ReadBps => ("blkio.throttle.read_bps_device", "rbps"),
+            ThrottleKind::WriteBps => ("blkio.throttle.write_bps_device", "wbps"),
+            ThrottleKind::ReadIops => ("blkio.throttle.read_iops_device", "riops"),
+            ThrottleKind::WriteIops => ("blkio.throttle.write_iops_device", "wiops"),
+        }
+    }
 }
 
 /// Which devices a [`DeviceRule`] is about.
@@ -296,6 +331,11 @@ impl Resources {
         for d in &self.devices {
             d.validate()?;
         }
+        if let Some(w) = self.blkio_weight.filter(|w| !(10..=1000).contains(w)) {
+            return Err(CgroupError::Invalid(format!(
+                "blkio_weight {w}: the valid range is 10-1000"
+            )));
+        }
         if let Some(sw) = self.memory_swappiness.filter(|sw| *sw > 100) {
             return Err(CgroupError::Invalid(format!(
                 "memory_swappiness {sw}: the valid range is 0-100"
@@ -363,6 +403,9 @@ impl Resources {
         }
         if self.pids_limit.is_some() {
             v.push("pids");
+        }
+        if self.blkio_weight.is_some() || !self.blkio_throttle.is_empty() {
+            v.push("io");
         }
         v
     }

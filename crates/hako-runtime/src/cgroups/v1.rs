@@ -330,6 +330,22 @@ impl CgroupManager for V1Manager {
         if let Some(p) = res.pids_limit {
             self.need("pids")?.write("pids.max", &pids_max_value(p))?;
         }
+        if res.blkio_weight.is_some() || !res.blkio_throttle.is_empty() {
+            let d = self.need("blkio")?;
+            if let Some(w) = res.blkio_weight {
+                if !d.file("blkio.weight").exists() {
+                    return Err(CgroupError::Unsupported {
+                        controller: "blkio".into(),
+                        msg: "blkio.weight is missing: the block devices' I/O scheduler (BFQ) gives no weights here"
+                            .into(),
+                    });
+                }
+                d.write("blkio.weight", &w.to_string())?;
+            }
+            for t in &res.blkio_throttle {
+                d.write(t.kind.names().0, &format!("{}:{} {}", t.major, t.minor, t.rate))?;
+            }
+        }
         if !res.devices.is_empty() {
             // One rule per write (the kernel parses a single rule from each), through one
             // descriptor per run of rules for the same file.

@@ -254,6 +254,27 @@ impl CgroupManager for V2Manager {
         if let Some(p) = res.pids_limit {
             self.write("pids.max", &pids_max_value(p))?;
         }
+        if let Some(w) = res.blkio_weight {
+            if !self.file("io.weight").exists() {
+                return Err(CgroupError::Unsupported {
+                    controller: "io".into(),
+                    msg: "io.weight is missing: the block devices' I/O scheduler gives no weights here".into(),
+                });
+            }
+            self.write("io.weight", &format!("default {w}"))?;
+        }
+        // One io.max line per device, with every limit it has.
+        let mut devices: Vec<(i64, i64)> = res.blkio_throttle.iter().map(|t| (t.major, t.minor)).collect();
+        devices.dedup();
+        for (major, minor) in devices {
+            let limits: Vec<String> = res
+                .blkio_throttle
+                .iter()
+                .filter(|t| (t.major, t.minor) == (major, minor))
+                .map(|t| format!("{}={}", t.kind.names().1, t.rate))
+                .collect();
+            self.write("io.max", &format!("{major}:{minor} {}", limits.join(" ")))?;
+        }
         if !res.devices.is_empty() {
             devices_bpf::attach(&self.path, &res.devices)?;
         }

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::Error;
-use crate::cgroups::{DeviceRule, DeviceType, Resources};
+use crate::cgroups::{DeviceRule, DeviceType, Resources, Throttle, ThrottleKind};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -13,6 +13,8 @@ struct Oci {
     cpu: Option<Cpu>,
     pids: Option<Pids>,
     devices: Vec<DeviceRule>,
+    #[serde(rename = "blockIO")]
+    block_io: Option<BlockIo>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -37,6 +39,44 @@ struct Cpu {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct BlockIo {
+    weight: Option<u16>,
+    throttle_read_bps_device: Vec<OciThrottle>,
+    throttle_write_bps_device: Vec<OciThrottle>,
+    throttle_read_iops_device: Vec<OciThrottle>,
+    throttle_write_iops_device: Vec<OciThrottle>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OciThrottle {
+    major: i64,
+    minor: i64,
+    rate: u64,
+}
+
+impl BlockIo {
+    fn throttles(self) -> Vec<Throttle> {
+        [
+            (self.throttle_read_bps_device, ThrottleKind::ReadBps),
+            (self.throttle_write_bps_device, ThrottleKind::WriteBps),
+            (self.throttle_read_iops_device, ThrottleKind::ReadIops),
+            (self.throttle_write_iops_device, ThrottleKind::WriteIops),
+        ]
+        .into_iter()
+        .flat_map(|(list, kind)| {
+            list.into_iter().map(move |t| Throttle {
+                major: t.major,
+                minor: t.minor,
+                kind,
+                rate: t.rate,
+            })
+        })
+        .collect()
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct Pids {
     limit: Option<i64>,
@@ -48,6 +88,8 @@ pub fn from_oci(v: Option<&Value>) -> Result<Resources, Error> {
         serde_json::from_value(v.clone()).map_err(|e| Error::msg(format!("config.json linux.resources: {e}")))?;
     let memory = o.memory.unwrap_or_default();
     let cpu = o.cpu.unwrap_or_default();
+    let block_io = o.block_io.unwrap_or_default();
+    let blkio_weight = block_io.weight;
     Ok(Resources {
         memory: memory.limit,
         memory_swap: memory.swap,
@@ -61,6 +103,8 @@ pub fn from_oci(v: Option<&Value>) -> Result<Resources, Error> {
         cpuset_mems: cpu.mems.filter(|s| !s.is_empty()),
         pids_limit: o.pids.and_then(|p| p.limit),
         devices: with_default_devices(o.devices),
+        blkio_weight,
+        blkio_throttle: block_io.throttles(),
         ..Default::default()
     })
 }
@@ -89,7 +133,7 @@ mod tests {
             "memory": {"limit": 33554432, "swap": 67108864, "reservation": 16777216, "swappiness": 10, "disableOOMKiller": true},
             "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": ""},
             "pids": {"limit": 20},
-            "blockIO": {"weight": 10}
+            "blockIO": {"weight": 10, "throttleReadBpsDevice": [{"major": 253, "minor": 0, "rate": 1048576}]}
         });
         let r = from_oci(Some(&v)).unwrap();
         assert_eq!(r.memory, Some(33554432));
@@ -98,6 +142,14 @@ mod tests {
             (r.memory_reservation, r.memory_swappiness, r.oom_kill_disable),
             (Some(16777216), Some(10), true)
         );
+        assert_eq!(r.blkio_weight, Some(10));
+        let read = Throttle {
+            major: 253,
+            minor: 0,
+            kind: ThrottleKind::ReadBps,
+            rate: 1048576,
+        };
+        assert_eq!(r.blkio_throttle, [read]);
         assert_eq!(
             (r.cpu_quota, r.cpu_period, r.cpu_shares),
             (Some(50000), Some(100000), Some(512))

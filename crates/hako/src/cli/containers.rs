@@ -101,6 +101,21 @@ pub struct CreateArgs {
     /// Add a host device to the container (HOST[:CONTAINER][:PERMISSIONS], permissions of rwm)
     #[arg(long)]
     device: Vec<String>,
+    /// Block IO weight (10 to 1000)
+    #[arg(long = "blkio-weight")]
+    blkio_weight: Option<u16>,
+    /// Limit read rate from a device (PATH:RATE, e.g. /dev/vda:1mb)
+    #[arg(long = "device-read-bps")]
+    device_read_bps: Vec<String>,
+    /// Limit write rate to a device (PATH:RATE)
+    #[arg(long = "device-write-bps")]
+    device_write_bps: Vec<String>,
+    /// Limit read operations per second from a device (PATH:N)
+    #[arg(long = "device-read-iops")]
+    device_read_iops: Vec<String>,
+    /// Limit write operations per second to a device (PATH:N)
+    #[arg(long = "device-write-iops")]
+    device_write_iops: Vec<String>,
     /// Add a rule to the cgroup allowed devices list ('c 42:* rmw')
     #[arg(long = "device-cgroup-rule")]
     device_cgroup_rule: Vec<String>,
@@ -281,6 +296,21 @@ fn healthcheck(a: &CreateArgs) -> anyhow::Result<Option<Value>> {
         "StartPeriod": nanos("--health-start-period", &a.health_start_period)?,
         "Retries": a.health_retries.unwrap_or(0),
     })))
+}
+
+/// `--device-read-bps PATH:RATE` (a size: `1mb`) or `--device-read-iops PATH:N`.
+fn throttle(flag: &str, v: &str, bytes: bool) -> anyhow::Result<Value> {
+    let bad = || anyhow::anyhow!("invalid argument \"{v}\" for \"{flag}\" flag: expected PATH:RATE");
+    let (path, rate) = v.rsplit_once(':').ok_or_else(bad)?;
+    let rate = if bytes {
+        ram_bytes(rate).map_err(|_| bad())?
+    } else {
+        rate.parse().map_err(|_| bad())?
+    };
+    if !path.starts_with('/') || rate < 0 {
+        return Err(bad());
+    }
+    Ok(json!({"Path": path, "Rate": rate}))
 }
 
 /// `--ulimit TYPE=SOFT[:HARD]`, as docker's units.ParseUlimit reads it.
@@ -474,6 +504,23 @@ fn create_body(a: &CreateArgs, net: NetConfig, stdin_once: bool) -> anyhow::Resu
     host_config["MemorySwappiness"] = json!(a.memory_swappiness.unwrap_or(-1));
     host_config["OomKillDisable"] = json!(a.oom_kill_disable);
     host_config["DeviceCgroupRules"] = json!(a.device_cgroup_rule);
+    host_config["BlkioWeight"] = json!(a.blkio_weight.unwrap_or(0));
+    for (key, flag, list, bytes) in [
+        ("BlkioDeviceReadBps", "--device-read-bps", &a.device_read_bps, true),
+        ("BlkioDeviceWriteBps", "--device-write-bps", &a.device_write_bps, true),
+        ("BlkioDeviceReadIOps", "--device-read-iops", &a.device_read_iops, false),
+        (
+            "BlkioDeviceWriteIOps",
+            "--device-write-iops",
+            &a.device_write_iops,
+            false,
+        ),
+    ] {
+        host_config[key] = json!(list
+            .iter()
+            .map(|v| throttle(flag, v, bytes))
+            .collect::<anyhow::Result<Vec<_>>>()?);
+    }
     let mut body = json!({
         "Image": a.image(),
         "Cmd": if a.command().is_empty() { Value::Null } else { json!(a.command()) },
