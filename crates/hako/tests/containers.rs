@@ -1306,6 +1306,11 @@ fn namespace_modes_limits_and_groups_from_the_run_flags() {
         "-c",
         "echo shared > /dev/shm/note; exec sleep 300",
     ]);
+    eventually("the donor's note", || {
+        d.hako(&["exec", "donor", "test", "-f", "/dev/shm/note"])
+            .status
+            .success()
+    });
     let shm_mount = format!(" {}/containers/{}/shm ", d.root().display(), donor_id.trim());
     let host_mounts = || std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(host_mounts().contains(&shm_mount), "no shareable /dev/shm on the host");
@@ -1441,7 +1446,24 @@ fn health_checks_report_and_filter() {
             .trim()
             .to_string()
     };
-    assert_eq!(health("fine"), "starting");
+    // Until its first check, a container is starting (one whose interval is long stays so).
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "patient",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "1h",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    assert_eq!(health("patient"), "starting");
+    assert!(d
+        .ok(&["ps", "--filter", "name=patient", "--format", "{{.Status}}"])
+        .contains("(health: starting)"));
     eventually("the checks' verdicts", || {
         health("fine") == "healthy" && health("sick") == "unhealthy" && health("slow") == "unhealthy"
     });
@@ -1489,7 +1511,7 @@ fn health_checks_report_and_filter() {
         "null"
     );
     assert_eq!(names("health=none"), ["none"]);
-    d.ok(&["rm", "-f", "fine", "sick", "slow", "none"]);
+    d.ok(&["rm", "-f", "fine", "sick", "slow", "none", "patient"]);
 }
 
 #[test]
