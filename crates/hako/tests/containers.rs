@@ -1404,7 +1404,7 @@ fn dns_volumes_from_cgroupns_and_refused_settings() {
     assert!(host.lines().any(|l| l.contains("/hako-")), "{host}");
 
     // What hako does not apply yet is refused by name, never ignored.
-    let body = r#"{"Image": "busybox", "HostConfig": {"BlkioWeight": 500}}"#;
+    let body = r#"{"Image": "busybox", "HostConfig": {"CgroupParent": "/elsewhere"}}"#;
     let o = Command::new("curl")
         .args([
             "-s",
@@ -1422,7 +1422,7 @@ fn dns_volumes_from_cgroupns_and_refused_settings() {
         .unwrap();
     let out = stdout(&o);
     assert!(
-        out.ends_with("\n400") && out.contains("--blkio-weight is not supported"),
+        out.ends_with("\n400") && out.contains("--cgroup-parent is not supported"),
         "{out}"
     );
 }
