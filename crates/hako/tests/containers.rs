@@ -1405,25 +1405,10 @@ fn dns_volumes_from_cgroupns_and_refused_settings() {
 
     // What hako does not apply yet is refused by name, never ignored.
     let body = r#"{"Image": "busybox", "HostConfig": {"CgroupParent": "/elsewhere"}}"#;
-    let o = Command::new("curl")
-        .args([
-            "-s",
-            "-w",
-            "\n%{http_code}",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            body,
-        ])
-        .arg("--unix-socket")
-        .arg(d.socket())
-        .arg("http://hako/containers/create")
-        .output()
-        .unwrap();
-    let out = stdout(&o);
+    let (code, out) = api_post(&d, "/containers/create", body);
     assert!(
-        out.ends_with("\n400") && out.contains("--cgroup-parent is not supported"),
-        "{out}"
+        code == 400 && out.contains("--cgroup-parent is not supported"),
+        "{code} {out}"
     );
 }
 
@@ -1518,30 +1503,14 @@ fn health_checks_report_and_filter() {
 fn exec_instances_go_with_their_container() {
     let d = daemon();
     let id = d.ok(&["run", "-d", "busybox", "sleep", "300"]).trim().to_string();
-    let post = |path: &str, body: &str| {
-        let o = Command::new("curl")
-            .args([
-                "-s",
-                "-w",
-                "\n%{http_code}",
-                "-H",
-                "Content-Type: application/json",
-                "-d",
-                body,
-            ])
-            .arg("--unix-socket")
-            .arg(d.socket())
-            .arg(format!("http://hako{path}"))
-            .output()
-            .unwrap();
-        stdout(&o)
-    };
-    let created = post(&format!("/containers/{id}/exec"), r#"{"Cmd": ["true"]}"#);
-    let (body, code) = created.rsplit_once('\n').unwrap();
-    assert_eq!(code, "201", "{created}");
-    let exec: serde_json::Value = serde_json::from_str(body).unwrap();
+    let (code, body) = api_post(&d, &format!("/containers/{id}/exec"), r#"{"Cmd": ["true"]}"#);
+    assert_eq!(code, 201, "{body}");
+    let exec: serde_json::Value = serde_json::from_str(&body).unwrap();
     let exec = exec["Id"].as_str().unwrap().to_string();
-    assert!(post(&format!("/exec/{exec}/start"), r#"{"Detach": true}"#).ends_with("\n200"));
+    assert_eq!(
+        api_post(&d, &format!("/exec/{exec}/start"), r#"{"Detach": true}"#).0,
+        200
+    );
     eventually("the exec to end", || {
         api(&d, "GET", &format!("/exec/{exec}/json"))
             .1
@@ -2111,6 +2080,28 @@ fn raw_tar_file(name: &[u8], data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(data);
     out.resize(out.len().div_ceil(512) * 512 + 1024, 0);
     out
+}
+
+/// A JSON POST to the daemon's API: (status, body).
+fn api_post(d: &TestDaemon, path: &str, body: &str) -> (u16, String) {
+    let o = Command::new("curl")
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+        ])
+        .arg("--unix-socket")
+        .arg(d.socket())
+        .arg(format!("http://hako{path}"))
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    let (body, code) = out.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_string())
 }
 
 fn api_put(d: &TestDaemon, path: &str, body: &[u8]) -> (u16, String) {

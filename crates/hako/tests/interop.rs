@@ -935,6 +935,8 @@ fn podman_runs_containers_on_hako_runtime() {
     let _rm_all = OnDrop(|| {
         let _ = pm(&["rm", "-af", "-t", "0"]);
         if !state_existed {
+            // The runtime keeps a deleted container's emptied directory for the next create.
+            let _ = std::fs::remove_dir(state.join(hako_runtime::oci::state::SPARE));
             let _ = std::fs::remove_dir(&state);
         }
     });

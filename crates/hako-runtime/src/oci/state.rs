@@ -18,7 +18,7 @@ pub const FIFO: &str = "exec.fifo";
 /// place, under a name no id can take ('#' is not in an id's alphabet). On ext4 mounted with
 /// `discard`, an rmdir frees the directory's block and discards it there and then (0.15 ms
 /// of a 3 ms `run` here) and the next mkdir allocates one again; renames do neither.
-const SPARE: &str = "#spare";
+pub const SPARE: &str = "#spare";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Saved {
