@@ -25,7 +25,8 @@ fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> ApiError + '_ {
 
 /// Refuses settings this engine cannot honour, with Docker's wording where it has one.
 pub fn validate_host_config(hc: &Value) -> Result<(), ApiError> {
-    let res = resources(hc);
+    unsupported_host_config(hc)?;
+    let res = resources(hc)?;
     res.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
     if let Some(m) = res.memory.filter(|m| *m > 0 && *m < 6 * 1024 * 1024) {
         return Err(ApiError::bad_request(format!(
@@ -44,7 +45,6 @@ pub fn validate_host_config(hc: &Value) -> Result<(), ApiError> {
     {
         device_cgroup_rule(r.as_str().unwrap_or(""))?;
     }
-    blkio_throttles(hc)?;
     for d in hc.get("Devices").and_then(Value::as_array).into_iter().flatten() {
         device_mapping(d)?;
     }
@@ -181,7 +181,36 @@ pub(crate) fn parse_bind(s: &str) -> Result<(String, String, bool), ApiError> {
     Ok((src.to_string(), dst.to_string(), ro))
 }
 
-pub fn resources(hc: &Value) -> Resources {
+/// Settings of Docker's that hako does not apply yet: refused by name rather than ignored,
+/// so a container never runs with less than it asked for.
+fn unsupported_host_config(hc: &Value) -> Result<(), ApiError> {
+    let set = |k: &str| match hc.get(k) {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::Number(n)) => n.as_i64() != Some(0),
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(_) => true,
+    };
+    const FLAGS: [(&str, &str); 4] = [
+        ("KernelMemory", "--kernel-memory"),
+        ("BlkioWeightDevice", "--blkio-weight-device"),
+        ("CgroupParent", "--cgroup-parent"),
+        ("StorageOpt", "--storage-opt"),
+    ];
+    if let Some((_, flag)) = FLAGS.iter().find(|(k, _)| set(k)) {
+        return Err(ApiError::bad_request(format!(
+            "{flag} is not supported by hako yet: run the container without it"
+        )));
+    }
+    match hc.get("Runtime").and_then(Value::as_str).unwrap_or("") {
+        "" | "hako" | "runc" => Ok(()),
+        other => Err(ApiError::bad_request(format!(
+            "unknown or invalid runtime name: {other} (hako runs every container with its own runtime)"
+        ))),
+    }
+}
+
+pub fn resources(hc: &Value) -> Result<Resources, ApiError> {
     let i = |k: &str| hc.get(k).and_then(Value::as_i64).filter(|v| *v != 0);
     let s = |k: &str| {
         hc.get(k)
@@ -189,7 +218,7 @@ pub fn resources(hc: &Value) -> Resources {
             .filter(|v| !v.is_empty())
             .map(String::from)
     };
-    Resources {
+    Ok(Resources {
         memory: i("Memory"),
         memory_swap: i("MemorySwap"),
         memory_reservation: i("MemoryReservation"),
@@ -205,8 +234,7 @@ pub fn resources(hc: &Value) -> Resources {
             .and_then(Value::as_u64)
             .filter(|w| *w != 0)
             .map(|w| w.min(u16::MAX as u64) as u16),
-        // Checked at create (validate_host_config): a device gone since is skipped here.
-        blkio_throttle: blkio_throttles(hc).unwrap_or_default(),
+        blkio_throttle: blkio_throttles(hc)?,
         cpu_quota: i("CpuQuota"),
         cpu_period: i("CpuPeriod").map(|v| v as u64),
         nano_cpus: i("NanoCpus"),
@@ -216,7 +244,7 @@ pub fn resources(hc: &Value) -> Resources {
         pids_limit: i("PidsLimit").filter(|v| *v > 0),
         // Device rules need the host's device nodes: `launch` adds them.
         devices: Vec::new(),
-    }
+    })
 }
 
 /// The container's directory: rootfs dirs and the per-container /etc files.
@@ -567,7 +595,7 @@ pub fn launch(c: &Containers, rec: &ContainerRecord, dir: &Path, wait_attach: us
     // The monitor enforces the same device rules config.json states.
     let res = Resources {
         devices: hako_runtime::spec::device_rules(&input),
-        ..resources(hc)
+        ..resources(hc)?
     };
     let mspec = MonitorSpec {
         tty,
