@@ -158,22 +158,9 @@ impl Containers {
         drop(child.stdin.take());
         let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
         let collect = async {
-            let mut o = Vec::new();
-            let mut e = Vec::new();
-            let read_out = async {
-                if let Some(s) = out.as_mut() {
-                    let _ = s.read_to_end(&mut o).await;
-                }
-            };
-            let read_err = async {
-                if let Some(s) = err.as_mut() {
-                    let _ = s.read_to_end(&mut e).await;
-                }
-            };
-            tokio::join!(read_out, read_err);
+            let (o, e) = tokio::join!(kept_output(out.as_mut()), kept_output(err.as_mut()));
             let status = child.wait().await;
-            o.extend_from_slice(&e);
-            (status, o)
+            (status, [o, e].concat())
         };
         let pid = inst.lock().unwrap().pid; // unwrap: see above
         let result = match tokio::time::timeout(check.timeout, collect).await {
@@ -202,6 +189,22 @@ impl Containers {
         self.exec_forget(&exec_id);
         result
     }
+}
+
+/// The first [`KEPT_OUTPUT`] bytes of a stream, read to its end: a chatty test neither
+/// blocks on a full pipe nor grows the daemon's memory.
+async fn kept_output(stream: Option<&mut (impl tokio::io::AsyncRead + Unpin)>) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let Some(stream) = stream else { return kept };
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let room = KEPT_OUTPUT.saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
+    }
+    kept
 }
 
 /// SIGKILL to the children of `pid` (from /proc/PID/task/PID/children).
